@@ -1,0 +1,3 @@
+module github.com/gaffer-go/gaffer
+
+go 1.26
