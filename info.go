@@ -1,0 +1,163 @@
+package gaffer
+
+import (
+	"math"
+)
+
+// JobInfo is the JSON of GET /jobs/<sid>/<name> (reference §2.4.3), with
+// the state, restart and flap counts added.
+type JobInfo struct {
+	Name         string         `json:"name"`
+	Active       bool           `json:"active"`
+	Running      int            `json:"running"`
+	RunningOut   int            `json:"running_out"`
+	MaxProcesses int            `json:"max_processes"`
+	Processes    []int          `json:"processes"`
+	Config       map[string]any `json:"config"`
+	State        string         `json:"state"`
+	Restarts     int            `json:"restarts"`
+	Flaps        int            `json:"flaps"`
+	LastExit     *int           `json:"last_exit_status"`
+	SpawnError   string         `json:"spawn_error,omitempty"`
+}
+
+// JobInfo describes a job. showSecrets keeps secret-looking env values
+// (callers without manage rights get them masked).
+func (m *Manager) JobInfo(full string, showSecrets bool) (JobInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.jobLocked(full)
+	if err != nil {
+		return JobInfo{}, err
+	}
+	return m.jobInfoLocked(j, showSecrets), nil
+}
+
+func (m *Manager) jobInfoLocked(j *job, showSecrets bool) JobInfo {
+	info := JobInfo{Name: j.full, Running: len(j.procs) + len(j.commits), RunningOut: len(j.commits),
+		MaxProcesses: j.target, Processes: []int{}, Config: j.cfg.Map(showSecrets), State: j.state,
+		Restarts: j.restarts, Flaps: j.flaps, LastExit: j.lastExit, SpawnError: j.spawnErr}
+	for _, p := range j.procs {
+		info.Processes = append(info.Processes, p.ID)
+	}
+	for _, p := range j.commits {
+		info.Processes = append(info.Processes, p.ID)
+	}
+	info.Active = info.Running > 0
+	return info
+}
+
+// AllJobInfo describes every job, in session then load order.
+func (m *Manager) AllJobInfo(showSecrets func(full string) bool) []JobInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []JobInfo
+	for _, sid := range m.sessionOrder {
+		s := m.sessions[sid]
+		for _, n := range s.order {
+			j := s.jobs[n]
+			out = append(out, m.jobInfoLocked(j, showSecrets(j.full)))
+		}
+	}
+	return out
+}
+
+// ProcessInfo is the JSON of GET /<pid> (reference §2.4.4).
+type ProcessInfo struct {
+	Pid            int               `json:"pid"`
+	Name           string            `json:"name"`
+	Cmd            string            `json:"cmd"`
+	Args           []string          `json:"args"`
+	Env            map[string]string `json:"env"`
+	UID            *int              `json:"uid"`
+	GID            *int              `json:"gid"`
+	OSPid          int               `json:"os_pid"`
+	CreateTime     float64           `json:"create_time"`
+	Commited       bool              `json:"commited"`
+	RedirectOutput []string          `json:"redirect_output"`
+	RedirectInput  bool              `json:"redirect_input"`
+	CustomStreams  []string          `json:"custom_streams"`
+	Active         bool              `json:"active"`
+	Stopping       bool              `json:"stopping"`
+}
+
+// ProcessInfo describes a live process; showSecrets as for JobInfo.
+func (m *Manager) ProcessInfo(pid int, showSecrets bool) (ProcessInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.procs[pid]
+	if !ok {
+		return ProcessInfo{}, errNotFound("process %d not found", pid)
+	}
+	env := make(map[string]string, len(p.Env))
+	for k, v := range p.Env {
+		if !showSecrets && IsSecretName(k) {
+			v = "********"
+		}
+		env[k] = v
+	}
+	return ProcessInfo{
+		Pid: p.ID, Name: p.Job, Cmd: p.Cmd, Args: nonNil(p.Args), Env: env, UID: p.UID, GID: p.GID,
+		OSPid: p.OSPid, CreateTime: float64(p.Created.UnixNano()) / 1e9, Commited: p.Once,
+		RedirectOutput: nonNil(p.outLabels), RedirectInput: p.redirectInput,
+		CustomStreams: nonNil(p.customOrder), Active: !p.exited, Stopping: p.stopping,
+	}, nil
+}
+
+// ProcessStats samples one live process.
+func (m *Manager) ProcessStats(pid int) (ProcStats, error) {
+	p, ok := m.Process(pid)
+	if !ok {
+		return ProcStats{}, errNotFound("process %d not found", pid)
+	}
+	return p.Stats(), nil
+}
+
+// JobStats is the JSON of GET /jobs/<sid>/<name>/stats (reference §8.2):
+// sums and extremes over the job's processes ("N/A" when there is none).
+type JobStats struct {
+	Name   string      `json:"name"`
+	Stats  []ProcStats `json:"stats"`
+	Mem    any         `json:"mem"`
+	MaxMem any         `json:"max_mem"`
+	MinMem any         `json:"min_mem"`
+	CPU    any         `json:"cpu"`
+	MaxCPU any         `json:"max_cpu"`
+	MinCPU any         `json:"min_cpu"`
+}
+
+// JobStats samples every process of a job, committed ones included.
+func (m *Manager) JobStats(full string) (JobStats, error) {
+	procs, err := m.JobProcesses(full)
+	if err != nil {
+		return JobStats{}, err
+	}
+	_, name := SplitName(full)
+	sid, _ := SplitName(full)
+	js := JobStats{Name: sid + "." + name, Stats: []ProcStats{}}
+	var sumMem, sumCPU float64
+	minMem, maxMem, minCPU, maxCPU := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	valid := 0
+	for _, p := range procs {
+		st := p.Stats()
+		js.Stats = append(js.Stats, st)
+		mem, ok1 := st.Mem.(float64)
+		cpu, ok2 := st.CPU.(float64)
+		if !ok1 || !ok2 {
+			continue
+		}
+		valid++
+		sumMem += mem
+		sumCPU += cpu
+		minMem, maxMem = math.Min(minMem, mem), math.Max(maxMem, mem)
+		minCPU, maxCPU = math.Min(minCPU, cpu), math.Max(maxCPU, cpu)
+	}
+	if valid == 0 {
+		js.Mem, js.MaxMem, js.MinMem, js.CPU, js.MaxCPU, js.MinCPU = "N/A", "N/A", "N/A", "N/A", "N/A", "N/A"
+		return js, nil
+	}
+	r := func(f float64) float64 { return math.Round(f*10) / 10 }
+	js.Mem, js.MaxMem, js.MinMem = r(sumMem), r(maxMem), r(minMem)
+	js.CPU, js.MaxCPU, js.MinCPU = r(sumCPU), r(maxCPU), r(minCPU)
+	return js, nil
+}

@@ -1,0 +1,222 @@
+package gaffer
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// LogFileOptions configures a LogFile.
+type LogFileOptions struct {
+	MaxBytes   int64 // rotate when the file reaches this size (at a line boundary); 0 = never
+	Backups    int   // rotated files kept: path.1 … path.N
+	Timestamps bool  // prefix each line with an RFC 3339 timestamp
+}
+
+// LogFile is a job's output file with size-based rotation. Output comes
+// from several processes at once; each writer's lines are kept whole: a
+// partial last line is held back until its end arrives (or the writer
+// ends), so lines of two processes never mix and no line is split across
+// a rotation. A LogFile is safe for concurrent use.
+type LogFile struct {
+	mu      sync.Mutex
+	path    string
+	opts    LogFileOptions
+	f       *os.File
+	size    int64
+	partial map[int][]byte // per writer: bytes of an unfinished line
+	buf     []byte
+	closed  bool
+}
+
+// maxPartial bounds the unfinished line held per writer; a longer line is
+// written in pieces.
+const maxPartial = 64 << 10
+
+// OpenLogFile opens (appends to) the log file at path, creating its
+// directory when needed.
+func OpenLogFile(path string, opts LogFileOptions) (*LogFile, error) {
+	l := &LogFile{path: path, opts: opts, partial: map[int][]byte{}}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *LogFile) open() error {
+	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.size = f, st.Size()
+	return nil
+}
+
+// Write writes p as output of an anonymous writer (writer 0).
+func (l *LogFile) Write(p []byte) (int, error) {
+	l.WriteFrom(0, p)
+	return len(p), nil
+}
+
+// WriteFrom writes the complete lines of p from writer src, holding back
+// an unfinished last line.
+func (l *LogFile) WriteFrom(src int, p []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	held := l.partial[src]
+	nl := bytes.LastIndexByte(p, '\n')
+	if nl < 0 {
+		if len(held)+len(p) <= maxPartial {
+			l.partial[src] = append(held, p...)
+			return
+		}
+		// An over-long line: write it out as it is.
+		delete(l.partial, src)
+		l.writeLines(append(held, p...))
+		return
+	}
+	if len(held) > 0 {
+		// Finish the held line first, as one piece, so that a rotation
+		// cannot fall inside it.
+		i := bytes.IndexByte(p, '\n')
+		l.writeLines(append(held, p[:i+1]...))
+		delete(l.partial, src)
+		p, nl = p[i+1:], nl-(i+1)
+	}
+	if nl >= 0 {
+		l.writeLines(p[:nl+1])
+	}
+	if rest := p[nl+1:]; len(rest) > 0 {
+		l.partial[src] = append([]byte(nil), rest...)
+	}
+}
+
+// EndWriter flushes what writer src held back (its output ended).
+func (l *LogFile) EndWriter(src int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if held := l.partial[src]; len(held) > 0 && !l.closed {
+		l.writeLines(held)
+	}
+	delete(l.partial, src)
+}
+
+// writeLines writes data that starts at a line boundary, rotating between
+// lines when the file is full.
+func (l *LogFile) writeLines(data []byte) {
+	for len(data) > 0 {
+		if l.opts.MaxBytes > 0 && l.size >= l.opts.MaxBytes {
+			l.rotate()
+		}
+		n := len(data)
+		if l.opts.MaxBytes > 0 {
+			room := l.opts.MaxBytes - l.size
+			cut := -1
+			if room > 0 && room < int64(len(data)) {
+				cut = bytes.LastIndexByte(data[:room], '\n')
+			}
+			if cut >= 0 {
+				n = cut + 1
+			} else if room < int64(len(data)) {
+				// No whole line fits: write one line, the file goes a line over.
+				if i := bytes.IndexByte(data, '\n'); i >= 0 {
+					n = i + 1
+				}
+			}
+		}
+		l.write(data[:n])
+		data = data[n:]
+	}
+}
+
+func (l *LogFile) write(data []byte) {
+	if l.f == nil {
+		return
+	}
+	if l.opts.Timestamps {
+		l.buf = l.buf[:0]
+		ts := time.Now().Format(time.RFC3339Nano)
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			line := data
+			if i >= 0 {
+				line = data[:i+1]
+			}
+			l.buf = append(l.buf, ts...)
+			l.buf = append(l.buf, ' ')
+			l.buf = append(l.buf, line...)
+			data = data[len(line):]
+		}
+		data = l.buf
+	}
+	n, _ := l.f.Write(data)
+	l.size += int64(n)
+}
+
+// rotate renames path → path.1 → … → path.N and opens a new file.
+func (l *LogFile) rotate() {
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+	if l.opts.Backups <= 0 {
+		os.Remove(l.path)
+	} else {
+		os.Remove(fmt.Sprintf("%s.%d", l.path, l.opts.Backups))
+		for i := l.opts.Backups - 1; i >= 1; i-- {
+			os.Rename(fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1))
+		}
+		os.Rename(l.path, l.path+".1")
+	}
+	if err := l.open(); err != nil {
+		l.f = nil
+	}
+}
+
+// Reopen closes and reopens the file (after an external rotation).
+func (l *LogFile) Reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+	return l.open()
+}
+
+// Close flushes what writers held back and closes the file.
+func (l *LogFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	for src, held := range l.partial {
+		if len(held) > 0 {
+			l.writeLines(held)
+		}
+		delete(l.partial, src)
+	}
+	l.closed = true
+	if l.f != nil {
+		return l.f.Close()
+	}
+	return nil
+}

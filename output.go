@@ -1,0 +1,119 @@
+package gaffer
+
+import (
+	"strconv"
+)
+
+// OutputSink receives the output of a job's processes, one chunk (one pipe
+// read) at a time, from the pipe reader's goroutine. Log files are sinks.
+type OutputSink interface {
+	// WriteFrom writes a chunk of output of writer src (an internal pid).
+	WriteFrom(src int, p []byte)
+	// EndWriter says that writer src's output has ended.
+	EndWriter(src int)
+	Close() error
+}
+
+// jobSinks are a job's log files by output label.
+type jobSinks map[string]OutputSink
+
+// normalizeLogConfig makes a job that asks for log files redirect its
+// output, so that there is something to write.
+func normalizeLogConfig(cfg *JobConfig) {
+	if len(cfg.RedirectOutput) == 0 && (cfg.Logfile != "" || cfg.StdoutLogfile != "" || cfg.StderrLogfile != "") {
+		if cfg.Logfile != "" && cfg.StdoutLogfile == "" && cfg.StderrLogfile == "" {
+			cfg.RedirectOutput = []string{"stdout", "stdout"}
+		} else {
+			cfg.RedirectOutput = []string{"stdout", "stderr"}
+		}
+	}
+}
+
+// openSinksLocked opens the log files of a job.
+func (m *Manager) openSinksLocked(j *job) {
+	sinks := jobSinks{}
+	open := func(label, path string) {
+		if path == "" || label == "" || sinks[label] != nil {
+			return
+		}
+		s, err := OpenLogFile(path, LogFileOptions{MaxBytes: j.cfg.LogfileMaxBytes, Backups: j.cfg.LogfileBackups, Timestamps: j.cfg.LogfileTimestamps})
+		if err != nil {
+			m.log.Error("cannot open log file", "job", j.full, "path", path, "err", err)
+			return
+		}
+		sinks[label] = s
+	}
+	var outLabel, errLabel string
+	if len(j.cfg.RedirectOutput) > 0 {
+		outLabel = j.cfg.RedirectOutput[0]
+		errLabel = outLabel
+	}
+	if len(j.cfg.RedirectOutput) > 1 {
+		errLabel = j.cfg.RedirectOutput[1]
+	}
+	if j.cfg.Logfile != "" {
+		open(outLabel, j.cfg.Logfile)
+		if errLabel != outLabel {
+			if s := sinks[outLabel]; s != nil {
+				sinks[errLabel] = s
+			}
+		}
+	}
+	open(outLabel, j.cfg.StdoutLogfile)
+	open(errLabel, j.cfg.StderrLogfile)
+	if m.sinks == nil {
+		m.sinks = map[string]map[string]OutputSink{}
+	}
+	m.sinks[j.full] = sinks
+	j.sinks = sinks
+}
+
+// closeSinksLocked closes the log files of a job.
+func (m *Manager) closeSinksLocked(j *job) {
+	closed := map[OutputSink]bool{}
+	for _, s := range j.sinks {
+		if !closed[s] {
+			closed[s] = true
+			s.Close()
+		}
+	}
+	j.sinks = nil
+	delete(m.sinks, j.full)
+}
+
+// outputFunc returns what a pipe reader of the job calls with each chunk.
+func (m *Manager) outputFunc(j *job) func(p *Process, label string, data []byte) {
+	sinks := j.sinks
+	hook := m.opts.Output
+	if len(sinks) == 0 && hook == nil {
+		return nil
+	}
+	return func(p *Process, label string, data []byte) {
+		if s := sinks[label]; s != nil {
+			if data == nil {
+				s.EndWriter(p.ID)
+			} else {
+				s.WriteFrom(p.ID, data)
+			}
+		}
+		if hook != nil && data != nil {
+			hook(p, label, data)
+		}
+	}
+}
+
+// ReopenLogs reopens every log file (after an external rotation; gafferd
+// calls it on SIGUSR1).
+func (m *Manager) ReopenLogs() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, sinks := range m.sinks {
+		for _, s := range sinks {
+			if r, ok := s.(interface{ Reopen() error }); ok {
+				r.Reopen()
+			}
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

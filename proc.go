@@ -1,0 +1,446 @@
+package gaffer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one OS process spawned from a job. Its fields are set at
+// spawn and never change; the mutable state belongs to the Manager.
+type Process struct {
+	ID      int               // internal pid, never reused by a Manager
+	OSPid   int               // the operating system's pid
+	Job     string            // full job name, session.job
+	Once    bool              // committed (one-off) process, never restarted
+	Cmd     string            // executable as run
+	Args    []string          // arguments as run (argv[1:])
+	Env     map[string]string // full environment of the child
+	UID     *int              // resolved uid, nil when unchanged
+	GID     *int              // resolved gid, nil when unchanged
+	Cwd     string
+	Created time.Time
+
+	outLabels     []string           // redirect_output labels, stdout first
+	streams       map[string]*Stream // output labels and custom streams
+	stdin         *os.File
+	custom        map[string]*os.File
+	customOrder   []string
+	redirectInput bool
+	wmu           sync.Mutex // serialises writers so their data never interleaves
+	ioWG          sync.WaitGroup
+	ioDone        chan struct{}
+	exitCh        chan struct{}
+
+	// Guarded by the Manager's mutex.
+	stopping   bool
+	stopTimer  *time.Timer
+	graceful   time.Duration
+	exited     bool
+	exitStatus int
+	termSignal int
+	exitedAt   time.Time
+
+	statsMu  sync.Mutex
+	lastCPU  float64 // seconds
+	lastWall time.Time
+}
+
+// Streams returns the labels of the process's readable streams: the
+// redirect_output labels first, then the custom streams.
+func (p *Process) Streams() []string {
+	out := append([]string(nil), p.outLabels...)
+	if len(out) == 2 && out[0] == out[1] {
+		out = out[:1]
+	}
+	return append(out, p.customOrder...)
+}
+
+// Stream returns the output stream with the given label; "" means the
+// first redirect_output label.
+func (p *Process) Stream(label string) (*Stream, bool) {
+	if label == "" {
+		if len(p.outLabels) == 0 {
+			return nil, false
+		}
+		label = p.outLabels[0]
+	}
+	s, ok := p.streams[label]
+	return s, ok
+}
+
+// HasStdin reports whether the process has a stdin pipe.
+func (p *Process) HasStdin() bool { return p.stdin != nil }
+
+// IsCustomStream reports whether label is one of the custom streams.
+func (p *Process) IsCustomStream(label string) bool { _, ok := p.custom[label]; return ok }
+
+// IODone is closed when every output pipe of the process reached EOF.
+func (p *Process) IODone() <-chan struct{} { return p.ioDone }
+
+// Exited is closed when the OS process has exited and been reaped.
+func (p *Process) Exited() <-chan struct{} { return p.exitCh }
+
+// stdinWriteTimeout bounds one write to a child's stdin, so that a child
+// that never reads cannot block an API call forever.
+const stdinWriteTimeout = 10 * time.Second
+
+// Write writes data to stdin (stream "" or "stdin") or to a custom stream.
+// Concurrent writers never interleave.
+func (p *Process) Write(stream string, data []byte) error {
+	var f *os.File
+	switch stream {
+	case "", "stdin":
+		if p.stdin == nil {
+			return Errorf(CodeForbiddenWrite, 403, "process %d has no stdin (redirect_input is off)", p.ID)
+		}
+		f = p.stdin
+	default:
+		c, ok := p.custom[stream]
+		if !ok {
+			return Errorf(CodeStreamNotFound, 404, "process %d has no stream %q", p.ID, stream)
+		}
+		f = c
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	f.SetWriteDeadline(time.Now().Add(stdinWriteTimeout))
+	if _, err := f.Write(data); err != nil {
+		return Errorf("EIO", 500, "write to process %d: %v", p.ID, err)
+	}
+	return nil
+}
+
+// spawnSpec is everything needed to start one process.
+type spawnSpec struct {
+	id       int
+	job      string
+	cfg      *JobConfig
+	env      map[string]string // manager-level env given at load
+	extraEnv map[string]string // commit env
+	once     bool
+	instance string
+	ringSize int
+	onOutput func(p *Process, label string, data []byte)
+}
+
+var devNull struct {
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+func openDevNull() (*os.File, error) {
+	devNull.once.Do(func() { devNull.f, devNull.err = os.OpenFile(os.DevNull, os.O_RDWR, 0) })
+	return devNull.f, devNull.err
+}
+
+// buildEnv computes the child environment: gafferd's own (with os_env),
+// then the job's env over it, the load-time env, the commit env, and the
+// GAFFER_* markers.
+func buildEnv(s *spawnSpec) map[string]string {
+	env := map[string]string{}
+	if s.cfg.OSEnv {
+		for _, kv := range os.Environ() {
+			if i := strings.IndexByte(kv, '='); i > 0 {
+				env[kv[:i]] = kv[i+1:]
+			}
+		}
+	}
+	for _, m := range []map[string]string{s.cfg.Env, s.env, s.extraEnv} {
+		for k, v := range m {
+			env[k] = v
+		}
+	}
+	env["GAFFER_JOB"] = s.job
+	env["GAFFER_PID"] = strconv.Itoa(s.id)
+	env[markerVar] = s.instance
+	return env
+}
+
+// markerVar is set in every child's environment to gafferd's instance id,
+// so that descendants that escaped the process group can be recognised
+// through /proc/<pid>/environ.
+const markerVar = "GAFFER_INSTANCE"
+
+// buildCommand returns the executable path and argv for the job (reference
+// §6.2 with its Recommended fixes).
+func buildCommand(cfg *JobConfig, env map[string]string) (path string, argv []string, err error) {
+	if cfg.Shell {
+		line := cfg.Cmd
+		for _, a := range cfg.Args {
+			line += " " + shellQuote(a)
+		}
+		return "/bin/sh", []string{"sh", "-c", line}, nil
+	}
+	words, err := SplitCommandLine(cfg.Cmd)
+	if err != nil {
+		return "", nil, errBadRequest("cmd: %v", err)
+	}
+	if len(words) == 0 {
+		return "", nil, errBadRequest("cmd: the command line is empty")
+	}
+	words = append(words, cfg.Args...)
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for i, w := range words {
+		if words[i], err = ExpandVars(w, lookup); err != nil {
+			return "", nil, Errorf(CodeSpawnFailed, 400, "%s: %v", cfg.Name, err)
+		}
+	}
+	path, err = lookExec(words[0], env, cfg.Cwd)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, words, nil
+}
+
+// lookExec finds the executable: a name with a '/' is taken relative to
+// cwd; a bare name is searched in the child's PATH, else gafferd's PATH,
+// else the default search path.
+func lookExec(name string, env map[string]string, cwd string) (string, error) {
+	check := func(p string) error {
+		full := p
+		if !filepath.IsAbs(full) && cwd != "" {
+			full = filepath.Join(cwd, full)
+		}
+		st, err := os.Stat(full)
+		if err != nil {
+			return err
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s is not an executable file", full)
+		}
+		return nil
+	}
+	if strings.Contains(name, "/") {
+		if err := check(name); err != nil {
+			return "", Errorf(CodeSpawnFailed, 400, "cannot run %q: %v", name, err)
+		}
+		return name, nil
+	}
+	path, ok := env["PATH"]
+	if !ok {
+		path = os.Getenv("PATH")
+	}
+	if path == "" {
+		path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if check(p) == nil {
+			if !filepath.IsAbs(p) && cwd != "" {
+				p = filepath.Join(cwd, p)
+			}
+			return p, nil
+		}
+	}
+	return "", Errorf(CodeSpawnFailed, 400, "cannot run %q: not found in PATH %s", name, path)
+}
+
+// resolveIDs turns uid/gid names or numbers into numeric ids.
+func resolveIDs(cfg *JobConfig) (uid, gid *int, err error) {
+	if cfg.UID != "" {
+		n, err := strconv.Atoi(cfg.UID)
+		if err != nil {
+			u, lerr := user.Lookup(cfg.UID)
+			if lerr != nil {
+				return nil, nil, Errorf(CodeSpawnFailed, 400, "uid: unknown user %q", cfg.UID)
+			}
+			n, _ = strconv.Atoi(u.Uid)
+			if cfg.GID == "" {
+				g, _ := strconv.Atoi(u.Gid)
+				gid = &g
+			}
+		}
+		uid = &n
+	}
+	if cfg.GID != "" {
+		n, err := strconv.Atoi(cfg.GID)
+		if err != nil {
+			g, lerr := user.LookupGroup(cfg.GID)
+			if lerr != nil {
+				return nil, nil, Errorf(CodeSpawnFailed, 400, "gid: unknown group %q", cfg.GID)
+			}
+			n, _ = strconv.Atoi(g.Gid)
+		}
+		gid = &n
+	}
+	return uid, gid, nil
+}
+
+// spawnProcess starts the OS process. onExit is called by the reaper.
+func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Process, error) {
+	cfg := s.cfg
+	env := buildEnv(s)
+	path, argv, err := buildCommand(cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid, err := resolveIDs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{
+		ID: s.id, Job: s.job, Once: s.once, Cmd: argv[0], Args: argv[1:], Env: env,
+		UID: uid, GID: gid, Cwd: cfg.Cwd, outLabels: append([]string(nil), cfg.RedirectOutput...),
+		streams: map[string]*Stream{}, custom: map[string]*os.File{}, redirectInput: cfg.RedirectInput,
+		ioDone: make(chan struct{}), exitCh: make(chan struct{}),
+	}
+	null, err := openDevNull()
+	if err != nil {
+		return nil, err
+	}
+	var childEnds, parentReads []*os.File
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	fail := func(err error) (*Process, error) {
+		closeAll(childEnds)
+		closeAll(parentReads)
+		if p.stdin != nil {
+			p.stdin.Close()
+		}
+		for _, f := range p.custom {
+			f.Close()
+		}
+		return nil, err
+	}
+	files := []uintptr{null.Fd(), null.Fd(), null.Fd()}
+	if cfg.RedirectInput {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		childEnds = append(childEnds, r)
+		p.stdin = w
+		files[0] = r.Fd()
+	}
+	type reader struct {
+		label string
+		f     *os.File
+	}
+	var readers []reader
+	for i, label := range cfg.RedirectOutput {
+		if i == 1 && label == cfg.RedirectOutput[0] {
+			files[2] = files[1] // merged: one pipe, order kept
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		childEnds = append(childEnds, w)
+		parentReads = append(parentReads, r)
+		files[1+i] = w.Fd()
+		readers = append(readers, reader{label, r})
+	}
+	for _, label := range cfg.CustomStreams {
+		fds, err := socketPair()
+		if err != nil {
+			return fail(err)
+		}
+		parent := os.NewFile(uintptr(fds[0]), "custom:"+label)
+		child := os.NewFile(uintptr(fds[1]), "custom-child:"+label)
+		childEnds = append(childEnds, child)
+		p.custom[label] = parent
+		p.customOrder = append(p.customOrder, label)
+		files = append(files, child.Fd())
+		readers = append(readers, reader{label, parent})
+	}
+	envList := make([]string, 0, len(env))
+	for k, v := range env {
+		envList = append(envList, k+"="+v)
+	}
+	sort.Strings(envList)
+	attr := &syscall.ProcAttr{Dir: cfg.Cwd, Env: envList, Files: files, Sys: sysProcAttr(cfg.Detach, uid, gid)}
+	pid, err := theReaper.spawn(func() (int, error) {
+		return syscall.ForkExec(path, argv, attr)
+	}, func(ws syscall.WaitStatus) { onExit(p, ws) })
+	if err != nil {
+		return fail(Errorf(CodeSpawnFailed, 400, "cannot start %q: %v", path, err))
+	}
+	p.OSPid = pid
+	p.Created = time.Now()
+	p.lastWall = p.Created
+	closeAll(childEnds)
+	for _, rd := range readers {
+		st := NewStream(rd.label, s.ringSize)
+		p.streams[rd.label] = st
+		p.ioWG.Add(1)
+		go p.readLoop(rd.f, st, s.onOutput)
+	}
+	go func() {
+		p.ioWG.Wait()
+		close(p.ioDone)
+	}()
+	return p, nil
+}
+
+// readBufPool holds the read buffers: a pipe reader takes one only while
+// data is ready, so a thousand idle processes hold no buffer at all.
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// readLoop drains one output pipe until EOF, whatever the subscribers do.
+func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, string, []byte)) {
+	defer p.ioWG.Done()
+	defer st.Close()
+	defer f.Close()
+	if onOutput != nil {
+		defer onOutput(p, st.Label, nil) // end of this writer's output
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			buf := readBufPool.Get().(*[]byte)
+			for {
+				n, rerr = syscall.Read(int(fd), *buf)
+				if rerr != syscall.EINTR {
+					break
+				}
+			}
+			if rerr == syscall.EAGAIN {
+				readBufPool.Put(buf)
+				return false
+			}
+			if n > 0 {
+				data := (*buf)[:n]
+				st.Write(data)
+				if onOutput != nil {
+					onOutput(p, st.Label, data)
+				}
+			}
+			readBufPool.Put(buf)
+			return true
+		})
+		if err != nil || n <= 0 || (rerr != nil && !errors.Is(rerr, syscall.EAGAIN)) {
+			return
+		}
+	}
+}
+
+// signalGroup sends sig to the process group of p (its own, created at
+// spawn), falling back to the process alone.
+func signalGroup(p *Process, sig syscall.Signal) error {
+	if err := syscall.Kill(-p.OSPid, sig); err == nil {
+		return nil
+	}
+	return syscall.Kill(p.OSPid, sig)
+}

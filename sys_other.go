@@ -1,0 +1,16 @@
+//go:build !linux
+
+package gaffer
+
+// SetSubreaper is a no-op outside Linux, where the flag does not exist;
+// it still turns on SetReapAll.
+func SetSubreaper() error {
+	SetReapAll(true)
+	return nil
+}
+
+func ownChildren() []int { return nil }
+
+func allPids() []int { return nil }
+
+func environValue(pid int, name string) (string, bool) { return "", false }
