@@ -954,3 +954,27 @@ func killMarked(instance string, id int, sig syscall.Signal) {
 		}
 	}
 }
+
+// JobSnapshot is the runtime state of one job, as persisted in the state
+// file: its config, its target and whether it runs.
+type JobSnapshot struct {
+	Session string    `json:"session"`
+	Config  JobConfig `json:"-"`
+	Target  int       `json:"numprocesses"`
+	State   string    `json:"state"`
+}
+
+// Snapshot returns every job's runtime state, in session then load order.
+func (m *Manager) Snapshot() []JobSnapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []JobSnapshot
+	for _, sid := range m.sessionOrder {
+		s := m.sessions[sid]
+		for _, n := range s.order {
+			j := s.jobs[n]
+			out = append(out, JobSnapshot{Session: sid, Config: j.cfg.Clone(), Target: j.target, State: j.state})
+		}
+	}
+	return out
+}

@@ -1,0 +1,456 @@
+package gaffer
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// authFixture is a store behind a test server whose middleware does what
+// the real HTTP layer does: X-Api-Key → LookupKey → WithKey.
+type authFixture struct {
+	t   *testing.T
+	s   *AuthStore
+	srv *httptest.Server
+	// keys, by role
+	admin, read, ck, cu, elsewhere string
+}
+
+func authTestMiddleware(s *AuthStore, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get("X-Api-Key"); v != "" {
+			key, ok := ParseAPIKeyHeader(v)
+			k, found := s.LookupKey(key)
+			if !ok || !found {
+				writeError(w, authErrForbidden("unknown API key"))
+				return
+			}
+			r = r.WithContext(WithKey(r.Context(), k))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func authNewFixture(t *testing.T) *authFixture {
+	t.Helper()
+	s, err := OpenAuthStore(filepath.Join(t.TempDir(), "auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &authFixture{t: t, s: s}
+	_, admin, err := s.CreateAdminUser("root", "rootpw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(label string, p Permissions) string {
+		k, err := s.CreateKey(admin, label, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Key
+	}
+	f.admin = admin.Key
+	f.read = mk("reader", Permissions{Read: []string{"app"}})
+	f.ck = mk("key maker", Permissions{CreateKey: true, Manage: []string{"app"}, Read: []string{"*"}})
+	f.cu = mk("user maker", Permissions{CreateUser: true, Manage: []string{"app"}})
+	f.elsewhere = mk("elsewhere", Permissions{CreateKey: true, CreateUser: true, Manage: []string{"other"}})
+	if err := s.CreateUser("appuser", "apppw", UserTypeApp, f.read, map[string]any{"team": "web"}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.RegisterRoutes(mux)
+	f.srv = httptest.NewServer(authTestMiddleware(s, mux))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// do sends a request and returns the status, the decoded JSON body (nil if
+// none) and the headers.
+func (f *authFixture) do(method, path, key, body string, hdr ...string) (int, map[string]any, http.Header) {
+	f.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, rd)
+	if key != "" {
+		req.Header.Set("X-Api-Key", key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &m); err != nil {
+			f.t.Fatalf("%s %s: body %q is not a JSON object", method, path, data)
+		}
+		if resp.StatusCode >= 400 {
+			if m["error"] == nil || m["reason"] == nil || m["errno"] != float64(resp.StatusCode) {
+				f.t.Errorf("%s %s: error body %s", method, path, data)
+			}
+		}
+		if strings.Contains(string(data), "pbkdf2") || strings.Contains(string(data), `"password":`) || strings.Contains(string(data), `"pwd":`) {
+			f.t.Errorf("%s %s: body mentions a password: %s", method, path, data)
+		}
+	}
+	return resp.StatusCode, m, resp.Header
+}
+
+// snapshot is the whole stored state, hashes included.
+func (f *authFixture) snapshot() string {
+	f.s.mu.RLock()
+	hashes := map[string]string{}
+	for name, r := range f.s.users {
+		hashes[name] = r.hash
+	}
+	f.s.mu.RUnlock()
+	data, _ := json.Marshal([]any{f.s.Keys(), f.s.Users(), hashes})
+	return string(data)
+}
+
+type authCase struct {
+	who  string // role
+	want int
+}
+
+// check runs one request per role; a refused request must change nothing.
+func (f *authFixture) check(method, path, body string, cases []authCase) {
+	f.t.Helper()
+	roles := map[string]string{"none": "", "read": f.read, "ck": f.ck, "cu": f.cu, "elsewhere": f.elsewhere, "admin": f.admin}
+	for _, c := range cases {
+		key, ok := roles[c.who]
+		if !ok {
+			key = c.who // a literal key
+		}
+		before := f.snapshot()
+		got, _, _ := f.do(method, path, key, body)
+		if got != c.want {
+			f.t.Errorf("%s %s as %s: status %d, want %d", method, path, c.who, got, c.want)
+		}
+		if got >= 400 && f.snapshot() != before {
+			f.t.Errorf("%s %s as %s: refused (%d) but the store changed", method, path, c.who, got)
+		}
+	}
+}
+
+func TestAuthHTTPAuth(t *testing.T) {
+	f := authNewFixture(t)
+	code, m, h := f.do("GET", "/auth", "", "", "Authorization", authBasicHeader("appuser", "apppw"))
+	if code != 200 || m["api_key"] != f.read || h.Get("X-Api-Key") != f.read {
+		t.Errorf("GET /auth = %d %v %v", code, m, h.Get("X-Api-Key"))
+	}
+	code, m, h = f.do("HEAD", "/auth", "", "", "Authorization", authBasicHeader("appuser", "apppw"))
+	if code != 200 || m != nil || h.Get("X-Api-Key") != f.read {
+		t.Errorf("HEAD /auth = %d %v", code, m)
+	}
+	// A password with colons (0.5.2 gave 500).
+	f.s.CreateUser("colon", "a:b:c", UserTypeApp, "", nil)
+	code, m, _ = f.do("GET", "/auth", "", "", "Authorization", authBasicHeader("colon", "a:b:c"))
+	if code != 200 || m["api_key"] != nil {
+		t.Errorf("colon password: %d %v", code, m)
+	}
+	for _, hv := range []string{"", "Bearer x", "Basic !!!", authBasicHeader("appuser", "wrong"), authBasicHeader("nobody", "apppw")} {
+		code, m, h := f.do("GET", "/auth", "", "", "Authorization", hv)
+		if code != 401 || m["error"] != "unauthorized" || h.Get("WWW-Authenticate") == "" || h.Get("X-Api-Key") != "" {
+			t.Errorf("GET /auth with %q = %d %v", hv, code, m)
+		}
+	}
+}
+
+func TestAuthHTTPKeysList(t *testing.T) {
+	f := authNewFixture(t)
+	f.check("GET", "/keys", "", []authCase{{"none", 401}, {"read", 403}, {"ck", 403}, {"cu", 403}, {"elsewhere", 403}, {"admin", 200}, {"0000", 403}})
+	_, m, _ := f.do("GET", "/keys", f.admin, "")
+	if keys, _ := m["keys"].([]any); len(keys) != 5 || keys[0] != f.admin {
+		t.Errorf("GET /keys = %v", m)
+	}
+	_, m, _ = f.do("GET", "/keys?include_keys=TRUE", f.admin, "")
+	if keys, _ := m["keys"].([]any); len(keys) != 5 || keys[0].(map[string]any)["label"] != "admin key" {
+		t.Errorf("GET /keys?include_keys = %v", m)
+	}
+}
+
+func TestAuthHTTPCreateKey(t *testing.T) {
+	f := authNewFixture(t)
+	body := `{"label":"new","permissions":{"read":["app.web"]},"key":"chosen","note":"x"}`
+	f.check("POST", "/keys", body, []authCase{{"none", 401}, {"read", 403}, {"cu", 403}, {"elsewhere", 403}})
+	f.check("POST", "/keys", `{"permissions":{"manage":["*"]}}`, []authCase{{"ck", 403}})
+	f.check("POST", "/keys", `{"permissions":{"admin":true}}`, []authCase{{"ck", 403}, {"elsewhere", 403}})
+	f.check("POST", "/keys", `{"permissions":{"create_user":true}}`, []authCase{{"ck", 403}})
+	f.check("POST", "/keys", `not json`, []authCase{{"ck", 400}, {"read", 403}})
+	f.check("POST", "/keys", `{"permissions":{"read":"app"}}`, []authCase{{"ck", 400}})
+	f.check("POST", "/keys", `{"label":3}`, []authCase{{"ck", 400}})
+	f.check("POST", "/keys", `{"parent":"nope"}`, []authCase{{"ck", 400}})
+	f.check("POST", "/keys", `{"parent":"`+f.elsewhere+`"}`, []authCase{{"ck", 403}})
+
+	code, m, h := f.do("POST", "/keys", f.ck, body)
+	k, _ := m["api_key"].(string)
+	if code != 200 || m["ok"] != true || len(k) != 32 || k == "chosen" || h.Get("X-Api-Key") != k || !strings.HasSuffix(h.Get("Location"), "/keys/"+k) {
+		t.Fatalf("POST /keys = %d %v %v", code, m, h)
+	}
+	got, ok := f.s.LookupKey(k)
+	if !ok || got.Label != "new" || got.Extra["note"] != "x" || got.Permissions.Read[0] != "app.web" || got.Parent != "" {
+		t.Errorf("created key %+v", got)
+	}
+	// A sub-key of the caller, which then cannot create keys.
+	code, m, _ = f.do("POST", "/keys", f.ck, `{"parent":"`+f.ck+`","permissions":{"manage":["app"]}}`)
+	sub, _ := m["api_key"].(string)
+	if code != 200 {
+		t.Fatalf("sub-key: %d %v", code, m)
+	}
+	if k, _ := f.s.LookupKey(sub); k.Parent != f.ck {
+		t.Errorf("sub-key parent %q", k.Parent)
+	}
+	f.check("POST", "/keys", `{}`, []authCase{{sub, 403}})
+	// An admin may create an admin key.
+	code, _, _ = f.do("POST", "/keys", f.admin, `{"permissions":{"admin":true}}`)
+	if code != 200 {
+		t.Errorf("admin creating admin: %d", code)
+	}
+}
+
+func TestAuthHTTPKey(t *testing.T) {
+	f := authNewFixture(t)
+	// Keys made by the key maker: one within its rights, one sub-key of it.
+	mine, _ := f.s.CreateKey(nil, "mine", Permissions{Read: []string{"app"}}, nil)
+	child, _ := f.s.CreateKey(nil, "child", Permissions{Read: []string{"app.web"}}, map[string]any{"parent": mine.Key})
+	for _, method := range []string{"HEAD", "GET"} {
+		f.check(method, "/keys/"+mine.Key, "", []authCase{{"none", 401}, {"read", 403}, {"cu", 403}, {"elsewhere", 403}, {"ck", 200}, {"admin", 200}, {mine.Key, 200}, {child.Key, 403}})
+		f.check(method, "/keys/"+f.admin, "", []authCase{{"ck", 403}, {"elsewhere", 403}, {"admin", 200}})
+		f.check(method, "/keys/"+f.read, "", []authCase{{"read", 200}, {"ck", 200}, {"elsewhere", 403}})
+		f.check(method, "/keys/unknownkey", "", []authCase{{"none", 401}, {"read", 403}, {"ck", 404}, {"admin", 404}})
+	}
+	_, m, _ := f.do("GET", "/keys/"+mine.Key+"?include_keys=true", f.ck, "")
+	subs, _ := m["keys"].([]any)
+	if m["key"] != mine.Key || m["label"] != "mine" || len(subs) != 1 || subs[0].(map[string]any)["key"] != child.Key {
+		t.Errorf("GET /keys/<k>?include_keys = %v", m)
+	}
+	_, m, _ = f.do("GET", "/keys/"+mine.Key, f.ck, "")
+	if _, has := m["keys"]; has {
+		t.Error("sub-keys listed without include_keys")
+	}
+
+	f.check("DELETE", "/keys/"+mine.Key, "", []authCase{{"none", 401}, {"read", 403}, {"cu", 403}, {"elsewhere", 403}, {child.Key, 403}})
+	f.check("DELETE", "/keys/"+f.admin, "", []authCase{{"ck", 403}, {"elsewhere", 403}})
+	f.check("DELETE", "/keys/unknownkey", "", []authCase{{"ck", 404}, {"admin", 404}})
+	f.check("DELETE", "/keys/"+mine.Key, "", []authCase{{"ck", 200}, {"ck", 404}})
+	if _, ok := f.s.LookupKey(child.Key); ok {
+		t.Error("deleting a key left its sub-key")
+	}
+	// A key may delete itself.
+	f.check("DELETE", "/keys/"+f.read, "", []authCase{{"read", 200}, {"read", 403}})
+	f.check("DELETE", "/keys/"+f.elsewhere, "", []authCase{{"admin", 200}})
+}
+
+func TestAuthHTTPUsersList(t *testing.T) {
+	f := authNewFixture(t)
+	f.check("GET", "/users", "", []authCase{{"none", 401}, {"read", 403}, {"ck", 403}, {"cu", 403}, {"elsewhere", 403}, {"admin", 200}})
+	_, m, _ := f.do("GET", "/users", f.admin, "")
+	if users, _ := m["users"].([]any); len(users) != 2 || users[0] != "root" || users[1] != "appuser" {
+		t.Errorf("GET /users = %v", m)
+	}
+	_, m, _ = f.do("GET", "/users?include_user=true", f.admin, "")
+	users, _ := m["users"].([]any)
+	if len(users) != 2 {
+		t.Fatalf("GET /users?include_user = %v", m)
+	}
+	if u := users[1].(map[string]any); u["username"] != "appuser" || u["user_type"] != 1.0 || u["key"] != f.read || u["team"] != "web" {
+		t.Errorf("appuser = %v", u)
+	}
+}
+
+func TestAuthHTTPCreateUser(t *testing.T) {
+	f := authNewFixture(t)
+	body := `{"username":"new","password":"pw","email":"n@x"}`
+	f.check("POST", "/users", body, []authCase{{"none", 401}, {"read", 403}, {"ck", 403}})
+	f.check("POST", "/users", `{"username":"t0","password":"pw","user_type":0}`, []authCase{{"cu", 403}, {"elsewhere", 403}})
+	f.check("POST", "/users", `{"username":"x","password":"pw","key":"`+f.admin+`"}`, []authCase{{"cu", 403}})
+	f.check("POST", "/users", `{"username":"x","password":"pw","key":"`+f.ck+`"}`, []authCase{{"cu", 403}})
+	f.check("POST", "/users", `{"password":"pw"}`, []authCase{{"cu", 400}})
+	f.check("POST", "/users", `{"username":"x"}`, []authCase{{"cu", 400}})
+	f.check("POST", "/users", `{"username":"x","password":null}`, []authCase{{"cu", 400}})
+	f.check("POST", "/users", `{"username":"a:b","password":"pw"}`, []authCase{{"cu", 400}})
+	f.check("POST", "/users", `[]`, []authCase{{"cu", 400}})
+	f.check("POST", "/users", `{"username":"appuser","password":"pw"}`, []authCase{{"cu", 409}})
+	f.check("POST", "/users", body, []authCase{{"cu", 200}, {"cu", 409}})
+	u, ok := f.s.Authenticate("new", "pw")
+	if !ok || u.UserType != UserTypeApp || u.Key != "" || u.Extra["email"] != "n@x" {
+		t.Errorf("created %+v", u)
+	}
+	f.check("POST", "/users", `{"username":"linked","password":"pw","key":"`+f.read+`","user_type":2}`, []authCase{{"cu", 200}})
+	f.check("POST", "/users", `{"username":"t0","password":"pw","user_type":0}`, []authCase{{"admin", 200}})
+	f.check("POST", "/users", `{"username":"ghost","password":"pw","key":"notyetakey"}`, []authCase{{"elsewhere", 200}})
+}
+
+func TestAuthHTTPUser(t *testing.T) {
+	f := authNewFixture(t)
+	for _, p := range []string{"/users/appuser", "/users/root"} {
+		f.check("HEAD", p, "", []authCase{{"none", 401}, {"ck", 404}, {"cu", 200}, {"admin", 200}})
+	}
+	f.check("HEAD", "/users/appuser", "", []authCase{{"read", 200}})
+	f.check("HEAD", "/users/nobody", "", []authCase{{"read", 404}, {"cu", 404}})
+
+	f.check("GET", "/users/appuser", "", []authCase{{"none", 401}, {"ck", 403}, {"read", 200}, {"cu", 200}, {"elsewhere", 403}, {"admin", 200}})
+	f.check("GET", "/users/root", "", []authCase{{"read", 403}, {"cu", 403}, {"elsewhere", 403}, {"admin", 200}})
+	f.check("GET", "/users/nobody", "", []authCase{{"read", 403}, {"ck", 403}, {"cu", 404}, {"admin", 404}})
+	_, m, _ := f.do("GET", "/users/appuser", f.read, "")
+	if m["username"] != "appuser" || m["key"] != f.read || m["team"] != "web" || m["user_type"] != 1.0 {
+		t.Errorf("GET /users/appuser = %v", m)
+	}
+
+	// Full update: create_user only, never by the user's own key.
+	put := `{"password":"pw2","team":"ops","username":"ignored"}`
+	f.check("PUT", "/users/appuser", put, []authCase{{"none", 401}, {"read", 403}, {"ck", 403}, {"elsewhere", 403}})
+	f.check("PUT", "/users/root", put, []authCase{{"cu", 403}, {"elsewhere", 403}})
+	f.check("PUT", "/users/nobody", put, []authCase{{"read", 403}, {"cu", 404}, {"admin", 404}})
+	f.check("PUT", "/users/appuser", `{"team":"ops"}`, []authCase{{"cu", 400}})
+	f.check("PUT", "/users/appuser", `{"password":"x","user_type":0}`, []authCase{{"cu", 403}})
+	f.check("PUT", "/users/appuser", `{"password":"x","key":"`+f.admin+`"}`, []authCase{{"cu", 403}})
+	f.check("PUT", "/users/appuser", put, []authCase{{"cu", 200}})
+	u, ok := f.s.Authenticate("appuser", "pw2")
+	if !ok || u.Key != f.read || u.Extra["team"] != "ops" || u.Username != "appuser" {
+		t.Errorf("after PUT: %+v %v", u, ok)
+	}
+	f.check("PUT", "/users/root", `{"password":"rootpw9"}`, []authCase{{"admin", 200}})
+	if u, _ := f.s.GetUser("root"); u.UserType != UserTypeUser || u.Key != f.admin {
+		t.Errorf("PUT without user_type and key changed them: %+v", u)
+	}
+	f.check("PUT", "/users/appuser", `{"password":"pw3","key":null}`, []authCase{{"admin", 200}})
+	if u, _ := f.s.GetUser("appuser"); u.Key != "" {
+		t.Errorf("key: null kept %q", u.Key)
+	}
+
+	// Delete: the user's own key, or create_user.
+	f.s.CreateUser("selfish", "pw", UserTypeApp, f.ck, nil)
+	f.check("DELETE", "/users/selfish", "", []authCase{{"none", 401}, {"read", 403}, {"elsewhere", 403}, {"cu", 403}})
+	f.check("DELETE", "/users/root", "", []authCase{{"cu", 403}, {"ck", 403}})
+	f.check("DELETE", "/users/nobody", "", []authCase{{"read", 403}, {"cu", 404}})
+	f.check("DELETE", "/users/selfish", "", []authCase{{"ck", 200}, {"ck", 403}, {"admin", 404}})
+	f.check("DELETE", "/users/appuser", "", []authCase{{"cu", 200}})
+}
+
+func TestAuthHTTPUserPasswordAndKey(t *testing.T) {
+	f := authNewFixture(t)
+	f.check("PUT", "/users/appuser/password", `{"password":"new"}`, []authCase{{"none", 401}, {"ck", 403}, {"elsewhere", 403}})
+	f.check("PUT", "/users/root/password", `{"password":"new"}`, []authCase{{"cu", 403}, {"read", 403}, {"elsewhere", 403}})
+	f.check("PUT", "/users/nobody/password", `{"password":"new"}`, []authCase{{"read", 403}, {"cu", 404}, {"admin", 404}})
+	f.check("PUT", "/users/appuser/password", `{"password":null}`, []authCase{{"read", 400}})
+	f.check("PUT", "/users/appuser/password", `{}`, []authCase{{"cu", 400}})
+	f.check("PUT", "/users/appuser/password", `{"password":"own"}`, []authCase{{"read", 200}})
+	if _, ok := f.s.Authenticate("appuser", "own"); !ok {
+		t.Error("own password change")
+	}
+	f.check("PUT", "/users/appuser/password", `{"password":"bycu"}`, []authCase{{"cu", 200}})
+	f.check("PUT", "/users/root/password", `{"password":"rootpw2"}`, []authCase{{"admin", 200}})
+	if _, ok := f.s.Authenticate("root", "rootpw2"); !ok {
+		t.Error("admin password change")
+	}
+
+	f.check("PUT", "/users/appuser/key", `{"key":"`+f.cu+`"}`, []authCase{{"none", 401}, {"ck", 403}, {"elsewhere", 403}})
+	f.check("PUT", "/users/appuser/key", `{"key":"`+f.admin+`"}`, []authCase{{"cu", 403}, {"read", 403}})
+	f.check("PUT", "/users/root/key", `{"key":"x"}`, []authCase{{"cu", 403}})
+	f.check("PUT", "/users/nobody/key", `{"key":"x"}`, []authCase{{"cu", 404}})
+	f.check("PUT", "/users/appuser/key", `{}`, []authCase{{"cu", 400}})
+	f.check("PUT", "/users/appuser/key", `{"key":"bad key"}`, []authCase{{"cu", 400}})
+	f.check("PUT", "/users/appuser/key", `{"key":"`+f.cu+`"}`, []authCase{{"cu", 200}})
+	if u, _ := f.s.GetUser("appuser"); u.Key != f.cu {
+		t.Error("PUT key")
+	}
+	f.check("PUT", "/users/appuser/key", `{"key":null}`, []authCase{{"cu", 200}})
+	if u, _ := f.s.GetUser("appuser"); u.Key != "" {
+		t.Error("PUT key null")
+	}
+}
+
+func TestAuthHTTPAuthOff(t *testing.T) {
+	mux := http.NewServeMux()
+	RegisterAuthOffRoutes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, p := range authRoutes {
+		method, path, _ := strings.Cut(p, " ")
+		path = strings.NewReplacer("{key}", "abc", "{username}", "bob").Replace(path)
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader("{}"))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Errorf("%s %s = %d", method, path, resp.StatusCode)
+		}
+		if method != "HEAD" && string(data) != `{"error":"not_found","reason":"authentication is off (require_key is false)","errno":404}`+"\n" {
+			t.Errorf("%s %s body %s", method, path, data)
+		}
+	}
+}
+
+// authLogBuffer is a concurrency-safe writer for a test logger.
+type authLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *authLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *authLogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestAuthHTTPAuditLog(t *testing.T) {
+	f := authNewFixture(t)
+	var logs authLogBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(old)
+
+	_, m, _ := f.do("POST", "/keys", f.ck, `{"label":"audited"}`)
+	newKey, _ := m["api_key"].(string)
+	f.do("DELETE", "/keys/"+newKey, f.ck, "")
+	f.do("POST", "/users", f.read, `{"username":"u","password":"sekrit-pw"}`)
+	f.do("PUT", "/users/appuser/password", f.read, `{"password":"sekrit-pw2"}`)
+	f.do("GET", "/auth", "", "", "Authorization", authBasicHeader("appuser", "sekrit-pw2"))
+	f.do("GET", "/auth", "", "", "Authorization", authBasicHeader("appuser", "sekrit-wrong"))
+	f.do("GET", "/keys", f.admin, "") // not state-changing: not logged
+
+	out := logs.String()
+	for _, want := range []string{
+		`msg=audit who="key maker" key_id=`, `action="POST /keys" result=200`,
+		`action="DELETE /keys/{key}" result=200`,
+		`who=reader`, `action="POST /users" result=403`,
+		`action="PUT /users/appuser/password" result=200`,
+		`who=appuser`, `action="GET /auth" result=200`, `action="GET /auth" result=401`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit log lacks %q:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{f.ck, f.read, f.admin, newKey, "sekrit", "GET /keys\""} {
+		if strings.Contains(out, secret) {
+			t.Errorf("audit log contains %q:\n%s", secret, out)
+		}
+	}
+	if n := strings.Count(out, "msg=audit"); n != 6 {
+		t.Errorf("%d audit lines, want 6:\n%s", n, out)
+	}
+}

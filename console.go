@@ -1,0 +1,117 @@
+package gaffer
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Console colours, in the rotation of the original: cyan, yellow, green,
+// magenta, red, blue, then the bright ones.
+var consoleColors = []string{"36", "33", "32", "35", "31", "34", "96", "93", "92", "95", "91", "94"}
+
+// ConsolePrinter writes process output and events as
+// "HH:MM:SS name | line" (reference §12.3), one colour per name when
+// Color is set. Partial lines are held per process until their end. It is
+// safe for concurrent use.
+type ConsolePrinter struct {
+	Color   bool
+	mu      sync.Mutex
+	w       io.Writer
+	colors  map[string]string
+	partial map[*Process][]byte
+}
+
+// NewConsolePrinter returns a printer writing to w.
+func NewConsolePrinter(w io.Writer, color bool) *ConsolePrinter {
+	return &ConsolePrinter{Color: color, w: w, colors: map[string]string{}, partial: map[*Process][]byte{}}
+}
+
+func newConsolePrinter(w io.Writer) *ConsolePrinter { return NewConsolePrinter(w, false) }
+
+// Line prints one line under name.
+func (c *ConsolePrinter) Line(name, text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lineLocked(name, text)
+}
+
+func (c *ConsolePrinter) lineLocked(name, text string) {
+	ts := time.Now().Format("15:04:05")
+	if c.Color {
+		col, ok := c.colors[name]
+		if !ok {
+			col = consoleColors[len(c.colors)%len(consoleColors)]
+			c.colors[name] = col
+		}
+		fmt.Fprintf(c.w, "\x1b[%sm%s %s | %s\x1b[0m\n", col, ts, name, text)
+		return
+	}
+	fmt.Fprintf(c.w, "%s %s | %s\n", ts, name, text)
+}
+
+// output is a Manager Output hook: it prints complete lines, trimmed,
+// dropping empty ones.
+func (c *ConsolePrinter) output(p *Process, label string, data []byte) {
+	c.Output(p.Job, p, data)
+}
+
+// Output prints the complete lines of data under name; the unfinished
+// last line of key is kept for the next call (data nil flushes it).
+func (c *ConsolePrinter) Output(name string, key *Process, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	buf := append(c.partial[key], data...)
+	if data == nil {
+		if len(bytes.TrimSpace(buf)) > 0 {
+			c.lineLocked(name, string(bytes.TrimSpace(buf)))
+		}
+		delete(c.partial, key)
+		return
+	}
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		if line := bytes.TrimSpace(buf[:i]); len(line) > 0 {
+			c.lineLocked(name, string(line))
+		}
+		buf = buf[i+1:]
+	}
+	if len(buf) > 0 {
+		c.partial[key] = append([]byte(nil), buf...)
+	} else {
+		delete(c.partial, key)
+	}
+}
+
+// EventText formats an event as the console shows it: "spawn process with
+// pid 3", "exit process with pid 3", "start default.web".
+func EventText(ev Event) string {
+	if pid, ok := ev.Data["pid"]; ok {
+		if ev.Name == "spawn" {
+			return fmt.Sprintf("spawn process with pid %v", pid)
+		}
+		return fmt.Sprintf("%s process with pid %v", ev.Name, pid)
+	}
+	return fmt.Sprintf("%s %v", ev.Name, ev.Data["name"])
+}
+
+// printConsoleEvents prints lifecycle events (all events when all is set)
+// until the bus drops the subscription.
+func printConsoleEvents(m *Manager, w io.Writer, all bool) {
+	var sub *Subscription
+	if all {
+		sub = m.Events().Subscribe(1 << 14)
+	} else {
+		sub = m.Events().Subscribe(1<<14, "start", "stop", "spawn", "reap", "exit", "stop_process", "flap")
+	}
+	p := newConsolePrinter(w)
+	for ev := range sub.C {
+		name, _ := ev.Data["name"].(string)
+		p.Line(name, EventText(ev))
+	}
+}

@@ -1,0 +1,378 @@
+package gaffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DaemonOptions configures a Daemon: the configuration file and the
+// command-line overrides of gafferd.
+type DaemonOptions struct {
+	ConfigPath   string // file or directory; "" runs with defaults and no job
+	Binds        []string
+	RequireKey   bool // --require-key: can only turn it on
+	DataDir      string
+	PluginsDir   string
+	LookupdAddrs []string
+	Broadcast    string
+	CertFile     string
+	KeyFile      string
+	Verbose      int       // 1: lifecycle events on Console; 2: all events and process output
+	Console      io.Writer // where -v/-vv lines go (stdout)
+	Logger       *slog.Logger
+	// Apps are started after the manager and stopped before it (plugins,
+	// embedders' applications).
+	Apps []App
+}
+
+// App is an application hosted by a Daemon (the seed's apps and
+// plugins): it starts with the daemon, is restarted on reload and stopped
+// before the daemon ends.
+type App interface {
+	Start(ctx context.Context, d *Daemon) error
+	Stop() error
+	Restart() error
+}
+
+// Daemon is a running gafferd: manager, API listeners, reloads and
+// signals, wired from a Config.
+type Daemon struct {
+	opts    DaemonOptions
+	log     *slog.Logger
+	Manager *Manager
+	Server  *Server
+	Auth    *AuthStore
+
+	mu       sync.Mutex
+	cfg      *Config
+	fileJobs []SessionJob // the jobs the configuration file defines, as last applied
+	apps     []App
+	addrs    []net.Addr
+}
+
+// NewDaemon reads the configuration and prepares a Daemon; Run starts it.
+func NewDaemon(opts DaemonOptions) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg := &Config{}
+	if opts.ConfigPath != "" {
+		c, err := LoadConfig(opts.ConfigPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+		for _, w := range cfg.Warnings {
+			opts.Logger.Warn("config: " + w)
+		}
+	} else {
+		wd, _ := os.Getwd()
+		cfg.Dir = wd
+	}
+	d := &Daemon{opts: opts, log: opts.Logger, cfg: cfg}
+	return d, nil
+}
+
+// Config returns the configuration in force.
+func (d *Daemon) Config() *Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// DataDir is where gafferd keeps keys, users and its state file.
+func (d *Daemon) DataDir() string {
+	if d.opts.DataDir != "" {
+		return d.opts.DataDir
+	}
+	if d.cfg.DataDir != "" {
+		return d.cfg.DataDir
+	}
+	if d.cfg.Dir != "" {
+		return d.cfg.Dir
+	}
+	return "."
+}
+
+// requireKey: the command line can only turn it on; the file may.
+func (d *Daemon) requireKey() bool {
+	if d.opts.RequireKey {
+		return true
+	}
+	return d.cfg.RequireKey != nil && *d.cfg.RequireKey
+}
+
+// endpoints: --bind replaces the file's endpoints when given.
+func (d *Daemon) endpoints() []EndpointConfig {
+	if len(d.opts.Binds) > 0 {
+		var eps []EndpointConfig
+		for i, b := range d.opts.Binds {
+			ep := EndpointConfig{Name: "bind" + strconv.Itoa(i), Bind: b, SocketMode: DefaultSocketMode}
+			if !ep.IsUnix() {
+				ep.CertFile, ep.KeyFile = d.opts.CertFile, d.opts.KeyFile
+			}
+			eps = append(eps, ep)
+		}
+		return eps
+	}
+	if len(d.cfg.Endpoints) == 0 {
+		return []EndpointConfig{{Name: "default", Bind: DefaultBind, CertFile: d.opts.CertFile, KeyFile: d.opts.KeyFile}}
+	}
+	eps := append([]EndpointConfig(nil), d.cfg.Endpoints...)
+	for i := range eps {
+		if eps[i].CertFile == "" && d.opts.CertFile != "" && !eps[i].IsUnix() {
+			eps[i].CertFile, eps[i].KeyFile = d.opts.CertFile, d.opts.KeyFile
+		}
+	}
+	return eps
+}
+
+// Addrs returns the addresses the API listens on (after Run started).
+func (d *Daemon) Addrs() []net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]net.Addr(nil), d.addrs...)
+}
+
+// Run starts everything and blocks until ctx ends or a stop signal
+// arrives (SIGTERM, SIGINT, SIGQUIT); SIGHUP reloads the configuration
+// and SIGUSR1 reopens the log files. ready is called once the API
+// listens.
+func (d *Daemon) Run(ctx context.Context, ready func()) error {
+	if err := SetSubreaper(); err != nil {
+		d.log.Warn("cannot become child subreaper; escaped grandchildren will not be reaped", "err", err)
+	}
+	if d.requireKey() {
+		store, err := OpenAuthStore(d.DataDir())
+		if err != nil {
+			return fmt.Errorf("auth store: %w", err)
+		}
+		d.Auth = store
+	} else {
+		d.log.Info("require_key is off: every client that can reach the API may run commands")
+	}
+	var consoleOut func(*Process, string, []byte)
+	if d.opts.Verbose >= 2 && d.opts.Console != nil {
+		consoleOut = newConsolePrinter(d.opts.Console).output
+	}
+	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut})
+	if d.opts.Verbose >= 1 && d.opts.Console != nil {
+		go printConsoleEvents(d.Manager, d.opts.Console, d.opts.Verbose >= 2)
+	}
+	d.Server = NewServer(ServerOptions{Manager: d.Manager, Auth: d.Auth, RequireKey: d.requireKey(),
+		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,
+		Reload: d.Reload})
+
+	// Jobs, in priority order.
+	d.fileJobs = append([]SessionJob(nil), d.cfg.Jobs...)
+	for _, sj := range d.cfg.Jobs {
+		if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
+			d.log.Error("cannot load job", "job", sj.FullName(), "err", err)
+		}
+	}
+
+	// Listeners.
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	for _, ep := range d.endpoints() {
+		l, h, err := d.Server.Listen(ep)
+		if err != nil {
+			d.shutdown()
+			return err
+		}
+		d.mu.Lock()
+		d.addrs = append(d.addrs, l.Addr())
+		d.mu.Unlock()
+		d.log.Info("listening", "endpoint", ep.Name, "address", l.Addr().String(), "tls", ep.CertFile != "")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Server.Serve(l, h); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	for _, app := range d.opts.Apps {
+		if err := app.Start(ctx, d); err != nil {
+			d.log.Error("app failed to start", "err", err)
+			continue
+		}
+		d.apps = append(d.apps, app)
+	}
+	if ready != nil {
+		ready()
+	}
+	sdNotify("READY=1")
+
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				sdNotify("RELOADING=1")
+				diff, err := d.Reload(false)
+				if err != nil {
+					d.log.Error("reload failed; the running configuration is kept", "err", err)
+				} else {
+					d.log.Info("reloaded", "added", diff.Added, "removed", diff.Removed, "changed", diff.Changed)
+				}
+				sdNotify("READY=1")
+			case syscall.SIGUSR1:
+				d.Manager.ReopenLogs()
+				d.log.Info("log files reopened")
+			default:
+				d.log.Info("stopping", "signal", sig.String())
+				break loop
+			}
+		}
+	}
+	sdNotify("STOPPING=1")
+	d.shutdown()
+	wg.Wait()
+	return runErr
+}
+
+// shutdown stops the apps, every process (gracefully) and the listeners.
+func (d *Daemon) shutdown() {
+	for i := len(d.apps) - 1; i >= 0; i-- {
+		d.apps[i].Stop()
+	}
+	if d.Manager != nil {
+		// Processes get their graceful timeouts; this bounds the whole.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		d.Manager.Shutdown(ctx)
+		cancel()
+	}
+	if d.Server != nil {
+		d.Server.Shutdown(context.Background())
+	}
+}
+
+// Reload re-reads the configuration file and applies the difference with
+// the jobs it defined before: added jobs load (and start when their start
+// setting says so), removed jobs unload, changed jobs update, unchanged
+// jobs and their processes are left alone. With dryRun nothing changes.
+func (d *Daemon) Reload(dryRun bool) (ReloadDiff, error) {
+	if d.opts.ConfigPath == "" {
+		return ReloadDiff{}, Errorf(CodeUnavailable, 503, "gafferd was started without a configuration file")
+	}
+	cfg, err := LoadConfig(d.opts.ConfigPath)
+	if err != nil {
+		return ReloadDiff{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	diff := DiffJobs(d.fileJobs, cfg.Jobs)
+	if dryRun {
+		return diff, nil
+	}
+	byName := map[string]SessionJob{}
+	for _, sj := range cfg.Jobs {
+		byName[sj.FullName()] = sj
+	}
+	var errs []error
+	for _, name := range diff.Removed {
+		if err := d.Manager.Unload(name); err != nil && AsError(err).Code != CodeNotFound {
+			errs = append(errs, fmt.Errorf("unload %s: %w", name, err))
+		}
+	}
+	for _, name := range diff.Changed {
+		sj := byName[name]
+		if err := d.Manager.Update(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
+			if AsError(err).Code == CodeNotFound {
+				err = d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("update %s: %w", name, err))
+			}
+		}
+	}
+	for _, name := range diff.Added {
+		sj := byName[name]
+		if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
+			errs = append(errs, fmt.Errorf("load %s: %w", name, err))
+		}
+	}
+	d.fileJobs = append([]SessionJob(nil), cfg.Jobs...)
+	d.cfg = cfg
+	for _, app := range d.apps {
+		app.Restart()
+	}
+	if len(errs) > 0 {
+		return diff, Errorf(CodeInvalidConfig, 400, "reload applied with errors: %v", errors.Join(errs...))
+	}
+	return diff, nil
+}
+
+// sdNotify tells systemd about our state when NOTIFY_SOCKET is set
+// (sd_notify protocol: one datagram on a unix socket; "@" is the abstract
+// namespace).
+func sdNotify(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(state))
+}
+
+// WritePidfile writes our pid atomically; a pidfile holding a live pid is
+// an error that names it.
+func WritePidfile(path string) error {
+	if data, err := os.ReadFile(path); err == nil {
+		if pid, err := strconv.Atoi(string(trimSpaceBytes(data))); err == nil && pid > 0 && pid != os.Getpid() {
+			if syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM) {
+				return fmt.Errorf("already running on PID %d (or pid file '%s' is stale)", pid, path)
+			}
+		}
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// RemovePidfile removes the pidfile if it still holds our pid.
+func RemovePidfile(path string) {
+	data, err := os.ReadFile(path)
+	if err == nil && string(trimSpaceBytes(data)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(path)
+	}
+}
+
+func trimSpaceBytes(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

