@@ -55,7 +55,8 @@ func TestLoadConfigExample(t *testing.T) {
 	if c.Dir != dir || c.Path != filepath.Join(dir, "gaffer.ini") || len(c.Files) != 1 {
 		t.Errorf("Dir %q Path %q Files %q", c.Dir, c.Path, c.Files)
 	}
-	wantEP := []EndpointConfig{{Name: "main", Bind: "127.0.0.1:5000", SocketMode: 0o600}}
+	wantEP := []EndpointConfig{{Name: "main", Bind: "127.0.0.1:5000", SocketMode: 0o600},
+		{Name: "sock", Bind: "unix:" + filepath.Join(dir, "gafferd.sock"), SocketMode: 0o600}}
 	if !reflect.DeepEqual(c.Endpoints, wantEP) {
 		t.Errorf("Endpoints = %+v", c.Endpoints)
 	}

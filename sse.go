@@ -219,7 +219,7 @@ func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stre
 
 // streamContinuous relays output until the stream ends or the client
 // leaves: raw bytes (continuous) or SSE events with ids (eventsource).
-func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume, hb time.Duration, sse bool) {
+func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration, sse bool) {
 	ct := "application/octet-stream"
 	if sse {
 		ct = "text/event-stream; charset=utf-8"

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real gafferd binary on a temporary configuration and
+// drive it over its unix socket, as an operator would.
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+func gafferdBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gafferd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "gafferd")
+		out, err := exec.Command("go", "build", "-o", buildPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+type daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string
+	sock   string
+	client *http.Client
+	mu     sync.Mutex
+	out    strings.Builder
+	done   chan struct{}
+	err    error
+}
+
+// startDaemon writes cfg (with %SOCK% replaced) to dir/gaffer.ini and
+// starts gafferd -vv on it.
+func startDaemon(t *testing.T, dir, cfg string, extra ...string) *daemon {
+	t.Helper()
+	sock := filepath.Join(dir, "g.sock")
+	cfg = strings.ReplaceAll(cfg, "%SOCK%", sock)
+	if err := os.WriteFile(filepath.Join(dir, "gaffer.ini"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-c", filepath.Join(dir, "gaffer.ini"), "-vv"}, extra...)
+	cmd := exec.Command(gafferdBinary(t), args...)
+	d := &daemon{t: t, cmd: cmd, dir: dir, sock: sock, done: make(chan struct{})}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.out.WriteString(sc.Text() + "\n")
+			d.mu.Unlock()
+		}
+	}()
+	go func() {
+		d.err = cmd.Wait()
+		pw.Close()
+		close(d.done)
+	}()
+	d.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, "unix", sock)
+		}}}
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-d.done:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				<-d.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("gafferd output:\n%s", d.output())
+		}
+	})
+	d.waitFor(10*time.Second, "the API to answer", func() bool {
+		resp, err := d.client.Get("http://localhost/ping")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return d
+}
+
+func (d *daemon) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.out.String()
+}
+
+func (d *daemon) waitFor(timeout time.Duration, what string, cond func() bool) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		select {
+		case <-d.done:
+			d.t.Fatalf("gafferd exited (%v) while waiting for %s", d.err, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (d *daemon) getJSON(path string, v any) int {
+	d.t.Helper()
+	resp, err := d.client.Get("http://localhost" + path)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
+}
+
+type jobInfo struct {
+	Name         string         `json:"name"`
+	Running      int            `json:"running"`
+	MaxProcesses int            `json:"max_processes"`
+	Processes    []int          `json:"processes"`
+	Config       map[string]any `json:"config"`
+}
+
+type procInfo struct {
+	OSPid int               `json:"os_pid"`
+	Env   map[string]string `json:"env"`
+}
+
+func (d *daemon) job(name string) jobInfo {
+	var ji jobInfo
+	sid, job, _ := strings.Cut(name, ".")
+	if code := d.getJSON("/jobs/"+sid+"/"+job, &ji); code != 200 {
+		d.t.Fatalf("GET job %s: %d", name, code)
+	}
+	return ji
+}
+
+func (d *daemon) osPids(name string) []int {
+	var out []int
+	for _, pid := range d.job(name).Processes {
+		var pi procInfo
+		if d.getJSON("/"+strconv.Itoa(pid), &pi) == 200 {
+			out = append(out, pi.OSPid)
+		}
+	}
+	return out
+}
+
+func processAlive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	return i > 0 && i+2 < len(data) && data[i+2] != 'Z'
+}
+
+const baseConfig = `[gaffer]
+http_endpoints = sock
+[endpoint:sock]
+bind = unix:%SOCK%
+`
+
+func TestDaemonRunsConfigPriorityEnvAndStopsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig + `
+[process:late]
+cmd = sleep 300
+numprocesses = 2
+
+[process:app:first]
+cmd = sleep 300
+priority = 0
+
+[process:web]
+cmd = sh -c 'echo "port=$PORT greeting=$GREETING"; exec sleep 300'
+redirect_output = stdout, stderr
+env:GREETING = hi
+graceful_timeout = 0.5
+
+[env:web]
+port = 80
+`
+	d := startDaemon(t, dir, cfg)
+	d.waitFor(10*time.Second, "all processes", func() bool {
+		return d.job("default.late").Running == 2 && d.job("default.web").Running == 1
+	})
+	// priority 0 first: its spawn line comes before the others'.
+	d.waitFor(5*time.Second, "the child's output on the console", func() bool {
+		return strings.Contains(d.output(), "port=80 greeting=hi")
+	})
+	out := d.output()
+	iFirst := strings.Index(out, "app.first | spawn")
+	iLate := strings.Index(out, "default.late | spawn")
+	if iFirst < 0 || iLate < 0 || iFirst > iLate {
+		t.Fatalf("priority order not respected:\n%s", out)
+	}
+	if !regexp.MustCompile(`\d\d:\d\d:\d\d default\.web \| port=80 greeting=hi`).MatchString(out) {
+		t.Fatalf("console line format:\n%s", out)
+	}
+	var pids []int
+	for _, j := range []string{"default.late", "app.first", "default.web"} {
+		pids = append(pids, d.osPids(j)...)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("gafferd did not stop on SIGTERM")
+	}
+	if d.err != nil {
+		t.Fatalf("gafferd exit: %v", d.err)
+	}
+	for _, p := range pids {
+		if processAlive(p) {
+			t.Fatalf("process %d survived gafferd", p)
+		}
+	}
+	if _, err := os.Stat(d.sock); err == nil {
+		t.Fatal("the unix socket was left behind")
+	}
+}
+
+func TestSighupReloadTouchesOnlyChangedJobs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig + `
+[process:keep]
+cmd = sleep 300
+[process:change]
+cmd = sleep 300
+[process:remove]
+cmd = sleep 300
+`
+	d := startDaemon(t, dir, cfg)
+	d.waitFor(10*time.Second, "processes", func() bool {
+		return d.job("default.keep").Running == 1 && d.job("default.change").Running == 1
+	})
+	keep := d.job("default.keep").Processes
+	change := d.job("default.change").Processes
+	cfg2 := baseConfig + `
+[process:keep]
+cmd = sleep 300
+[process:change]
+cmd = sleep 301
+[process:added]
+cmd = sleep 300
+`
+	os.WriteFile(filepath.Join(dir, "gaffer.ini"), []byte(strings.ReplaceAll(cfg2, "%SOCK%", d.sock)), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.waitFor(10*time.Second, "the reload", func() bool {
+		var jobs struct{ Jobs []string }
+		d.getJSON("/jobs", &jobs)
+		s := strings.Join(jobs.Jobs, ",")
+		return strings.Contains(s, "default.added") && !strings.Contains(s, "default.remove")
+	})
+	if got := d.job("default.keep").Processes; fmt.Sprint(got) != fmt.Sprint(keep) {
+		t.Fatalf("unchanged job's processes replaced: %v -> %v", keep, got)
+	}
+	d.waitFor(10*time.Second, "changed job respawned", func() bool {
+		got := d.job("default.change")
+		return got.Running == 1 && fmt.Sprint(got.Processes) != fmt.Sprint(change) && got.Config["cmd"] == "sleep 301"
+	})
+	// dry run through the API shows an empty diff now.
+	resp, err := d.client.Post("http://localhost/reload?dry_run=1", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diff map[string][]string
+	json.NewDecoder(resp.Body).Decode(&diff)
+	resp.Body.Close()
+	if len(diff["added"])+len(diff["removed"])+len(diff["changed"]) != 0 || len(diff["unchanged"]) != 3 {
+		t.Fatalf("dry-run diff after reload: %v", diff)
+	}
+}
+
+func TestBadConfigIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gaffer.ini")
+	os.WriteFile(path, []byte("[process:x]\ncmd = sleep 1\nnumprocesses = many\n"), 0o644)
+	out, err := exec.Command(gafferdBinary(t), "-c", path).CombinedOutput()
+	if err == nil {
+		t.Fatal("gafferd accepted a bad config")
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v", err)
+	}
+	if !strings.Contains(string(out), "gaffer.ini:3") || !strings.Contains(string(out), "numprocesses") {
+		t.Fatalf("error does not name file, line and key: %s", out)
+	}
+}
