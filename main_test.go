@@ -39,8 +39,12 @@ func runTestChild(mode string, args []string) {
 	case "lines":
 		n, _ := strconv.Atoi(os.Getenv("LINES"))
 		w := bufio.NewWriterSize(os.Stdout, 64<<10)
+		pad := ""
+		if width, _ := strconv.Atoi(os.Getenv("WIDTH")); width > 14 {
+			pad = strings.Repeat("x", width-14)
+		}
 		for i := 1; i <= n; i++ {
-			fmt.Fprintf(w, "%08d line\n", i)
+			fmt.Fprintf(w, "%08d line%s\n", i, pad)
 		}
 		w.Flush()
 		if os.Getenv("THEN_SLEEP") != "" {

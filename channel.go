@@ -1,0 +1,1180 @@
+package gaffer
+
+// The control channel (reference §3): one JSON object per websocket text
+// message, at /channel/websocket.
+//
+// Each connection has one reader (the handler's goroutine, which also runs
+// the commands, one at a time, in order), one writer goroutine fed by a
+// bounded queue (chWriter), and one forwarder goroutine per subscribed
+// topic. Forwarders read from the event bus, from a process's output stream
+// or from a stats ticker and only ever queue messages without waiting: a
+// client that does not keep up overflows its queue and is disconnected
+// (close 1008 "client too slow"), so neither the manager nor a process ever
+// waits for a client. When the connection ends every subscription is
+// removed and every forwarder has returned before the handler returns.
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits of one websocket client's send queue (messages and bytes) and the
+// time a client has to authenticate. Variables so that tests can shrink
+// them.
+var (
+	chQueueLen    = 1024
+	chQueueBytes  = int64(8 << 20)
+	chAuthTimeout = 30 * time.Second
+)
+
+// chDefaultStatsInterval is the sampling period of STATS topics (the
+// original's 0.1 s); ?interval=<seconds> changes it per subscription.
+const (
+	chDefaultStatsInterval = 100 * time.Millisecond
+	chMinStatsInterval     = 100 * time.Millisecond
+	chMaxStatsInterval     = time.Hour
+)
+
+// E2-shaped reasons, JSON-encoded as the original sends them (reference
+// §3.2, §3.4).
+const (
+	chReasonUnauthorized = `{"error": "unauthorized", "errno": 401}`
+	chReasonForbidden    = `{"error": "forbidden", "errno": 403}`
+	chReasonNotFound     = `{"error": "not_found", "errno": 404}`
+)
+
+// chFrame is one item of a writer's queue: a message, or the order to
+// close the connection once what was queued before it is sent.
+type chFrame struct {
+	op     WSOpcode
+	data   []byte
+	close  bool
+	code   int
+	reason string
+}
+
+// chWriter is the single writer of one websocket. send never blocks: when
+// the queue is full the client is too slow, nothing more is sent and the
+// connection is closed with 1008.
+type chWriter struct {
+	ws    *WSConn
+	log   *slog.Logger
+	q     chan chFrame
+	bytes atomic.Int64
+	quit  chan struct{} // closed when nothing more may be sent
+	once  sync.Once
+	done  chan struct{} // closed when the writer goroutine has returned
+}
+
+func chNewWriter(ws *WSConn, log *slog.Logger) *chWriter {
+	w := &chWriter{ws: ws, log: log, q: make(chan chFrame, chQueueLen), quit: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+func (w *chWriter) run() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.quit:
+			return
+		case f := <-w.q:
+			select {
+			case <-w.quit:
+				return
+			default:
+			}
+			if f.close {
+				w.stop()
+				w.ws.Close(f.code, f.reason)
+				return
+			}
+			w.bytes.Add(-int64(len(f.data)))
+			if err := w.ws.WriteMessage(f.op, f.data); err != nil {
+				w.stop()
+				w.ws.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// send queues one message; it reports false when the connection is going
+// away (the message is then dropped).
+func (w *chWriter) send(op WSOpcode, data []byte) bool {
+	select {
+	case <-w.quit:
+		return false
+	default:
+	}
+	n := int64(len(data))
+	// One message bigger than the byte limit still goes through alone.
+	if total := w.bytes.Add(n); total > chQueueBytes && total != n {
+		w.bytes.Add(-n)
+		w.tooSlow()
+		return false
+	}
+	select {
+	case w.q <- chFrame{op: op, data: data}:
+		return true
+	default:
+		w.bytes.Add(-n)
+		w.tooSlow()
+		return false
+	}
+}
+
+// sendJSON queues v as a text message.
+func (w *chWriter) sendJSON(v any) bool {
+	data, err := json.Marshal(v)
+	if err != nil {
+		w.log.Error("channel: cannot encode a message", "err", err)
+		return false
+	}
+	return w.send(WSText, data)
+}
+
+// closeAfter closes the connection with code once the messages already
+// queued are sent.
+func (w *chWriter) closeAfter(code int, reason string) {
+	select {
+	case <-w.quit:
+		return
+	default:
+	}
+	select {
+	case w.q <- chFrame{close: true, code: code, reason: reason}:
+	default:
+		w.tooSlow()
+	}
+}
+
+// tooSlow drops what is queued and closes the connection with 1008.
+func (w *chWriter) tooSlow() {
+	w.once.Do(func() {
+		close(w.quit)
+		remote := ""
+		if r := w.ws.Request(); r != nil {
+			remote = r.RemoteAddr
+		}
+		w.log.Warn("websocket client too slow; disconnecting it", "remote", remote, "queued_bytes", w.bytes.Load())
+		go w.ws.Close(WSClosePolicy, "client too slow")
+	})
+}
+
+// stop makes the writer send nothing more.
+func (w *chWriter) stop() { w.once.Do(func() { close(w.quit) }) }
+
+// chLogger returns the server's logger, or the default one.
+func (s *Server) chLogger() *slog.Logger {
+	if s.log != nil {
+		return s.log
+	}
+	return slog.Default()
+}
+
+// chInitialKey returns the key a new websocket runs with, and whether the
+// client must still authenticate in-band. Without require_key it is
+// AnonymousKey. Otherwise a key already established by the HTTP layer
+// (X-Api-Key, a trusted unix socket) or a valid X-Api-Key header on the
+// upgrade request is used.
+func (s *Server) chInitialKey(r *http.Request) (*Key, bool) {
+	if !s.requireKey {
+		return AnonymousKey, false
+	}
+	if k := KeyFrom(r.Context()); k != nil && k != AnonymousKey && (k.Key != "" || k.IsAdmin()) {
+		return k, false
+	}
+	if raw := r.Header.Get("X-Api-Key"); raw != "" {
+		if k, ok := s.chLookupAuth("AUTH:" + raw); ok {
+			return k, false
+		}
+	}
+	return nil, true
+}
+
+// chLookupAuth checks an "AUTH:<key>" message against the key store.
+func (s *Server) chLookupAuth(msg string) (*Key, bool) {
+	key, ok := ParseChannelAuth(msg)
+	if !ok || s.auth == nil {
+		return nil, false
+	}
+	return s.auth.LookupKey(key)
+}
+
+// chConn is one control channel connection.
+type chConn struct {
+	s    *Server
+	m    *Manager
+	ws   *WSConn
+	w    *chWriter
+	key  *Key
+	log  *slog.Logger
+	subs map[string]*chSub // by normalised topic; only the reader touches it
+	wg   sync.WaitGroup    // forwarders
+	done chan struct{}     // closed when the connection ends
+}
+
+// chSub is one subscribed topic: its reference count and how to stop its
+// forwarder.
+type chSub struct {
+	count int
+	quit  chan struct{}
+}
+
+// serveControlChannel runs the control protocol of reference §3 on an
+// upgraded websocket.
+func (s *Server) serveControlChannel(w http.ResponseWriter, r *http.Request) {
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	if err != nil {
+		return
+	}
+	c := &chConn{s: s, m: s.m, ws: ws, log: s.chLogger(), subs: map[string]*chSub{}, done: make(chan struct{})}
+	key, needAuth := s.chInitialKey(r)
+	c.key = key
+	if needAuth && !c.authenticate() {
+		return
+	}
+	c.w = chNewWriter(ws, c.log)
+	defer c.cleanup()
+	if needAuth {
+		c.w.sendJSON(map[string]any{"event": "gaffer:auth_success"})
+	}
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		c.handle(data)
+	}
+}
+
+// authenticate reads the first message, which must be AUTH:<key>; on
+// failure it tells the client why (reference §3.2) and closes with 1008.
+func (c *chConn) authenticate() bool {
+	timer := time.AfterFunc(chAuthTimeout, func() { c.ws.Close(WSClosePolicy, "authentication timeout") })
+	defer timer.Stop()
+	_, data, err := c.ws.ReadMessage()
+	if err != nil {
+		c.ws.CloseNow()
+		return false
+	}
+	msg := string(data)
+	reason := chReasonUnauthorized
+	if strings.HasPrefix(msg, "AUTH:") {
+		if k, ok := c.s.chLookupAuth(msg); ok {
+			c.key = k
+			return true
+		}
+		reason = chReasonForbidden
+	}
+	c.ws.WriteJSON(map[string]any{"event": "gaffer:error", "data": map[string]any{"error": "AUTH_REQUIRED", "reason": reason}})
+	c.ws.Close(WSClosePolicy, "authentication failed")
+	return false
+}
+
+// cleanup stops every forwarder, waits for them, and closes the socket.
+func (c *chConn) cleanup() {
+	close(c.done)
+	for t, sub := range c.subs {
+		close(sub.quit)
+		delete(c.subs, t)
+	}
+	c.wg.Wait()
+	c.w.stop()
+	c.ws.Close(WSCloseNormal, "")
+	<-c.w.done
+}
+
+func (c *chConn) invalid(reason string) {
+	c.w.sendJSON(map[string]any{"event": "gaffer:error", "data": map[string]any{"error": "invalid_msg", "reason": reason}})
+}
+
+// handle processes one client message (reference §3.3).
+func (c *chConn) handle(data []byte) {
+	if bytes.HasPrefix(data, []byte("AUTH:")) {
+		c.lateAuth(string(data))
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		c.invalid("invalid_json")
+		return
+	}
+	msg, ok := v.(map[string]any)
+	if !ok {
+		c.invalid("invalid_json")
+		return
+	}
+	event, _ := msg["event"].(string)
+	if event == "" {
+		c.invalid("event_missing")
+		return
+	}
+	event = strings.ToUpper(event)
+	if event == "NOP" {
+		return
+	}
+	body, ok := msg["data"].(map[string]any)
+	if !ok {
+		c.invalid("data_missing")
+		return
+	}
+	switch event {
+	case "SUB", "UNSUB":
+		topic, _ := body["topic"].(string)
+		if topic == "" {
+			c.invalid("topic_missing")
+			return
+		}
+		if event == "SUB" {
+			c.subscribe(topic)
+		} else {
+			c.unsubscribe(topic)
+		}
+	case "CMD":
+		name, _ := body["name"].(string)
+		if name == "" {
+			c.invalid("cmd_name_mssing") // sic, as the original
+			return
+		}
+		id, ok := body["identity"]
+		if s, isStr := id.(string); !ok || id == nil || (isStr && s == "") {
+			c.invalid("cmd_identity_missing")
+			return
+		}
+		args, _ := body["args"].([]any)
+		kwargs, _ := body["kwargs"].(map[string]any)
+		result, err := c.runCommand(name, args, kwargs)
+		if err != nil {
+			c.w.sendJSON(map[string]any{"event": "gaffer:command_error", "data": map[string]any{"id": id,
+				"error": map[string]any{"errno": err.Errno, "reason": err.Code, "message": err.Reason}}})
+			return
+		}
+		c.w.sendJSON(map[string]any{"event": "gaffer:command_success", "data": map[string]any{"id": id, "result": result}})
+	default:
+		c.invalid("unknown_cmd")
+	}
+}
+
+// lateAuth answers an AUTH message after the connection is set up: the
+// key of a connection never changes, so only the same key (or any, when
+// keys are not required) is acknowledged.
+func (c *chConn) lateAuth(msg string) {
+	if c.s.requireKey {
+		k, ok := c.s.chLookupAuth(msg)
+		if !ok || k.Key != c.key.Key {
+			c.invalid("already_authenticated")
+			return
+		}
+	}
+	c.w.sendJSON(map[string]any{"event": "gaffer:auth_success"})
+}
+
+// chTopic is a parsed topic (reference §3.5).
+type chTopic struct {
+	name   string // normalised: SOURCE or SOURCE:target, target case kept
+	source string
+	target string // without ?options
+	opts   url.Values
+}
+
+func chParseTopic(raw string) (chTopic, bool) {
+	src, target, hasTarget := strings.Cut(strings.TrimSpace(raw), ":")
+	t := chTopic{source: strings.ToUpper(strings.TrimSpace(src))}
+	t.name = t.source
+	if hasTarget {
+		t.name += ":" + target
+		if base, query, ok := strings.Cut(target, "?"); ok {
+			q, err := url.ParseQuery(query)
+			if err != nil {
+				return t, false
+			}
+			t.opts, target = q, base
+		}
+		t.target = target
+	}
+	switch t.source {
+	case "EVENTS":
+		return t, true
+	case "JOB", "PROCESS", "STATS", "STREAM":
+		return t, t.target != ""
+	}
+	return t, false
+}
+
+func (c *chConn) subError(topic, reason string) {
+	c.w.sendJSON(map[string]any{"event": "gaffer:subscription_error", "topic": topic, "data": map[string]any{"reason": reason}})
+}
+
+func (c *chConn) subSuccess(topic string) {
+	c.w.sendJSON(map[string]any{"event": "gaffer:subscription_success", "topic": topic})
+}
+
+func (c *chConn) subscribe(raw string) {
+	t, ok := chParseTopic(raw)
+	if !ok {
+		c.subError(t.name, "invalid_topic")
+		return
+	}
+	if sub, ok := c.subs[t.name]; ok {
+		sub.count++
+		c.subSuccess(t.name)
+		return
+	}
+	quit := make(chan struct{})
+	run, reason := c.prepare(t, quit)
+	if reason != "" {
+		c.subError(t.name, reason)
+		return
+	}
+	c.subs[t.name] = &chSub{count: 1, quit: quit}
+	c.subSuccess(t.name) // queued before any delivery of the topic
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		run()
+	}()
+}
+
+func (c *chConn) unsubscribe(raw string) {
+	t, ok := chParseTopic(raw)
+	if !ok {
+		c.subError(t.name, "invalid_topic")
+		return
+	}
+	sub, ok := c.subs[t.name]
+	if !ok {
+		c.subError(t.name, "not_subscribed")
+		return
+	}
+	sub.count--
+	if sub.count <= 0 {
+		delete(c.subs, t.name)
+		close(sub.quit)
+	}
+	c.subSuccess(t.name)
+}
+
+// chPid parses a pid target: digits only.
+func chPid(s string) (int, bool) {
+	if s == "" || len(s) > 9 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, _ := strconv.Atoi(s)
+	return n, n > 0
+}
+
+// chFullName normalises a job name to session.job.
+func chFullName(name string) string {
+	sid, job := SplitName(name)
+	return sid + "." + job
+}
+
+// prepare checks a new topic (permission, existence), subscribes to its
+// source so that nothing is missed, and returns the forwarder to run, or
+// the reason of the refusal.
+func (c *chConn) prepare(t chTopic, quit chan struct{}) (run func(), reason string) {
+	switch t.source {
+	case "EVENTS":
+		if !c.key.CanManageAll() {
+			return nil, "forbidden"
+		}
+		sub := c.m.Events().Subscribe(0, NormalizePattern(t.target))
+		return func() { c.forwardEvents(t, sub, quit, nil) }, ""
+	case "JOB":
+		full := chFullName(t.target)
+		if !c.key.CanManage(full) {
+			return nil, "forbidden"
+		}
+		if _, err := c.m.JobConfig(full); err != nil {
+			return nil, chReasonNotFound
+		}
+		prefix := "job." + full + "."
+		sub := c.m.Events().Subscribe(0, "job."+full)
+		return func() { c.forwardEvents(t, sub, quit, chStripper(prefix)) }, ""
+	case "PROCESS":
+		pid, ok := chPid(t.target)
+		if !ok {
+			return nil, "invalid_process"
+		}
+		p, ok := c.m.Process(pid)
+		if !ok {
+			return nil, chReasonNotFound
+		}
+		if !c.key.CanManage(p.Job) {
+			return nil, "forbidden"
+		}
+		sub := c.m.Events().Subscribe(0, "proc."+t.target)
+		return func() { c.forwardEvents(t, sub, quit, chStripper("proc."+t.target+".")) }, ""
+	case "STATS":
+		return c.prepareStats(t, quit)
+	case "STREAM":
+		return c.prepareStream(t, quit)
+	}
+	return nil, "invalid_topic"
+}
+
+// chStripper returns a renamer that keeps the events directly under
+// prefix, without the prefix ("job.default.web.exit" → "exit").
+func chStripper(prefix string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok || rest == "" || strings.Contains(rest, ".") {
+			return "", false
+		}
+		return rest, true
+	}
+}
+
+// forwardEvents relays bus events to the client until the topic is
+// unsubscribed or the connection ends.
+func (c *chConn) forwardEvents(t chTopic, sub *Subscription, quit <-chan struct{}, rename func(string) (string, bool)) {
+	defer sub.Unsubscribe()
+	for {
+		select {
+		case <-quit:
+			return
+		case <-c.done:
+			return
+		case ev, ok := <-sub.C:
+			if !ok {
+				if sub.Overflowed() {
+					c.w.tooSlow()
+				}
+				return
+			}
+			name := ev.Name
+			if rename != nil {
+				if name, ok = rename(name); !ok {
+					continue
+				}
+			}
+			data := copyPayload(ev.Data)
+			data["event"] = name
+			data["topic"] = t.name
+			if !c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": data}) {
+				return
+			}
+		}
+	}
+}
+
+// chStatData is the data of a STATS event: the §8.1 fields (with pid and
+// os_pid) and the job name.
+type chStatData struct {
+	ProcStats
+	Event string `json:"event"`
+	Topic string `json:"topic"`
+	Name  string `json:"name"`
+}
+
+func (c *chConn) prepareStats(t chTopic, quit chan struct{}) (func(), string) {
+	interval := chDefaultStatsInterval
+	if v := t.opts.Get("interval"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f != f {
+			return nil, "invalid_topic"
+		}
+		interval = min(max(time.Duration(f*float64(time.Second)), chMinStatsInterval), chMaxStatsInterval)
+	}
+	procs := map[int]*Process{}
+	if pid, ok := chPid(t.target); ok {
+		p, ok := c.m.Process(pid)
+		if !ok {
+			return nil, chReasonNotFound
+		}
+		if !c.key.CanRead(p.Job) {
+			return nil, "forbidden"
+		}
+		procs[pid] = p
+		return func() { c.forwardStats(t, procs, "", nil, interval, quit) }, ""
+	}
+	full := chFullName(t.target)
+	if !c.key.CanRead(full) {
+		return nil, "forbidden"
+	}
+	// Watch spawns before listing, so that no process is missed.
+	spawns := c.m.Events().Subscribe(0, "spawn")
+	list, err := c.m.JobProcesses(full)
+	if err != nil {
+		spawns.Unsubscribe()
+		return nil, chReasonNotFound
+	}
+	for _, p := range list {
+		procs[p.ID] = p
+	}
+	return func() { c.forwardStats(t, procs, full, spawns, interval, quit) }, ""
+}
+
+// forwardStats samples procs every interval. For a job topic (full != ""),
+// processes spawned later are added as their spawn events arrive; a pid
+// topic ends when its process is gone.
+func (c *chConn) forwardStats(t chTopic, procs map[int]*Process, full string, spawns *Subscription, interval time.Duration, quit <-chan struct{}) {
+	var spawnC <-chan Event
+	if spawns != nil {
+		defer func() { spawns.Unsubscribe() }()
+		spawnC = spawns.C
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-quit:
+			return
+		case <-c.done:
+			return
+		case ev, ok := <-spawnC:
+			if !ok {
+				// Fell behind on spawn events: watch again and re-list.
+				spawns = c.m.Events().Subscribe(0, "spawn")
+				spawnC = spawns.C
+				list, _ := c.m.JobProcesses(full)
+				for _, p := range list {
+					procs[p.ID] = p
+				}
+				continue
+			}
+			if name, _ := ev.Data["name"].(string); name != full {
+				continue
+			}
+			if pid, ok := ev.Data["pid"].(int); ok {
+				if p, ok := c.m.Process(pid); ok {
+					procs[pid] = p
+				}
+			}
+		case <-ticker.C:
+			pids := make([]int, 0, len(procs))
+			for pid, p := range procs {
+				select {
+				case <-p.Exited():
+					delete(procs, pid)
+				default:
+					pids = append(pids, pid)
+				}
+			}
+			if full == "" && len(pids) == 0 {
+				return
+			}
+			sort.Ints(pids)
+			for _, pid := range pids {
+				p := procs[pid]
+				d := chStatData{ProcStats: p.Stats(), Event: "stat", Topic: t.name, Name: p.Job}
+				if !c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": d}) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// chStreamData is the data of a STREAM event.
+type chStreamData struct {
+	Event string `json:"event"`
+	Topic string `json:"topic"`
+	Name  string `json:"name"`
+	Pid   int    `json:"pid"`
+	Data  string `json:"data"`
+	Seq   uint64 `json:"seq"`
+}
+
+func (c *chConn) prepareStream(t chTopic, quit chan struct{}) (func(), string) {
+	pidStr, label, _ := strings.Cut(t.target, ".")
+	pid, ok := chPid(pidStr)
+	if !ok {
+		return nil, "invalid_process"
+	}
+	p, ok := c.m.Process(pid)
+	if !ok {
+		return nil, chReasonNotFound
+	}
+	if !c.key.CanRead(p.Job) {
+		return nil, "forbidden"
+	}
+	st, ok := p.Stream(label)
+	if !ok {
+		return nil, "stream_not_found"
+	}
+	since, backlog := st.LastSeq(), false
+	if v := t.opts.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, "invalid_topic"
+		}
+		since, backlog = n, true
+	}
+	chunks, gap, sub := st.Subscribe(since, backlog, 0)
+	event := st.Label
+	if p.IsCustomStream(st.Label) {
+		event = "READ"
+	}
+	return func() { c.forwardStream(t, p, st, event, since, chunks, gap, sub, quit) }, ""
+}
+
+// forwardStream relays a process's output. Should the stream's own queue
+// overflow, it resubscribes from the last chunk sent and reports what was
+// lost as a "gap" event ({"from": N, "to": M}).
+func (c *chConn) forwardStream(t chTopic, p *Process, st *Stream, event string, last uint64, chunks []Chunk, gap *Gap, sub *StreamSub, quit <-chan struct{}) {
+	defer func() { sub.Close() }()
+	sendGap := func(g *Gap) bool {
+		return c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": map[string]any{"event": "gap",
+			"topic": t.name, "name": p.Job, "pid": p.ID, "from": g.From, "to": g.To}})
+	}
+	sendChunk := func(ch Chunk) bool {
+		last = ch.Seq
+		d := chStreamData{Event: event, Topic: t.name, Name: p.Job, Pid: p.ID, Data: string(ch.Data), Seq: ch.Seq}
+		return c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": d})
+	}
+	for {
+		if gap != nil && !sendGap(gap) {
+			return
+		}
+		for _, ch := range chunks {
+			if !sendChunk(ch) {
+				return
+			}
+		}
+		gap, chunks = nil, nil
+	recv:
+		for {
+			select {
+			case <-quit:
+				return
+			case <-c.done:
+				return
+			case ch, ok := <-sub.C:
+				if !ok {
+					if !sub.Overflowed() {
+						return // the stream ended
+					}
+					chunks, gap, sub = st.Subscribe(last, true, 0)
+					break recv
+				}
+				if !sendChunk(ch) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Commands (reference §3.6).
+
+// chPerm is the permission a command needs from a key that is not
+// manage-all.
+type chPerm int
+
+const (
+	chPermManageArg  chPerm = iota // can_manage(args[0])
+	chPermManageAll                // listing commands
+	chPermAdmin                    // load, unload, reload, update
+	chPermManageProc               // can_manage(job of the pid in args[0])
+	chPermWriteProc                // can_write(job of the pid in args[0])
+)
+
+// chCommand describes one command: its parameter names (positional order;
+// each may also be given in kwargs), how many are required, the permission
+// it needs and what it runs.
+type chCommand struct {
+	params []string
+	min    int
+	perm   chPerm
+	run    func(c *chConn, a chArgs) (any, error)
+}
+
+var chOK = map[string]any{"ok": true}
+
+// chJobCmd adapts a command on the job named by args[0].
+func chJobCmd(f func(c *chConn, full string, a chArgs) (any, error)) func(*chConn, chArgs) (any, error) {
+	return func(c *chConn, a chArgs) (any, error) {
+		full, err := a.job(0)
+		if err != nil {
+			return nil, err
+		}
+		return f(c, full, a)
+	}
+}
+
+// chPidCmd adapts a command on the process whose pid is args[0].
+func chPidCmd(f func(c *chConn, pid int, a chArgs) (any, error)) func(*chConn, chArgs) (any, error) {
+	return func(c *chConn, a chArgs) (any, error) {
+		pid, err := a.pid(0)
+		if err != nil {
+			return nil, err
+		}
+		return f(c, pid, a)
+	}
+}
+
+// chResult wraps a manager result as {key: v}, or returns its error.
+func chResult[T any](key string, v T, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{key: v}, nil
+}
+
+// chOKResult is {"ok": true} or the error.
+func chOKResult(err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return chOK, nil
+}
+
+// chList runs the listing commands jobs and pids: without an argument
+// everything, else {"sessionid": arg, key: …} (for pids the argument is a
+// job name, but the key is "sessionid", as in the original).
+func chList[T any](key string, list func(string) ([]T, error), normalize func(string) string) func(*chConn, chArgs) (any, error) {
+	return func(c *chConn, a chArgs) (any, error) {
+		if _, ok := a.get(0); !ok {
+			v, err := list("")
+			return chResult(key, v, err)
+		}
+		arg, err := a.str(0)
+		if err != nil {
+			return nil, err
+		}
+		v, err := list(normalize(arg))
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"sessionid": arg, key: v}, nil
+	}
+}
+
+var chCommands = map[string]chCommand{
+	"sessions": {nil, 0, chPermManageAll, func(c *chConn, a chArgs) (any, error) {
+		return map[string]any{"sessions": c.m.Sessions()}, nil
+	}},
+	"jobs": {[]string{"sessionid"}, 0, chPermManageAll, func(c *chConn, a chArgs) (any, error) {
+		return chList("jobs", c.m.Jobs, func(s string) string { return s })(c, a)
+	}},
+	"pids": {[]string{"name"}, 0, chPermManageAll, func(c *chConn, a chArgs) (any, error) {
+		return chList("pids", c.m.Pids, chFullName)(c, a)
+	}},
+	"load":   {[]string{"config", "sessionid", "env", "start"}, 0, chPermAdmin, func(c *chConn, a chArgs) (any, error) { return c.loadOrUpdate(a, false) }},
+	"update": {[]string{"config", "sessionid", "env", "start"}, 0, chPermAdmin, func(c *chConn, a chArgs) (any, error) { return c.loadOrUpdate(a, true) }},
+	"unload": {[]string{"name", "sessionid"}, 1, chPermAdmin, func(c *chConn, a chArgs) (any, error) {
+		return chDo(c.m.Unload)(a.sessionJob())
+	}},
+	"reload": {[]string{"name", "sessionid"}, 1, chPermAdmin, func(c *chConn, a chArgs) (any, error) {
+		return chDo(c.m.ReloadJob)(a.sessionJob())
+	}},
+	"start_job": {[]string{"name"}, 1, chPermManageArg, func(c *chConn, a chArgs) (any, error) { return chDo(c.m.StartJob)(a.job(0)) }},
+	"stop_job":  {[]string{"name"}, 1, chPermManageArg, func(c *chConn, a chArgs) (any, error) { return chDo(c.m.StopJob)(a.job(0)) }},
+	"stopall":   {[]string{"name"}, 1, chPermManageArg, func(c *chConn, a chArgs) (any, error) { return chDo(c.m.StopAll)(a.job(0)) }},
+	"scale": {[]string{"name", "n"}, 2, chPermManageArg, chJobCmd(func(c *chConn, full string, a chArgs) (any, error) {
+		v, _ := a.get(1)
+		op, err := ParseScale(v)
+		if err != nil {
+			return nil, err
+		}
+		n, err := c.m.Scale(full, op)
+		return chResult("numprocesses", n, err)
+	})},
+	"info": {[]string{"name"}, 1, chPermManageArg, chJobCmd(func(c *chConn, full string, a chArgs) (any, error) {
+		v, err := c.m.JobInfo(full, true)
+		return chResult("info", v, err)
+	})},
+	"stats": {[]string{"name"}, 1, chPermManageArg, chJobCmd(func(c *chConn, full string, a chArgs) (any, error) {
+		v, err := c.m.JobStats(full)
+		return chResult("stats", v, err)
+	})},
+	"killall": {[]string{"name", "sig"}, 2, chPermManageArg, chJobCmd(func(c *chConn, full string, a chArgs) (any, error) {
+		v, _ := a.get(1)
+		sig, err := ParseSignal(v)
+		if err != nil {
+			return nil, err
+		}
+		return chOKResult(c.m.KillAll(full, sig))
+	})},
+	"commit": {[]string{"name", "graceful_timeout", "env"}, 1, chPermManageArg, chJobCmd(func(c *chConn, full string, a chArgs) (any, error) {
+		var graceful time.Duration
+		if v, ok := a.get(1); ok {
+			f, err := mapFloat("graceful_timeout", v)
+			if err != nil || f < 0 {
+				return nil, chBadCommand("graceful_timeout must be a number of seconds")
+			}
+			graceful = secondsToDuration(f)
+		}
+		v, _ := a.get(2)
+		env, err := mapEnv("env", v)
+		if err != nil {
+			return nil, err
+		}
+		pid, err := c.m.Commit(full, graceful, env)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"ok": true, "pid": pid}, nil
+	})},
+	"process_info": {[]string{"pid"}, 1, chPermManageProc, chPidCmd(func(c *chConn, pid int, a chArgs) (any, error) {
+		v, err := c.m.ProcessInfo(pid, true)
+		return chResult("info", v, err)
+	})},
+	"process_stats": {[]string{"pid"}, 1, chPermManageProc, chPidCmd(func(c *chConn, pid int, a chArgs) (any, error) {
+		v, err := c.m.ProcessStats(pid)
+		return chResult("stats", v, err)
+	})},
+	"stop_process": {[]string{"pid"}, 1, chPermManageProc, chPidCmd(func(c *chConn, pid int, a chArgs) (any, error) {
+		return chOKResult(c.m.StopProcess(pid))
+	})},
+	"kill": {[]string{"pid", "sig"}, 2, chPermManageProc, chPidCmd(func(c *chConn, pid int, a chArgs) (any, error) {
+		v, _ := a.get(1)
+		sig, err := ParseSignal(v)
+		if err != nil {
+			return nil, err
+		}
+		return chOKResult(c.m.Kill(pid, sig))
+	})},
+	"send": {[]string{"pid", "lines", "stream"}, 2, chPermWriteProc, chPidCmd(func(c *chConn, pid int, a chArgs) (any, error) {
+		var data []byte
+		switch v, _ := a.get(1); x := v.(type) {
+		case string:
+			data = []byte(x)
+		case []any:
+			for _, l := range x {
+				s, ok := l.(string)
+				if !ok {
+					return nil, chBadCommand("data must be a string or a list of strings")
+				}
+				data = append(append(data, s...), '\n')
+			}
+		default:
+			return nil, chBadCommand("data must be a string or a list of strings")
+		}
+		stream := ""
+		if _, ok := a.get(2); ok {
+			var err error
+			if stream, err = a.str(2); err != nil {
+				return nil, err
+			}
+		}
+		return chOKResult(c.m.Send(pid, data, stream))
+	})},
+}
+
+// chDo returns a function that runs op on a job name unless getting the
+// name failed: chDo(op)(a.job(0)).
+func chDo(op func(string) error) func(string, error) (any, error) {
+	return func(full string, err error) (any, error) {
+		if err != nil {
+			return nil, err
+		}
+		return chOKResult(op(full))
+	}
+}
+
+// chArgs are a command's arguments: positional, or by keyword.
+type chArgs struct {
+	pos   []any
+	kw    map[string]any
+	names []string
+}
+
+// get returns argument i; a JSON null counts as absent.
+func (a chArgs) get(i int) (any, bool) {
+	var v any
+	if i < len(a.pos) {
+		v = a.pos[i]
+	} else if i < len(a.names) {
+		v = a.kw[a.names[i]]
+	}
+	return v, v != nil
+}
+
+func (a chArgs) name(i int) string {
+	if i < len(a.names) {
+		return a.names[i]
+	}
+	return "#" + strconv.Itoa(i+1)
+}
+
+func chBadCommand(format string, args ...any) *Error {
+	return Errorf("bad_command", 400, format, args...)
+}
+
+// str returns argument i, which must be a non-empty string.
+func (a chArgs) str(i int) (string, error) {
+	v, _ := a.get(i)
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return "", chBadCommand("argument %s must be a non-empty string", a.name(i))
+	}
+	return s, nil
+}
+
+// job returns argument i as a full job name.
+func (a chArgs) job(i int) (string, error) {
+	s, err := a.str(i)
+	if err != nil {
+		return "", err
+	}
+	return chFullName(s), nil
+}
+
+// sessionJob returns the full name of the job of unload and reload: with
+// a "sessionid" the name is taken as is (the original's rule), without
+// it the name may be "session.job".
+func (a chArgs) sessionJob() (string, error) {
+	name, err := a.str(0)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := a.get(1); !ok {
+		return chFullName(name), nil
+	}
+	sid, err := a.str(1)
+	if err != nil {
+		return "", err
+	}
+	return sid + "." + name, nil
+}
+
+// pid returns argument i, which must be a JSON integer.
+func (a chArgs) pid(i int) (int, error) {
+	v, _ := a.get(i)
+	var n int64
+	ok := false
+	switch x := v.(type) {
+	case json.Number:
+		var err error
+		n, err = x.Int64()
+		ok = err == nil
+	case float64:
+		n, ok = int64(x), x == float64(int64(x))
+	case int:
+		n, ok = int64(x), true
+	}
+	if !ok || n <= 0 || n > 1<<31 {
+		return 0, chBadCommand("argument %s must be a process id (an integer)", a.name(i))
+	}
+	return int(n), nil
+}
+
+// loadOrUpdate runs load or update: [config, sessionid, env, start].
+func (c *chConn) loadOrUpdate(a chArgs, update bool) (any, error) {
+	v, ok := a.get(0)
+	if !ok {
+		return nil, Errorf("config_missing", 400, "the job config is missing")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, Errorf(CodeInvalidConfig, 400, "the job config must be an object")
+	}
+	cfg, err := JobConfigFromMap(obj)
+	if err != nil {
+		return nil, Errorf(CodeInvalidConfig, 400, "%s", AsError(err).Reason)
+	}
+	sid := "default"
+	if _, ok := a.get(1); ok {
+		if sid, err = a.str(1); err != nil {
+			return nil, err
+		}
+	}
+	v, _ = a.get(2)
+	env, err := mapEnv("env", v)
+	if err != nil {
+		return nil, err
+	}
+	start := cfg.Start && !update
+	if v, ok := a.get(3); ok {
+		if start, ok = v.(bool); !ok {
+			return nil, chBadCommand("start must be true or false")
+		}
+	}
+	if update {
+		err = c.m.Update(sid, cfg, env, start)
+	} else {
+		err = c.m.Load(sid, cfg, env, start)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return chOK, nil
+}
+
+// runCommand checks and runs one command. A command the key may not run is
+// refused and not run.
+func (c *chConn) runCommand(name string, pos []any, kw map[string]any) (result any, e *Error) {
+	cmd, ok := chCommands[name]
+	if !ok {
+		return nil, Errorf("command_not_found", 404, "unknown command %q", name)
+	}
+	a := chArgs{pos: pos, kw: kw, names: cmd.params}
+	for i := 0; i < cmd.min; i++ {
+		if _, ok := a.get(i); !ok {
+			return nil, chBadCommand("%s needs the arguments %s", name, strings.Join(cmd.params[:cmd.min], ", "))
+		}
+	}
+	if err := c.authorize(cmd.perm, a); err != nil {
+		return nil, AsError(err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("channel: command panicked", "command", name, "panic", r)
+			result, e = nil, Errorf(CodeInternal, 500, "%v", r)
+		}
+	}()
+	res, err := cmd.run(c, a)
+	if err != nil {
+		return nil, AsError(err)
+	}
+	return res, nil
+}
+
+// authorize applies reference §3.6 "Command authorisation".
+func (c *chConn) authorize(perm chPerm, a chArgs) error {
+	k := c.key
+	if k.CanManageAll() {
+		return nil
+	}
+	forbidden := Errorf(CodeForbidden, 403, "the API key does not allow this command")
+	switch perm {
+	case chPermManageAll:
+		return forbidden
+	case chPermAdmin:
+		if k.IsAdmin() {
+			return nil
+		}
+		return forbidden
+	case chPermManageProc, chPermWriteProc:
+		pid, err := a.pid(0)
+		if err != nil {
+			return err
+		}
+		p, ok := c.m.Process(pid)
+		if !ok {
+			return errNotFound("process %d not found", pid)
+		}
+		if (perm == chPermManageProc && k.CanManage(p.Job)) || (perm == chPermWriteProc && k.CanWrite(p.Job)) {
+			return nil
+		}
+		return forbidden
+	}
+	full, err := a.job(0)
+	if err != nil {
+		return err
+	}
+	if k.CanManage(full) {
+		return nil
+	}
+	return forbidden
+}
