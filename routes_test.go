@@ -174,10 +174,10 @@ func TestRoutesJobsLifecycle(t *testing.T) {
 	for body, field := range map[string]string{
 		`{"name": "x", "cmd": "sleep 1", "numprocesses": "many"}`: "numprocesses",
 		`{"name": "x", "cmd": "sleep 1", "bogus": 1}`:             "bogus",
-		`{"name": "x"}`:                                      "cmd",
-		`{"cmd": "sleep 1"}`:                                 "name",
-		`[1, 2]`:                                             "object",
-		`{"name": "a/b", "cmd": "sleep 1"}`:                  "name",
+		`{"name": "x"}`:                     "cmd",
+		`{"cmd": "sleep 1"}`:                "name",
+		`[1, 2]`:                            "object",
+		`{"name": "a/b", "cmd": "sleep 1"}`: "name",
 	} {
 		v := a.json("POST", "/jobs/app", body, 400)
 		if !strings.Contains(v["reason"].(string), field) {
