@@ -255,3 +255,48 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+func TestWStreamsEcho(t *testing.T) {
+	a := newAPI(t, ServerOptions{})
+	body := strings.TrimSuffix(childJSON(t, "echo", "echo", `, "redirect_output": ["stdout"], "redirect_input": true`), "}") + "}"
+	a.json("POST", "/jobs/default", body, 200)
+	pids := a.json("GET", "/jobs/default/echo/pids", "", 200)["pids"].([]any)
+	pid := strconv.Itoa(int(pids[0].(float64)))
+	ws, _, err := WSDial(t.Context(), "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/wstreams/"+pid, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if err := ws.WriteText("hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for !strings.Contains(got, "hello\n") {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += string(msg)
+	}
+	// POST /streams/<pid>/stdin reaches the same process.
+	a.json("POST", "/streams/"+pid+"/stdin", "again\n", 200)
+	for !strings.Contains(got, "again\n") {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += string(msg)
+	}
+	// Unknown pid: an error message, then the socket closes.
+	ws2, _, err := WSDial(t.Context(), "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/wstreams/999", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := ws2.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), "not_found") {
+		t.Fatalf("unknown pid: %q %v", msg, err)
+	}
+	if _, _, err := ws2.ReadMessage(); err == nil {
+		t.Fatal("socket left open after the error")
+	}
+}
