@@ -1,0 +1,727 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gaffer-go/gaffer"
+)
+
+// The commands that drive a gafferd: apps, load, unload, reload, ps, ps:*,
+// scale, commit, logs, send and recv.
+
+func init() {
+	commands = append(commands,
+		&command{name: "apps", usage: "[--json]", short: "list the apps (sessions) of gafferd", setup: setupApps},
+		&command{name: "load", usage: "[-c name=N,...] [--nostart] [--app APP] [<file.json>|-]",
+			short: "load the Procfile's processes (or a JSON job file) in gafferd",
+			long: `Without a file, each process type of the Procfile becomes the job <app>.<type>,
+with the app's environment (and gafferd's), PORT=5000+100*i unless the
+environment sets it, numprocesses from -c, output labels "out" and "err", and
+the app root as working directory. A file holds one job object, or
+{"jobs": [...]}; a job name may be "app.job".`,
+			setup: setupLoad},
+		&command{name: "unload", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>...]",
+			short: "unload jobs, or the whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+				return setupAppJobsOp(c, fs, "unload")
+			}},
+		&command{name: "reload", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>...]",
+			short: "restart the processes of jobs, or of the whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+				return setupAppJobsOp(c, fs, "reload")
+			}},
+		&command{name: "ps", usage: "[--app APP] [--json]", short: "list the running jobs of the app and their processes", setup: setupPs},
+		&command{name: "ps:info", usage: "[--app APP] [--json] <job>|<pid>", short: "show a job or a process", setup: setupPsInfo},
+		&command{name: "scale", aliases: []string{"ps:scale"}, usage: "[--app APP] <job>=N|<job>+N|<job>-N ...",
+			short: "set, add or remove processes of jobs", setup: setupScale},
+		&command{name: "ps:start", usage: "[--app APP] [--no-input] [<job>...]", short: "start jobs, or every job of the app",
+			setup: func(c *cli, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "start") }},
+		&command{name: "ps:stop", usage: "[--app APP] [--no-input] [<job>|<pid>...]", short: "stop jobs or processes, or every job of the app",
+			setup: func(c *cli, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "stop") }},
+		&command{name: "ps:kill", usage: "[--app APP] <job>|<pid> <signal>", short: "send a signal to a job's processes or to one process", setup: setupKill},
+		&command{name: "commit", aliases: []string{"ps:run"}, usage: "[--app APP] [--graceful-timeout S] [-p KEY=VALUE]... <job>",
+			short: "start a one-off process of a job in gafferd (0.5.2's 'gaffer run')", setup: setupCommit},
+		&command{name: "logs", usage: "[--app APP] [--ps JOB] [--backlog] [--no-color]",
+			short: "follow the output and lifecycle events of the app's processes", setup: setupLogs},
+		&command{name: "recv", usage: "<pid>[.<stream>] [<stream>]", short: "copy a process's output to stdout", setup: setupRecv},
+		&command{name: "send", usage: "[-s STREAM] <pid> <data>...|-", short: "write a line to a process's stdin (or a custom stream)", setup: setupSend},
+	)
+}
+
+func isUnreachable(err error) bool {
+	var ue *gaffer.UnreachableError
+	return errors.As(err, &ue)
+}
+
+// jobError names the job in an error, except when gafferd is unreachable.
+func jobError(full string, err error) error {
+	var ue *gaffer.UnreachableError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return fmt.Errorf("%s: %s", full, errorText(err))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// fullJob makes "job" into "<app>.job"; "app.job" stays.
+func fullJob(app, job string) string {
+	if strings.Contains(job, ".") {
+		return job
+	}
+	return app + "." + job
+}
+
+func shortJob(full string) string {
+	_, n := gaffer.SplitName(full)
+	return n
+}
+
+func isPid(s string) bool {
+	if s == "" || len(s) > 9 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// confirm asks a yes/no question (default yes); an end of input aborts.
+func (c *cli) confirm(noInput bool, question string) error {
+	if noInput {
+		return nil
+	}
+	fmt.Fprintf(c.stderr, "%s [y]|n: ", question)
+	line, err := c.readLine()
+	if err != nil {
+		return errors.New("aborted (no answer; use --no-input to skip the question)")
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "", "y", "yes":
+		return nil
+	}
+	return errors.New("aborted")
+}
+
+var stdinReader *bufio.Reader
+
+func (c *cli) readLine() (string, error) {
+	if stdinReader == nil {
+		stdinReader = bufio.NewReader(c.stdin)
+	}
+	line, err := stdinReader.ReadString('\n')
+	if err != nil && line == "" {
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// appOf loads the app and resolves --app.
+func (c *cli) appOf(flagValue string) (*app, string, error) {
+	a, err := c.loadApp(false)
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := c.appName(a, flagValue)
+	return a, name, err
+}
+
+func setupApps(c *cli, fs *flag.FlagSet) func([]string) error {
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		if len(args) > 0 {
+			return usagef("apps takes no argument")
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		s, err := cl.Sessions(c.ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.stdout, s)
+		}
+		for _, n := range s {
+			fmt.Fprintln(c.stdout, n)
+		}
+		return nil
+	}
+}
+
+func setupLoad(c *cli, fs *flag.FlagSet) func([]string) error {
+	var specs multiFlag
+	fs.Var(&specs, "c", "processes per type: name=N[,name=N...] (repeatable)")
+	noStart := fs.Bool("nostart", false, "load without starting")
+	appFlag := fs.String("app", "", "app (session) name")
+	return func(args []string) error {
+		if len(args) > 1 {
+			return usagef("load takes at most one file")
+		}
+		a, name, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		if len(args) == 1 {
+			return c.loadFile(cl, args[0], *appFlag, name, !*noStart)
+		}
+		if a.pf == nil {
+			return errors.New("no Procfile here (use -f PROCFILE, or give a JSON file)")
+		}
+		counts, err := concurrency(a, specs)
+		if err != nil {
+			return err
+		}
+		cfgs, err := gaffer.ProcfileJobConfigs(a.pf, counts, a.env)
+		if err != nil {
+			return err
+		}
+		redirectIn := map[string]bool{}
+		for _, n := range strings.Fields(a.env["GAFFER_REDIRECT_INPUT"]) {
+			redirectIn[n] = true
+		}
+		for i, cfg := range cfgs {
+			cfg.RedirectOutput = []string{"out", "err"}
+			cfg.RedirectInput = redirectIn[cfg.Name]
+			cfg.Cwd = a.root
+			cfg.OSEnv = true
+			cfg.Start = !*noStart
+			if _, ok := cfg.Env["PORT"]; !ok {
+				cfg.Env["PORT"] = strconv.Itoa(gaffer.DefaultPortBase + 100*i)
+			}
+			err := cl.Load(c.ctx, name, cfg)
+			var e *gaffer.Error
+			switch {
+			case errors.As(err, &e) && e.Errno == 409:
+				fmt.Fprintf(c.stdout, "'%s.%s' already loaded\n", name, cfg.Name)
+			case err != nil:
+				return jobError(name+"."+cfg.Name, err)
+			}
+		}
+		fmt.Fprintf(c.stdout, "==> '%s' has been loaded in %s\n", name, cl.Address())
+		return nil
+	}
+}
+
+// loadFile loads the jobs of a JSON file ("-" for stdin).
+func (c *cli) loadFile(cl *gaffer.Client, path, appFlag, app string, start bool) error {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(c.stdin, gaffer.MaxBodyBytes+1))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return err
+	}
+	var doc any
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("%s: invalid JSON: %v", path, err)
+	}
+	var jobs []map[string]any
+	switch d := doc.(type) {
+	case map[string]any:
+		if list, ok := d["jobs"].([]any); ok {
+			for i, j := range list {
+				m, ok := j.(map[string]any)
+				if !ok {
+					return fmt.Errorf("%s: jobs[%d] is not an object", path, i)
+				}
+				jobs = append(jobs, m)
+			}
+		} else {
+			jobs = append(jobs, d)
+		}
+	default:
+		return fmt.Errorf("%s: expected a job object or {\"jobs\": [...]}", path)
+	}
+	for i, j := range jobs {
+		name, _ := j["name"].(string)
+		if name == "" {
+			return fmt.Errorf("%s: job %d has no name", path, i+1)
+		}
+		sid := app
+		if s, n, ok := strings.Cut(name, "."); ok {
+			name = n
+			if appFlag == "" {
+				sid = s
+			}
+		}
+		j["name"] = name
+		if _, ok := j["start"]; !ok {
+			j["start"] = start
+		}
+		err := cl.LoadMap(c.ctx, sid, j)
+		var e *gaffer.Error
+		switch {
+		case errors.As(err, &e) && e.Errno == 409:
+			fmt.Fprintf(c.stdout, "'%s.%s' already loaded\n", sid, name)
+		case err != nil:
+			return jobError(sid+"."+name, err)
+		default:
+			fmt.Fprintf(c.stdout, "'%s.%s' has been loaded in %s\n", sid, name, cl.Address())
+		}
+	}
+	fmt.Fprintf(c.stdout, "'%s' has been loaded\n", path)
+	return nil
+}
+
+// setupAppJobsOp is unload, reload, ps:start and ps:stop: on the named
+// jobs, or on every job of the app after a confirmation.
+func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
+	appFlag := fs.String("app", "", "app (session) name")
+	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
+	var fromFile *string
+	if op == "unload" || op == "reload" {
+		fromFile = fs.String("from-file", "", "take the job names from this JSON job file")
+	}
+	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "start": "started", "stop": "stopped"}[op]
+	return func(args []string) error {
+		_, app, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		if fromFile != nil && *fromFile != "" {
+			names, err := jobNamesFromFile(*fromFile)
+			if err != nil {
+				return err
+			}
+			args = append(args, names...)
+		}
+		do := func(full string) error {
+			switch op {
+			case "unload":
+				return cl.Unload(c.ctx, full)
+			case "reload":
+				return cl.ReloadJob(c.ctx, full)
+			case "start":
+				return cl.StartJob(c.ctx, full)
+			default:
+				return cl.StopJob(c.ctx, full)
+			}
+		}
+		if len(args) == 0 {
+			sessions, err := cl.Sessions(c.ctx)
+			if err != nil {
+				return err
+			}
+			found := false
+			for _, s := range sessions {
+				found = found || s == app
+			}
+			if !found {
+				return fmt.Errorf("'%s' not found", app)
+			}
+			q := map[string]string{"unload": "Do you want to unload '%s'?", "reload": "Do you want to reload '%s'?",
+				"start": "Do you want to start all jobs in '%s'", "stop": "Do you want to stop all jobs in '%s'"}[op]
+			if err := c.confirm(*noInput, fmt.Sprintf(q, app)); err != nil {
+				return err
+			}
+			jobs, err := cl.SessionJobs(c.ctx, app)
+			if err != nil {
+				return err
+			}
+			for _, full := range jobs {
+				if err := do(full); err != nil {
+					return jobError(full, err)
+				}
+				fmt.Fprintf(c.stdout, "job '%s' %s\n", shortJob(full), past)
+			}
+			if op == "start" || op == "stop" {
+				fmt.Fprintf(c.stdout, "==> all jobs in '%s' %s\n", app, past)
+			} else {
+				fmt.Fprintf(c.stdout, "==> app '%s' %s\n", app, past)
+			}
+			return nil
+		}
+		failed := false
+		for _, arg := range args {
+			if op == "stop" && isPid(arg) {
+				pid, _ := strconv.Atoi(arg)
+				if err := cl.StopProcess(c.ctx, pid); err != nil {
+					if isUnreachable(err) {
+						return err
+					}
+					fmt.Fprintf(c.stderr, "gaffer: process %s: %s\n", arg, errorText(err))
+					failed = true
+					continue
+				}
+				fmt.Fprintf(c.stdout, "'%s' stopped\n", arg)
+				continue
+			}
+			full := fullJob(app, arg)
+			if err := c.confirm(*noInput || op == "start" || op == "stop", fmt.Sprintf("Do you want to %s '%s'?", op, full)); err != nil {
+				return err
+			}
+			if err := do(full); err != nil {
+				if isUnreachable(err) {
+					return err
+				}
+				var e *gaffer.Error
+				if errors.As(err, &e) && e.Errno == 404 {
+					fmt.Fprintf(c.stderr, "gaffer: '%s' not found in '%s'\n", shortJob(full), app)
+				} else {
+					fmt.Fprintf(c.stderr, "gaffer: %s: %s\n", full, errorText(err))
+				}
+				failed = true
+				continue
+			}
+			if op == "unload" || op == "reload" {
+				fmt.Fprintf(c.stdout, "job '%s' %s\n", arg, past)
+			} else {
+				fmt.Fprintf(c.stdout, "'%s' %s\n", arg, past)
+			}
+		}
+		if failed {
+			return &exitError{code: 1}
+		}
+		return nil
+	}
+}
+
+func jobNamesFromFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Name string `json:"name"`
+		Jobs []struct {
+			Name string `json:"name"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: invalid JSON: %v", filepath.Base(path), err)
+	}
+	var out []string
+	if doc.Name != "" {
+		out = append(out, doc.Name)
+	}
+	for _, j := range doc.Jobs {
+		if j.Name != "" {
+			out = append(out, j.Name)
+		}
+	}
+	return out, nil
+}
+
+// psJob is one job of "ps --json".
+type psJob struct {
+	Job       gaffer.JobInfo       `json:"job"`
+	Stats     gaffer.JobStats      `json:"stats"`
+	Processes []gaffer.ProcessInfo `json:"processes"`
+}
+
+func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
+	appFlag := fs.String("app", "", "app (session) name")
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		if len(args) > 0 {
+			return usagef("ps takes no argument (see ps:info)")
+		}
+		_, app, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		jobs, err := cl.SessionJobs(c.ctx, app)
+		if err != nil {
+			var e *gaffer.Error
+			if errors.As(err, &e) && e.Errno == 404 {
+				return fmt.Errorf("'%s' not loaded", app)
+			}
+			return err
+		}
+		out := []psJob{}
+		for _, full := range jobs {
+			info, err := cl.JobInfo(c.ctx, full)
+			if err != nil {
+				return err
+			}
+			if !info.Active {
+				continue
+			}
+			pj := psJob{Job: info, Processes: []gaffer.ProcessInfo{}}
+			if pj.Stats, err = cl.JobStats(c.ctx, full); err != nil {
+				return err
+			}
+			for _, pid := range info.Processes {
+				pi, err := cl.ProcessInfo(c.ctx, pid)
+				if err != nil {
+					continue // it exited meanwhile
+				}
+				pj.Processes = append(pj.Processes, pi)
+			}
+			out = append(out, pj)
+		}
+		if *asJSON {
+			return printJSON(c.stdout, out)
+		}
+		for i, pj := range out {
+			if i > 0 {
+				fmt.Fprintln(c.stdout)
+			}
+			name := shortJob(pj.Job.Name)
+			fmt.Fprintf(c.stdout, "=== %s: `%s`\n", name, commandLine(pj.Job.Config))
+			fmt.Fprintf(c.stdout, "Total CPU: %s Total MEM: %s\n\n", num2(pj.Stats.CPU), num2(pj.Stats.Mem))
+			for _, p := range pj.Processes {
+				up := time.Since(time.Unix(0, int64(p.CreateTime*1e9))).Round(time.Second)
+				if up < 0 {
+					up = 0
+				}
+				fmt.Fprintf(c.stdout, "%s.%d: up for %s\n", name, p.Pid, up)
+			}
+		}
+		return nil
+	}
+}
+
+func num2(v any) string {
+	if f, ok := v.(float64); ok {
+		return fmt.Sprintf("%.2f", f)
+	}
+	return fmt.Sprint(v)
+}
+
+func commandLine(cfg map[string]any) string {
+	s := fmt.Sprint(cfg["cmd"])
+	if args, ok := cfg["args"].([]any); ok {
+		for _, a := range args {
+			s += " " + gaffer.QuoteCommandWord(fmt.Sprint(a))
+		}
+	}
+	return s
+}
+
+func setupPsInfo(c *cli, fs *flag.FlagSet) func([]string) error {
+	appFlag := fs.String("app", "", "app (session) name")
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		if len(args) != 1 {
+			return usagef("ps:info needs one job or pid")
+		}
+		_, app, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		t := args[0]
+		var e *gaffer.Error
+		if isPid(t) {
+			pid, _ := strconv.Atoi(t)
+			info, err := cl.ProcessInfo(c.ctx, pid)
+			if errors.As(err, &e) && e.Errno == 404 {
+				return fmt.Errorf("process '%s' not found", t)
+			} else if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(c.stdout, info)
+			}
+			env := make([]string, 0, len(info.Env))
+			for k, v := range info.Env {
+				env = append(env, k+"="+v)
+			}
+			sort.Strings(env)
+			lines := [][2]any{{"pid", info.Pid}, {"name", info.Name}, {"cmd", info.Cmd}, {"args", strings.Join(info.Args, " ")},
+				{"os_pid", info.OSPid}, {"create_time", fmt.Sprintf("%.2f", info.CreateTime)}, {"commited", info.Commited},
+				{"redirect_output", strings.Join(info.RedirectOutput, ",")}, {"redirect_input", info.RedirectInput},
+				{"custom_streams", strings.Join(info.CustomStreams, ",")}, {"active", info.Active}, {"env", strings.Join(env, " ")}}
+			for _, l := range lines {
+				fmt.Fprintf(c.stdout, "%s: %v\n", l[0], l[1])
+			}
+			return nil
+		}
+		full := fullJob(app, t)
+		info, err := cl.JobInfo(c.ctx, full)
+		if errors.As(err, &e) && e.Errno == 404 {
+			return fmt.Errorf("job '%s' not found", t)
+		} else if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.stdout, info)
+		}
+		pids := make([]string, len(info.Processes))
+		for i, p := range info.Processes {
+			pids[i] = strconv.Itoa(p)
+		}
+		fmt.Fprintf(c.stdout, "active: %v\nrunning: %d\nnum_processes: %d\npids: %s\n", info.Active, info.Running, info.MaxProcesses, strings.Join(pids, ","))
+		return nil
+	}
+}
+
+// parseScaleArg splits "web=3", "web+2", "my-job-1" at the last operator
+// followed only by digits.
+func parseScaleArg(s string) (job, op string, ok bool) {
+	i := len(s)
+	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
+		i--
+	}
+	if i == len(s) || i < 2 {
+		return "", "", false
+	}
+	switch s[i-1] {
+	case '=', '+', '-':
+		return s[:i-1], string(s[i-1]) + s[i:], true
+	}
+	return "", "", false
+}
+
+func setupScale(c *cli, fs *flag.FlagSet) func([]string) error {
+	appFlag := fs.String("app", "", "app (session) name")
+	return func(args []string) error {
+		if len(args) == 0 {
+			return usagef("scale needs at least one <job>=N, <job>+N or <job>-N")
+		}
+		type item struct{ full, op string }
+		var items []item
+		_, app, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		for _, a := range args {
+			job, op, ok := parseScaleArg(a)
+			if !ok {
+				return usagef("%q: expected <job>=N, <job>+N or <job>-N", a)
+			}
+			items = append(items, item{fullJob(app, job), op})
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		failed := false
+		for _, it := range items {
+			n, err := cl.Scale(c.ctx, it.full, it.op)
+			var e *gaffer.Error
+			switch {
+			case errors.As(err, &e) && e.Errno == 404:
+				fmt.Fprintf(c.stderr, "gaffer: '%s' not found\n", it.full)
+				failed = true
+			case err != nil:
+				return jobError(it.full, err)
+			default:
+				fmt.Fprintf(c.stdout, "Scaling %s processes... done, now running %d\n", it.full, n)
+			}
+		}
+		if failed {
+			return &exitError{code: 1}
+		}
+		return nil
+	}
+}
+
+func setupKill(c *cli, fs *flag.FlagSet) func([]string) error {
+	appFlag := fs.String("app", "", "app (session) name")
+	return func(args []string) error {
+		if len(args) != 2 {
+			return usagef("ps:kill needs a job or pid and a signal")
+		}
+		if _, err := gaffer.ParseSignal(args[1]); err != nil {
+			return usagef("%s", errorText(err))
+		}
+		_, app, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		if isPid(args[0]) {
+			pid, _ := strconv.Atoi(args[0])
+			err = cl.SignalProcess(c.ctx, pid, args[1])
+		} else {
+			err = cl.SignalJob(c.ctx, fullJob(app, args[0]), args[1])
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "'%s' sent to '%s'\n", args[1], args[0])
+		return nil
+	}
+}
+
+func setupCommit(c *cli, fs *flag.FlagSet) func([]string) error {
+	appFlag := fs.String("app", "", "app (session) name")
+	graceful := fs.String("graceful-timeout", "", "graceful stop timeout in seconds")
+	var pairs multiFlag
+	fs.Var(&pairs, "p", "extra environment KEY=VALUE (repeatable)")
+	return func(args []string) error {
+		if len(args) != 1 {
+			return usagef("commit needs one job")
+		}
+		var gt time.Duration
+		if *graceful != "" {
+			f, err := strconv.ParseFloat(*graceful, 64)
+			if err != nil || f < 0 {
+				return usagef("invalid graceful timeout value %q", *graceful)
+			}
+			gt = time.Duration(f * float64(time.Second))
+		}
+		a, app, err := c.appOf(*appFlag)
+		if err != nil {
+			return err
+		}
+		env := map[string]string{}
+		for k, v := range a.env {
+			env[k] = v
+		}
+		for _, p := range pairs {
+			k, v, ok := strings.Cut(p, "=")
+			if !ok || k == "" {
+				return usagef("-p %q: expected KEY=VALUE", p)
+			}
+			env[k] = v
+		}
+		cl, err := c.apiClient()
+		if err != nil {
+			return err
+		}
+		full := fullJob(app, args[0])
+		pid, err := cl.Commit(c.ctx, full, gt, env)
+		var e *gaffer.Error
+		if errors.As(err, &e) && e.Errno == 404 {
+			return fmt.Errorf("'%s' not found", full)
+		} else if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "'%s': new process %d launched\n", full, pid)
+		return nil
+	}
+}

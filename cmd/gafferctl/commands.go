@@ -1,0 +1,383 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/gaffer-go/gaffer"
+)
+
+func init() {
+	one := func(name, short string, fn func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error) *command {
+		return &command{name: name, usage: "[--json] <name>|<pid>", short: short, setup: func(c *ctl, fs *flag.FlagSet) func([]string) error {
+			asJSON := fs.Bool("json", false, "print JSON")
+			return func(args []string) error {
+				if len(args) != 1 {
+					return usagef("%s needs one name (or pid)", name)
+				}
+				cl, full, err := c.resolve(args[0])
+				if err != nil {
+					return err
+				}
+				return fn(c, cl, full, *asJSON)
+			}
+		}}
+	}
+	commands = append(commands,
+		&command{name: "processes", usage: "[--running] [--json]", short: "List the process templates (or the running pids)", setup: setupProcesses},
+		&command{name: "get_process", usage: "<name>|<pid>", short: "Fetch a process template",
+			setup: func(c *ctl, fs *flag.FlagSet) func([]string) error {
+				return func(args []string) error {
+					if len(args) != 1 {
+						return usagef("get_process needs one name")
+					}
+					cl, full, err := c.resolve(args[0])
+					if err != nil {
+						return err
+					}
+					info, err := cl.JobInfo(c.ctx, full)
+					if err != nil {
+						return err
+					}
+					cfg := info.Config
+					cfg["name"] = gaffer.LegacyName(full)
+					return c.output(true, cfg)
+				}
+			}},
+		&command{name: "add_process", usage: "[--start] <name> <cmd>", short: "Add a process template (started with --start)", setup: setupAddProcess},
+		&command{name: "load_process", usage: "[--start] <file>|-", short: "Load a process template from a JSON file", setup: setupLoadProcess},
+		&command{name: "update_process", usage: "[--start] <name> <cmd>|-", short: "Update a process template",
+			long:  "The command line is replaced and the other settings are kept; with '-', a JSON object read from stdin is merged over the template's settings. The processes restart with the new settings; --start also starts a stopped template.",
+			setup: setupUpdateProcess},
+		&command{name: "del_process", usage: "<name>", short: "Remove a process template and stop its processes",
+			setup: func(c *ctl, fs *flag.FlagSet) func([]string) error {
+				return func(args []string) error {
+					if len(args) != 1 {
+						return usagef("del_process needs one name")
+					}
+					cl, full, err := c.resolve(args[0])
+					if err != nil {
+						return err
+					}
+					if err := cl.Unload(c.ctx, full); err != nil {
+						return err
+					}
+					return c.output(false, "ok")
+				}
+			}},
+		one("start", "Start a process template", func(c *ctl, cl *gaffer.Client, full string, _ bool) error {
+			if err := cl.StartJob(c.ctx, full); err != nil {
+				return err
+			}
+			return c.output(false, "ok")
+		}),
+		one("stop", "Stop a process template", func(c *ctl, cl *gaffer.Client, full string, _ bool) error {
+			if err := cl.StopJob(c.ctx, full); err != nil {
+				return err
+			}
+			return c.output(false, "ok")
+		}),
+		&command{name: "add", usage: "<name> [<n>]", short: "Increment the number of OS processes", setup: func(c *ctl, fs *flag.FlagSet) func([]string) error {
+			return setupAddSub(c, fs, "+")
+		}},
+		&command{name: "sub", usage: "<name> [<n>]", short: "Decrement the number of OS processes", setup: func(c *ctl, fs *flag.FlagSet) func([]string) error {
+			return setupAddSub(c, fs, "-")
+		}},
+		one("numprocesses", "Number of processes that should be launched", func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error {
+			info, err := cl.JobInfo(c.ctx, full)
+			if err != nil {
+				return err
+			}
+			return c.output(asJSON, info.MaxProcesses)
+		}),
+		one("running", "Number of running processes of a template", func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error {
+			info, err := cl.JobInfo(c.ctx, full)
+			if err != nil {
+				return err
+			}
+			return c.output(asJSON, info.Running)
+		}),
+		one("status", "Return the status of a template (active or stopped)", func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error {
+			info, err := cl.JobInfo(c.ctx, full)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return c.output(true, gaffer.LegacyStatus{Active: info.Active, Running: info.Running, MaxProcesses: info.MaxProcesses})
+			}
+			if info.Active {
+				return c.output(false, "active")
+			}
+			return c.output(false, "stopped")
+		}),
+		one("pids", "Get the process ids of a template", func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error {
+			pids, err := cl.JobPids(c.ctx, full)
+			if err != nil {
+				return err
+			}
+			return c.output(asJSON, pids)
+		}),
+		&command{name: "kill", usage: "<name>|<pid> <signal>", short: "Send a signal to a template's processes or to one process", setup: setupKill},
+		&command{name: "watch", usage: "[--no-color] [<pattern>]", short: "Watch changes in gaffer",
+			long: `Prints one line per event, "HH:MM:SS name | event name", until Ctrl-C.
+A pattern is a dotted event-name prefix: spawn, proc.dummy, proc.dummy.spawn,
+proc.app:web.exit; proc(dummy) and proc(dummy).spawn are accepted too.`,
+			setup: setupWatch},
+	)
+}
+
+// resolve turns a 0.4 name (or a pid: the template of that pid) into a
+// full job name (gafferctl-0.4 §1.5, §4.1).
+func (c *ctl) resolve(arg string) (*gaffer.Client, string, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, "", err
+	}
+	if isDigits(arg) {
+		pid, err := strconv.Atoi(arg)
+		if err != nil {
+			return nil, "", usagef("bad pid %q", arg)
+		}
+		info, err := cl.ProcessInfo(c.ctx, pid)
+		if err != nil {
+			return nil, "", err
+		}
+		return cl, info.Name, nil
+	}
+	if strings.Contains(arg, ".") {
+		return nil, "", usagef("%q: a 0.4 name has no '.'; write session:job", arg)
+	}
+	return cl, gaffer.FromLegacyName(arg), nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func setupProcesses(c *ctl, fs *flag.FlagSet) func([]string) error {
+	running := fs.Bool("running", false, "list the running pids instead")
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		if len(args) > 0 {
+			return usagef("processes takes no argument")
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		if *running {
+			pids, err := cl.Pids(c.ctx)
+			if err != nil {
+				return err
+			}
+			return c.output(*asJSON, pids)
+		}
+		jobs, err := cl.Jobs(c.ctx)
+		if err != nil {
+			return err
+		}
+		names := make([]string, len(jobs))
+		for i, j := range jobs {
+			names[i] = gaffer.LegacyName(j)
+		}
+		return c.output(*asJSON, names)
+	}
+}
+
+// loadLegacy creates a template from a 0.4 config object.
+func (c *ctl) loadLegacy(cfg map[string]any, start bool) error {
+	name, _ := cfg["name"].(string)
+	cmd, _ := cfg["cmd"].(string)
+	if name == "" || cmd == "" {
+		return errors.New("name or cmd properties are missing")
+	}
+	if strings.Contains(name, ".") {
+		return fmt.Errorf("name %q: a 0.4 name has no '.'; write session:job", name)
+	}
+	full := gaffer.FromLegacyName(name)
+	sid, job := gaffer.SplitName(full)
+	body := map[string]any{}
+	for k, v := range cfg {
+		body[k] = v
+	}
+	body["name"] = job
+	body["start"] = start
+	delete(body, "group")
+	if _, ok := body["os_env"]; !ok {
+		body["os_env"] = true // the 0.4 default
+	}
+	if _, hasArgs := body["args"]; hasArgs && strings.ContainsAny(cmd, " \t") {
+		body["cmd"] = gaffer.QuoteCommandWord(cmd) // 0.4 took cmd verbatim when args was given
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	if err := cl.LoadMap(c.ctx, sid, body); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, name)
+	return err
+}
+
+func setupAddProcess(c *ctl, fs *flag.FlagSet) func([]string) error {
+	start := fs.Bool("start", false, "start it")
+	return func(args []string) error {
+		if len(args) != 2 {
+			return usagef("add_process needs a name and a command (quote the command)")
+		}
+		return c.loadLegacy(map[string]any{"name": args[0], "cmd": args[1]}, *start)
+	}
+}
+
+// readObject reads a JSON object from a file or stdin ("-").
+func (c *ctl) readObject(path string) (map[string]any, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(c.stdin, gaffer.MaxBodyBytes+1))
+	} else {
+		data, err = os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%q not found", path)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		where := path
+		if path == "-" {
+			where = "stdin"
+		}
+		if err == nil {
+			err = errors.New("not an object")
+		}
+		return nil, fmt.Errorf("%s: invalid JSON object: %v", where, err)
+	}
+	return m, nil
+}
+
+func setupLoadProcess(c *ctl, fs *flag.FlagSet) func([]string) error {
+	start := fs.Bool("start", false, "start it")
+	return func(args []string) error {
+		if len(args) != 1 {
+			return usagef("load_process needs a file (or - for stdin)")
+		}
+		m, err := c.readObject(args[0])
+		if err != nil {
+			return err
+		}
+		return c.loadLegacy(m, *start)
+	}
+}
+
+func setupUpdateProcess(c *ctl, fs *flag.FlagSet) func([]string) error {
+	start := fs.Bool("start", false, "also start it when it is stopped")
+	return func(args []string) error {
+		if len(args) != 2 {
+			return usagef("update_process needs a name and a command (or - to read JSON settings)")
+		}
+		cl, full, err := c.resolve(args[0])
+		if err != nil {
+			return err
+		}
+		info, err := cl.JobInfo(c.ctx, full)
+		if err != nil {
+			return err
+		}
+		cfg := info.Config
+		if args[1] == "-" {
+			m, err := c.readObject("-")
+			if err != nil {
+				return err
+			}
+			for k, v := range m {
+				if k != "name" {
+					cfg[k] = v
+				}
+			}
+		} else {
+			cfg["cmd"] = args[1]
+			cfg["args"] = []string{}
+		}
+		_, cfg["name"] = gaffer.SplitName(full)
+		cfg["start"] = *start || info.Active
+		if err := cl.UpdateMap(c.ctx, full, cfg); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(c.stdout, gaffer.LegacyName(full))
+		return err
+	}
+}
+
+func setupAddSub(c *ctl, fs *flag.FlagSet, sign string) func([]string) error {
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		if len(args) < 1 || len(args) > 2 {
+			return usagef("needs a name and optionally a number")
+		}
+		n := 1
+		if len(args) == 2 {
+			var err error
+			if n, err = strconv.Atoi(args[1]); err != nil || n < 0 {
+				return usagef("%q is not a number of processes", args[1])
+			}
+		}
+		cl, full, err := c.resolve(args[0])
+		if err != nil {
+			return err
+		}
+		np, err := cl.Scale(c.ctx, full, sign+strconv.Itoa(n))
+		if err != nil {
+			return err
+		}
+		return c.output(*asJSON, np)
+	}
+}
+
+func setupKill(c *ctl, fs *flag.FlagSet) func([]string) error {
+	return func(args []string) error {
+		if len(args) != 2 {
+			return usagef("kill needs a name or pid and a signal")
+		}
+		if _, err := gaffer.ParseSignal(args[1]); err != nil {
+			return usagef("%s", errorText(err))
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		if isDigits(args[0]) {
+			pid, _ := strconv.Atoi(args[0])
+			err = cl.SignalProcess(c.ctx, pid, args[1])
+		} else {
+			_, full, rerr := c.resolve(args[0])
+			if rerr != nil {
+				return rerr
+			}
+			err = cl.SignalJob(c.ctx, full, args[1])
+		}
+		if err != nil {
+			return err
+		}
+		return c.output(false, "ok")
+	}
+}

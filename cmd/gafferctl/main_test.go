@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gaffer-go/gaffer"
+)
+
+// The tests build gafferctl and gafferd and run them as real processes;
+// every command's effect is checked through the HTTP API.
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gafferctl-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, p := range []string{"gafferctl=.", "gafferd=../gafferd"} {
+		name, pkg, _ := strings.Cut(p, "=")
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", name, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startGafferd runs gafferd on 127.0.0.1:0 and returns its URL (read from
+// its "listening" log line) and a client of it.
+func startGafferd(t *testing.T) (string, *gaffer.Client) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(binDir, "gafferd"), "--bind", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	pipe, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`msg=listening .*address=(\S+)`)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addrc <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("gafferd did not log its address")
+	}
+	url := "http://" + addr
+	cl, err := gaffer.NewClient(url, gaffer.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cl.Close()
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Error("gafferd did not stop")
+		}
+	})
+	waitFor(t, 10*time.Second, "gafferd", func() bool { return cl.Ping(context.Background()) == nil })
+	return url, cl
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func ctlRun(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "gafferctl"), args...)
+	cmd.Env = append(os.Environ(), "GAFFERD_ADDRESS=", "GAFFER_API_KEY=")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func want(t *testing.T, r result, code int, stdout string) {
+	t.Helper()
+	if r.code != code || (stdout != "*" && r.stdout != stdout) {
+		t.Fatalf("exit %d stdout %q (want %d %q); stderr %q", r.code, r.stdout, code, stdout, r.stderr)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	url, cl := startGafferd(t)
+	ctx := context.Background()
+	ctl := func(stdin string, args ...string) result {
+		return ctlRun(t, stdin, append([]string{"--connect=" + url}, args...)...)
+	}
+	active := func(full string) bool {
+		a, _ := cl.JobActive(ctx, full)
+		return a
+	}
+
+	want(t, ctl("", "processes"), 0, "[]\n")
+	want(t, ctl("", "add_process", "--start", "dummy", "sleep 300"), 0, "dummy\n")
+	waitFor(t, 10*time.Second, "dummy to run", func() bool { return active("default.dummy") })
+	want(t, ctl("", "add_process", "dummy", "sleep 300"), 1, "")
+	want(t, ctl("", "add_process", "quiet", "sleep 300"), 0, "quiet\n")
+	if info, err := cl.JobInfo(ctx, "default.quiet"); err != nil || info.Active || info.State == gaffer.JobRunning {
+		t.Fatalf("add_process without --start: %+v %v", info, err)
+	}
+	want(t, ctl("", "PROCESSES"), 0, "['dummy', 'quiet']\n")
+	pids, _ := cl.Pids(ctx)
+	want(t, ctl("", "processes", "--running"), 0, fmt.Sprintf("[%d]\n", pids[0]))
+	r := ctl("", "processes", "--json")
+	var names []string
+	if json.Unmarshal([]byte(r.stdout), &names) != nil || len(names) != 2 {
+		t.Fatalf("processes --json: %q", r.stdout)
+	}
+
+	r = ctl("", "get_process", "dummy")
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &cfg); err != nil || cfg["name"] != "dummy" || cfg["cmd"] != "sleep 300" {
+		t.Fatalf("get_process: %v %q", err, r.stdout)
+	}
+	want(t, ctl("", "status", "dummy"), 0, "active\n")
+	want(t, ctl("", "status", "quiet"), 0, "stopped\n")
+	want(t, ctl("", "running", "dummy"), 0, "1\n")
+	want(t, ctl("", "numprocesses", "dummy"), 0, "1\n")
+	want(t, ctl("", "pids", "dummy"), 0, fmt.Sprintf("[%d]\n", pids[0]))
+	// A pid stands for its template.
+	want(t, ctl("", "numprocesses", strconv.Itoa(pids[0])), 0, "1\n")
+
+	want(t, ctl("", "add", "dummy", "2"), 0, "3\n")
+	if info, _ := cl.JobInfo(ctx, "default.dummy"); info.MaxProcesses != 3 {
+		t.Fatalf("after add: %d", info.MaxProcesses)
+	}
+	want(t, ctl("", "sub", "dummy", "5"), 0, "0\n")
+	want(t, ctl("", "add", "dummy"), 0, "1\n")
+	want(t, ctl("", "add", "dummy", "x"), 2, "")
+
+	want(t, ctl("", "kill", "dummy", "cont"), 0, "ok\n")
+	waitFor(t, 10*time.Second, "one dummy", func() bool {
+		p, _ := cl.JobPids(ctx, "default.dummy")
+		pids = p
+		return len(p) == 1
+	})
+	want(t, ctl("", "kill", strconv.Itoa(pids[0]), "SIGCONT"), 0, "ok\n")
+	want(t, ctl("", "kill", "dummy", "NOPE"), 2, "")
+
+	// stop then start works (0.4's BUG S1).
+	want(t, ctl("", "stop", "dummy"), 0, "ok\n")
+	waitFor(t, 10*time.Second, "dummy stopped", func() bool { return !active("default.dummy") })
+	want(t, ctl("", "status", "dummy"), 0, "stopped\n")
+	want(t, ctl("", "start", "dummy"), 0, "ok\n")
+	waitFor(t, 10*time.Second, "dummy started", func() bool { return active("default.dummy") })
+
+	// update_process really updates, and keeps the job running.
+	want(t, ctl("", "update_process", "dummy", "sleep 200"), 0, "dummy\n")
+	waitFor(t, 10*time.Second, "dummy updated", func() bool {
+		info, _ := cl.JobInfo(ctx, "default.dummy")
+		return info.Config["cmd"] == "sleep 200" && info.Active
+	})
+	want(t, ctl(`{"numprocesses": 2}`, "update_process", "--start", "quiet", "-"), 0, "quiet\n")
+	waitFor(t, 10*time.Second, "quiet started", func() bool { return active("default.quiet") })
+
+	// load_process from stdin and from a file, with a group.
+	want(t, ctl(`{"name": "grp:web", "cmd": "sleep 300"}`, "load_process", "--start", "-"), 0, "grp:web\n")
+	waitFor(t, 10*time.Second, "grp.web", func() bool { return active("grp.web") })
+	f := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(f, []byte(`{"name": "fromfile", "cmd": "sleep", "args": ["300"]}`), 0o644)
+	want(t, ctl("", "load_process", f), 0, "fromfile\n")
+	if ok, _ := cl.JobExists(ctx, "default.fromfile"); !ok {
+		t.Fatal("fromfile not loaded")
+	}
+	want(t, ctl(`{"cmd": "x"}`, "load_process", "-"), 1, "")
+	r = ctl("", "load_process", "/nonexistent.json")
+	if r.code != 1 || !strings.Contains(r.stderr, `"/nonexistent.json" not found`) {
+		t.Fatalf("missing file: %d %q", r.code, r.stderr)
+	}
+	want(t, ctl("", "status", "grp:web"), 0, "active\n")
+
+	// watch: dotted and proc(...) patterns.
+	type watcher struct {
+		cmd   *exec.Cmd
+		lines chan string
+	}
+	startWatch := func(pattern string) watcher {
+		w := watcher{cmd: exec.Command(filepath.Join(binDir, "gafferctl"), "--connect="+url, "watch", pattern), lines: make(chan string, 100)}
+		pipe, _ := w.cmd.StdoutPipe()
+		if err := w.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			sc := bufio.NewScanner(pipe)
+			for sc.Scan() {
+				w.lines <- sc.Text()
+			}
+			close(w.lines)
+		}()
+		return w
+	}
+	watchers := []watcher{startWatch("proc(dummy).spawn"), startWatch("proc.dummy"), startWatch(".")}
+	spawnRE := regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`)
+	got := make([]bool, len(watchers))
+	waitFor(t, 20*time.Second, "spawn lines in every watcher", func() bool {
+		ctl("", "add", "dummy") // the watchers subscribe asynchronously
+		for i, w := range watchers {
+		drain:
+			for {
+				select {
+				case l := <-w.lines:
+					if spawnRE.MatchString(l) {
+						got[i] = true
+					} else if i == 0 {
+						t.Errorf("proc(dummy).spawn printed %q", l)
+					}
+				default:
+					break drain
+				}
+			}
+		}
+		return got[0] && got[1] && got[2]
+	})
+	for _, w := range watchers {
+		w.cmd.Process.Signal(syscall.SIGINT)
+		if err := w.cmd.Wait(); err != nil {
+			t.Fatalf("watch after SIGINT: %v", err)
+		}
+	}
+	want(t, ctlRun(t, "", "--connect="+url, "watch", "proc(dummy"), 2, "")
+
+	want(t, ctl("", "del_process", "dummy"), 0, "ok\n")
+	if ok, _ := cl.JobExists(ctx, "default.dummy"); ok {
+		t.Fatal("dummy still loaded")
+	}
+	r = ctl("", "status", "dummy")
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "gafferctl: ") {
+		t.Fatalf("status of a deleted template: %d %q", r.code, r.stderr)
+	}
+}
+
+func TestErrorsAndHelp(t *testing.T) {
+	l := filepath.Join(t.TempDir(), "none.sock")
+	for _, env := range []bool{false, true} {
+		args := []string{"--connect=unix:" + l, "processes"}
+		cmd := exec.Command(filepath.Join(binDir, "gafferctl"), args...)
+		if env {
+			cmd = exec.Command(filepath.Join(binDir, "gafferctl"), "processes")
+			cmd.Env = append(os.Environ(), "GAFFERD_ADDRESS=unix:"+l)
+		}
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		ee, _ := err.(*exec.ExitError)
+		if ee == nil || ee.ExitCode() != 1 || errb.String() != "gafferctl: cannot reach gafferd at unix:"+l+": no such file or directory\n" {
+			t.Fatalf("env=%v: %v %q", env, err, errb.String())
+		}
+	}
+	r := ctlRun(t, "", "help")
+	want(t, r, 0, "*")
+	names := regexp.MustCompile(`(?m)^\t(\S+)`).FindAllStringSubmatch(r.stdout, -1)
+	if len(names) != 18 {
+		t.Fatalf("help lists %d commands:\n%s", len(names), r.stdout)
+	}
+	for _, n := range names {
+		if r := ctlRun(t, "", n[1], "-h"); r.code != 0 || !strings.Contains(r.stderr, "usage: gafferctl "+n[1]) {
+			t.Errorf("%s -h: %d %q", n[1], r.code, r.stderr)
+		}
+	}
+	want(t, ctlRun(t, "", "version"), 0, "gaffer (version "+gaffer.Version+")\nAvailable in the public domain.\n\n")
+	want(t, ctlRun(t, "", "nosuch"), 2, "")
+	want(t, ctlRun(t, "", "--nosuch", "processes"), 2, "")
+	want(t, ctlRun(t, "", "status"), 2, "")
+	want(t, ctlRun(t, "", "--certfile=/x", "processes"), 1, "")
+}
+
+func TestWatchPatterns(t *testing.T) {
+	cases := map[string][]string{
+		"":                  {"."},
+		"proc(dummy)":       {"proc.dummy", "proc.default.dummy"},
+		"proc(dummy).spawn": {"proc.dummy.spawn", "proc.default.dummy.spawn"},
+		"proc.ga:a.exit":    {"proc.ga:a.exit", "proc.ga.a.exit"},
+		"proc.3.kill":       {"proc.3.kill"},
+		"spawn":             {"spawn"},
+	}
+	for in, out := range cases {
+		got, err := watchPatterns(in)
+		if err != nil || strings.Join(got, " ") != strings.Join(out, " ") {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"proc(", "proc()x", "a b"} {
+		if _, err := watchPatterns(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if got := legacyEventName("proc.default.dummy.spawn", "default.dummy"); got != "proc.dummy.spawn" {
+		t.Errorf("legacyEventName: %q", got)
+	}
+}

@@ -1,0 +1,510 @@
+package gaffer
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mtSample is one parsed sample line.
+type mtSample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+var (
+	mtNameRE  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	mtLabelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
+
+// mtParse checks text against the Prometheus text format 0.0.4 and
+// returns the samples and the TYPE of each family. It fails the test on
+// the first violation: a line that is not a comment or a sample, a bad
+// name, label or escape, a sample before its family's TYPE or apart from
+// the rest of its family, a family declared twice, a duplicate series, or
+// a missing final newline.
+func mtParse(t *testing.T, text string) ([]mtSample, map[string]string) {
+	t.Helper()
+	if text == "" || !strings.HasSuffix(text, "\n") {
+		t.Fatalf("the exposition must end with a newline: %q", text)
+	}
+	types := map[string]string{}
+	helps := map[string]bool{}
+	closed := map[string]bool{} // families whose samples are over
+	current := ""
+	series := map[string]bool{}
+	var out []mtSample
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		fail := func(format string, args ...any) {
+			t.Helper()
+			t.Fatalf("line %d %q: %s", i+1, line, fmt.Sprintf(format, args...))
+		}
+		if line == "" {
+			fail("empty line")
+		}
+		if strings.HasPrefix(line, "#") {
+			f := strings.SplitN(line, " ", 4)
+			if len(f) < 3 || (f[1] != "HELP" && f[1] != "TYPE") {
+				continue // a plain comment
+			}
+			name := f[2]
+			if !mtNameRE.MatchString(name) {
+				fail("bad metric name")
+			}
+			if closed[name] || (current != "" && current != name) {
+				closed[current] = true
+			}
+			if closed[name] {
+				fail("family %s declared again after its samples", name)
+			}
+			current = name
+			switch f[1] {
+			case "HELP":
+				if helps[name] {
+					fail("second HELP")
+				}
+				helps[name] = true
+				if len(f) == 4 {
+					mtUnescape(t, f[3], false, fail)
+				}
+			case "TYPE":
+				if _, ok := types[name]; ok {
+					fail("second TYPE")
+				}
+				if len(f) != 4 || !slices.Contains([]string{"counter", "gauge", "histogram", "summary", "untyped"}, f[3]) {
+					fail("bad TYPE")
+				}
+				types[name] = f[3]
+			}
+			continue
+		}
+		s := mtParseSample(t, line, fail)
+		if types[s.name] == "" {
+			fail("sample before the TYPE of %s", s.name)
+		}
+		if s.name != current {
+			fail("sample of %s inside family %s", s.name, current)
+		}
+		var keys []string
+		for k, v := range s.labels {
+			keys = append(keys, k+"="+v)
+		}
+		sort.Strings(keys)
+		id := s.name + "{" + strings.Join(keys, ",") + "}"
+		if series[id] {
+			fail("duplicate series %s", id)
+		}
+		series[id] = true
+		out = append(out, s)
+	}
+	for name, typ := range types {
+		if typ == "counter" && !strings.HasSuffix(name, "_total") {
+			t.Errorf("counter %s does not end in _total", name)
+		}
+		if !helps[name] {
+			t.Errorf("family %s has no HELP", name)
+		}
+		if !strings.HasPrefix(name, "gaffer_") {
+			t.Errorf("family %s is not named gaffer_…", name)
+		}
+	}
+	return out, types
+}
+
+// mtUnescape decodes an escaped HELP text or label value, failing on an
+// escape the format does not define.
+func mtUnescape(t *testing.T, s string, quote bool, fail func(string, ...any)) string {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\n' {
+			fail("raw newline")
+		}
+		if quote && c == '"' {
+			fail("unescaped double quote")
+		}
+		if c != '\\' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 == len(s) {
+			fail("dangling backslash")
+		}
+		i++
+		switch s[i] {
+		case '\\':
+			b.WriteByte('\\')
+		case 'n':
+			b.WriteByte('\n')
+		case '"':
+			if !quote {
+				fail(`\" in HELP`)
+			}
+			b.WriteByte('"')
+		default:
+			fail("unknown escape \\%c", s[i])
+		}
+	}
+	return b.String()
+}
+
+// mtParseSample parses `name{a="b",…} value`.
+func mtParseSample(t *testing.T, line string, fail func(string, ...any)) mtSample {
+	t.Helper()
+	s := mtSample{labels: map[string]string{}}
+	i := strings.IndexAny(line, "{ ")
+	if i <= 0 {
+		fail("no value")
+	}
+	s.name = line[:i]
+	if !mtNameRE.MatchString(s.name) {
+		fail("bad metric name")
+	}
+	rest := line[i:]
+	if rest[0] == '{' {
+		rest = rest[1:]
+		for {
+			if strings.HasPrefix(rest, "}") {
+				rest = rest[1:]
+				break
+			}
+			eq := strings.Index(rest, `="`)
+			if eq <= 0 {
+				fail("bad label")
+			}
+			name := rest[:eq]
+			if !mtLabelRE.MatchString(name) || strings.HasPrefix(name, "__") {
+				fail("bad label name %q", name)
+			}
+			rest = rest[eq+2:]
+			end := -1
+			for j := 0; j < len(rest); j++ {
+				if rest[j] == '\\' {
+					j++
+					continue
+				}
+				if rest[j] == '"' {
+					end = j
+					break
+				}
+			}
+			if end < 0 {
+				fail("unterminated label value")
+			}
+			if _, dup := s.labels[name]; dup {
+				fail("label %s twice", name)
+			}
+			s.labels[name] = mtUnescape(t, rest[:end], true, fail)
+			rest = rest[end+1:]
+			if strings.HasPrefix(rest, ",") {
+				rest = rest[1:]
+			} else if !strings.HasPrefix(rest, "}") {
+				fail("expected , or } after a label")
+			}
+		}
+	}
+	f := strings.Fields(rest)
+	if !strings.HasPrefix(rest, " ") || len(f) < 1 || len(f) > 2 {
+		fail("expected ' value [timestamp]'")
+	}
+	switch f[0] {
+	case "NaN":
+		s.value = math.NaN()
+	case "+Inf":
+		s.value = math.Inf(1)
+	case "-Inf":
+		s.value = math.Inf(-1)
+	default:
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			fail("bad value: %v", err)
+		}
+		s.value = v
+	}
+	return s
+}
+
+// mtFind returns the value of the sample with that name and labels.
+func mtFind(samples []mtSample, name string, labels ...string) (float64, bool) {
+	for _, s := range samples {
+		if s.name != name {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			if s.labels[labels[i]] != labels[i+1] {
+				ok = false
+			}
+		}
+		if ok {
+			return s.value, true
+		}
+	}
+	return 0, false
+}
+
+func mtMust(t *testing.T, samples []mtSample, name string, labels ...string) float64 {
+	t.Helper()
+	v, ok := mtFind(samples, name, labels...)
+	if !ok {
+		t.Fatalf("no sample %s%v", name, labels)
+	}
+	return v
+}
+
+func TestMetricsEscaping(t *testing.T) {
+	mw := &mtWriter{}
+	f := mw.family("gaffer_test_total", "counter", "Back\\slash and\nnewline \"kept\".")
+	mw.family("gaffer_empty", "gauge", "No sample: not written.")
+	f.add(1.5, "job", "a\\b\"c\nd", "other", "x")
+	f.add(math.Inf(1), "job", "inf")
+	f.add(1e21, "job", "big")
+	text := string(mw.bytes())
+	want := "# HELP gaffer_test_total Back\\\\slash and\\nnewline \"kept\".\n" +
+		"# TYPE gaffer_test_total counter\n" +
+		"gaffer_test_total{job=\"a\\\\b\\\"c\\nd\",other=\"x\"} 1.5\n" +
+		"gaffer_test_total{job=\"inf\"} +Inf\n" +
+		"gaffer_test_total{job=\"big\"} 1e+21\n"
+	if text != want {
+		t.Fatalf("got\n%s\nwant\n%s", text, want)
+	}
+	samples, _ := mtParse(t, text)
+	if samples[0].labels["job"] != "a\\b\"c\nd" || samples[0].value != 1.5 {
+		t.Fatalf("round trip: %+v", samples[0])
+	}
+	if got := string(mtEscape(nil, "bad\xffutf8", true)); got != "bad\uFFFDutf8" {
+		t.Fatalf("invalid UTF-8 escaped as %q", got)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	f := lgNewFixture(t, ServerOptions{}, nil)
+	m := f.m
+	web := childConfig(t, "web", "sleep", nil)
+	web.NumProcesses = 2
+	if err := m.Load("default", web, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	crash := childConfig(t, "crash", "exit", map[string]string{"EXIT_CODE": "3"})
+	if err := m.Load("default", crash, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	// A session name with a quote and a backslash exercises the escaping.
+	odd := `q"s\x`
+	if err := m.Load(odd, childConfig(t, "w", "sleep", nil), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "web to run 2 and crash to restart", func() bool {
+		wi, _ := m.JobInfo("default.web", false)
+		ci, _ := m.JobInfo("default.crash", false)
+		return wi.Running == 2 && ci.Restarts >= 1 && ci.LastExit != nil
+	})
+	// Overflow a subscription so that the drop counter moves.
+	sub := m.Events().Subscribe(1, ".")
+	defer sub.Unsubscribe()
+	m.StopJob(odd + ".w")
+	m.StartJob(odd + ".w")
+	waitFor(t, 10*time.Second, "an event drop", func() bool { return m.Events().Drops() > 0 })
+	m.StopJob(odd + ".w")
+
+	st, h, body := f.do("GET", "/metrics", "")
+	if st != 200 || h.Get("Content-Type") != MetricsContentType {
+		t.Fatalf("GET /metrics: %d %q\n%s", st, h.Get("Content-Type"), body)
+	}
+	samples, types := mtParse(t, string(body))
+
+	jl := []string{"session", "default", "job", "default.web"}
+	if v := mtMust(t, samples, "gaffer_job_desired_processes", jl...); v != 2 {
+		t.Errorf("desired %v", v)
+	}
+	if v := mtMust(t, samples, "gaffer_job_running_processes", jl...); v != 2 {
+		t.Errorf("running %v", v)
+	}
+	for _, s := range mtJobStates {
+		want := 0.0
+		if s == JobRunning {
+			want = 1
+		}
+		if v := mtMust(t, samples, "gaffer_job_state", "job", "default.web", "state", s); v != want {
+			t.Errorf("state %s = %v, want %v", s, v, want)
+		}
+	}
+	if v := mtMust(t, samples, "gaffer_job_state", "job", odd+".w", "session", odd, "state", JobStopped); v != 1 {
+		t.Errorf("state of %s: %v", odd, v)
+	}
+	ci, _ := m.JobInfo("default.crash", false)
+	cl := []string{"job", "default.crash"}
+	if v := mtMust(t, samples, "gaffer_job_restarts_total", cl...); v != float64(ci.Restarts) || v < 1 {
+		t.Errorf("restarts %v, job info says %d", v, ci.Restarts)
+	}
+	if v := mtMust(t, samples, "gaffer_job_flaps_total", cl...); v != float64(ci.Flaps) {
+		t.Errorf("flaps %v, job info says %d", v, ci.Flaps)
+	}
+	if v := mtMust(t, samples, "gaffer_job_last_exit_code", cl...); v != 3 {
+		t.Errorf("last exit code %v, want 3", v)
+	}
+	if _, ok := mtFind(samples, "gaffer_job_last_exit_code", jl...); ok {
+		t.Errorf("a job whose processes never exited has a last exit code")
+	}
+
+	procs, _ := m.JobProcesses("default.web")
+	for _, p := range procs {
+		pl := []string{"job", "default.web", "pid", strconv.Itoa(p.ID)}
+		if v := mtMust(t, samples, "gaffer_process_info", append(pl, "os_pid", strconv.Itoa(p.OSPid), "committed", "false")...); v != 1 {
+			t.Errorf("info %v", v)
+		}
+		if v := mtMust(t, samples, "gaffer_process_start_time_seconds", pl...); math.Abs(v-float64(p.Created.UnixNano())/1e9) > 1e-3 {
+			t.Errorf("start time %v, created %v", v, p.Created)
+		}
+		if mtResourceStats {
+			if v := mtMust(t, samples, "gaffer_process_resident_memory_bytes", pl...); v <= 0 {
+				t.Errorf("rss %v", v)
+			}
+			if v := mtMust(t, samples, "gaffer_process_open_fds", pl...); v < 1 {
+				t.Errorf("fds %v", v)
+			}
+			if v := mtMust(t, samples, "gaffer_process_threads", pl...); v < 1 {
+				t.Errorf("threads %v", v)
+			}
+			if v := mtMust(t, samples, "gaffer_process_cpu_seconds_total", pl...); v < 0 {
+				t.Errorf("cpu %v", v)
+			}
+		}
+	}
+	if v := mtMust(t, samples, "gaffer_goroutines"); v < 1 {
+		t.Errorf("goroutines %v", v)
+	}
+	if v := mtMust(t, samples, "gaffer_events_published_total"); v < 10 {
+		t.Errorf("published %v", v)
+	}
+	if v := mtMust(t, samples, "gaffer_events_dropped_total"); v < 1 || v > float64(m.Events().Drops()) {
+		t.Errorf("drops %v, bus says %d", v, m.Events().Drops())
+	}
+	if mtResourceStats && mtMust(t, samples, "gaffer_resident_memory_bytes") <= 0 {
+		t.Errorf("own rss is 0")
+	}
+	if mtMust(t, samples, "gaffer_build_info", "version", Version) != 1 {
+		t.Errorf("build info")
+	}
+	if types["gaffer_job_restarts_total"] != "counter" || types["gaffer_job_state"] != "gauge" {
+		t.Errorf("types: %v", types)
+	}
+
+	if st, h, body := f.do("HEAD", "/metrics", ""); st != 200 || len(body) != 0 || h.Get("Content-Type") != MetricsContentType {
+		t.Errorf("HEAD /metrics: %d %q %q", st, h.Get("Content-Type"), body)
+	}
+	f.fail("POST", "/metrics", "", 405, "method_not_allowed")
+
+	mtPromtool(t, m, body)
+}
+
+// mtPromtool runs `promtool check metrics` on the exposition when promtool
+// is installed. It runs as a one-off process of a job (the test binary
+// reaps every child, so os/exec cannot wait for it).
+func mtPromtool(t *testing.T, m *Manager, exposition []byte) {
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool is not on PATH: skipping `promtool check metrics` (apt-get install prometheus provides it)")
+		return
+	}
+	file := filepath.Join(t.TempDir(), "metrics.txt")
+	if err := os.WriteFile(file, exposition, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := NewJobConfig("promtool", shellQuote(path)+" check metrics < "+shellQuote(file))
+	cfg.Shell = true
+	cfg.RedirectOutput = []string{"out", "out"}
+	if err := m.Load("mtcheck", cfg, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	sub := m.Events().Subscribe(16, "job.mtcheck.promtool.exit")
+	defer sub.Unsubscribe()
+	pid, err := m.Commit("mtcheck.promtool", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := m.Process(pid)
+	var ev Event
+	select {
+	case ev = <-sub.C:
+	case <-time.After(30 * time.Second):
+		t.Fatal("promtool did not exit within 30 s")
+	}
+	var out []byte
+	if p != nil {
+		<-p.IODone()
+		if st, ok := p.Stream("out"); ok {
+			chunks, _ := st.Backlog(0)
+			for _, c := range chunks {
+				out = append(out, c.Data...)
+			}
+		}
+	}
+	if code := ev.Data["exit_status"]; code != 0 {
+		t.Fatalf("promtool check metrics: exit status %v\n%s\n--- exposition ---\n%s", code, out, exposition)
+	}
+	t.Logf("promtool check metrics: ok %s", out)
+}
+
+func TestMetricsPermissions(t *testing.T) {
+	store, err := OpenAuthStore(filepath.Join(t.TempDir(), "auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, admin, err := store.CreateAdminUser("root", "rootpw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := store.CreateKey(admin, "reader", Permissions{Read: []string{"app"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := lgNewFixture(t, ServerOptions{Auth: store, RequireKey: true}, nil)
+	for _, sid := range []string{"app", "other"} {
+		if err := f.m.Load(sid, childConfig(t, "web", "sleep", nil), nil, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.procsOf("app.web")
+	f.procsOf("other.web")
+	f.fail("GET", "/metrics", "", 401, "unauthorized")
+	for key, want := range map[string][]string{reader.Key: {"app.web"}, admin.Key: {"app.web", "other.web"}} {
+		f.key = key
+		st, _, body := f.do("GET", "/metrics", "")
+		if st != 200 {
+			t.Fatalf("GET /metrics: %d %s", st, body)
+		}
+		samples, _ := mtParse(t, string(body))
+		jobs := map[string]bool{}
+		for _, s := range samples {
+			if j := s.labels["job"]; j != "" {
+				jobs[j] = true
+			}
+		}
+		var got []string
+		for j := range jobs {
+			got = append(got, j)
+		}
+		sort.Strings(got)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("key %s sees jobs %v, want %v", key[:6], got, want)
+		}
+		if _, ok := mtFind(samples, "gaffer_goroutines"); !ok {
+			t.Errorf("gafferd's own figures are missing for key %s", key[:6])
+		}
+		if _, ok := mtFind(samples, "gaffer_process_start_time_seconds", "job", want[0]); !ok {
+			t.Errorf("no process figures for %s", want[0])
+		}
+	}
+}
