@@ -100,15 +100,18 @@ func EventText(ev Event) string {
 	return fmt.Sprintf("%s %v", ev.Name, ev.Data["name"])
 }
 
-// printConsoleEvents prints lifecycle events (all events when all is set)
-// until the bus drops the subscription.
-func printConsoleEvents(m *Manager, w io.Writer, all bool) {
-	var sub *Subscription
+// consoleEvents subscribes to lifecycle events (all events when all is
+// set); print them with printConsoleEvents. Subscribing first, before any
+// job loads, is what keeps the first events.
+func consoleEvents(m *Manager, all bool) *Subscription {
 	if all {
-		sub = m.Events().Subscribe(1 << 14)
-	} else {
-		sub = m.Events().Subscribe(1<<14, "start", "stop", "spawn", "reap", "exit", "stop_process", "flap")
+		return m.Events().Subscribe(1 << 14)
 	}
+	return m.Events().Subscribe(1<<14, "start", "stop", "spawn", "reap", "exit", "stop_process", "flap")
+}
+
+// printConsoleEvents prints the events of sub until the bus drops it.
+func printConsoleEvents(sub *Subscription, w io.Writer) {
 	p := newConsolePrinter(w)
 	for ev := range sub.C {
 		name, _ := ev.Data["name"].(string)

@@ -169,7 +169,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut})
 	if d.opts.Verbose >= 1 && d.opts.Console != nil {
-		go printConsoleEvents(d.Manager, d.opts.Console, d.opts.Verbose >= 2)
+		go printConsoleEvents(consoleEvents(d.Manager, d.opts.Verbose >= 2), d.opts.Console)
 	}
 	d.Server = NewServer(ServerOptions{Manager: d.Manager, Auth: d.Auth, RequireKey: d.requireKey(),
 		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,

@@ -14,3 +14,5 @@ func ownChildren() []int { return nil }
 func allPids() []int { return nil }
 
 func environValue(pid int, name string) (string, bool) { return "", false }
+
+func ppidOf(pid int) int { return -1 }
