@@ -154,6 +154,10 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	if err := SetSubreaper(); err != nil {
 		d.log.Warn("cannot become child subreaper; escaped grandchildren will not be reaped", "err", err)
 	}
+	lookupApp, err := d.lkApp()
+	if err != nil {
+		return err
+	}
 	if d.requireKey() {
 		store, err := OpenAuthStore(d.DataDir())
 		if err != nil {
@@ -204,7 +208,11 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			}
 		}()
 	}
-	for _, app := range d.opts.Apps {
+	apps := append([]App(nil), d.opts.Apps...)
+	if lookupApp != nil {
+		apps = append(apps, lookupApp)
+	}
+	for _, app := range apps {
 		if err := app.Start(ctx, d); err != nil {
 			d.log.Error("app failed to start", "err", err)
 			continue
