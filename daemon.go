@@ -60,6 +60,7 @@ type Daemon struct {
 	fileJobs []SessionJob // the jobs the configuration file defines, as last applied
 	apps     []App
 	addrs    []net.Addr
+	state    *StateRecorder // nil when the runtime state is not kept
 }
 
 // NewDaemon reads the configuration and prepares a Daemon; Run starts it.
@@ -179,12 +180,12 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,
 		Reload: d.Reload})
 
-	// Jobs, in priority order.
+	// Jobs: the file's, merged with the runtime state (state.go), in
+	// priority order, then the jobs loaded through the API.
 	d.fileJobs = append([]SessionJob(nil), d.cfg.Jobs...)
-	for _, sj := range d.cfg.Jobs {
-		if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
-			d.log.Error("cannot load job", "job", sj.FullName(), "err", err)
-		}
+	if err := d.restoreState(); err != nil {
+		d.shutdown()
+		return err
 	}
 
 	// Listeners.
@@ -196,6 +197,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			d.shutdown()
 			return err
 		}
+		h = d.state.Middleware(h) // answer changes once they are saved
 		d.mu.Lock()
 		d.addrs = append(d.addrs, l.Addr())
 		d.mu.Unlock()
@@ -208,7 +210,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			}
 		}()
 	}
-	apps := append([]App(nil), d.opts.Apps...)
+	apps := append([]App{&Webhooks{}}, d.opts.Apps...)
 	if lookupApp != nil {
 		apps = append(apps, lookupApp)
 	}
@@ -266,6 +268,10 @@ loop:
 func (d *Daemon) shutdown() {
 	for i := len(d.apps) - 1; i >= 0; i-- {
 		d.apps[i].Stop()
+	}
+	if d.state != nil {
+		// Before the manager stops the jobs: a shutdown is not a change.
+		d.state.Stop()
 	}
 	if d.Manager != nil {
 		// Processes get their graceful timeouts; this bounds the whole.
@@ -383,4 +389,67 @@ func trimSpaceBytes(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// restoreState loads the jobs of the configuration file merged with the
+// state file (MergeState) and starts recording changes. The state is kept
+// when gafferd has a configuration file or a --data-dir; without either,
+// the jobs of the (empty) configuration load as before.
+func (d *Daemon) restoreState() error {
+	if d.opts.ConfigPath == "" && d.opts.DataDir == "" {
+		for _, sj := range d.cfg.Jobs {
+			if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
+				d.log.Error("cannot load job", "job", sj.FullName(), "err", err)
+			}
+		}
+		return nil
+	}
+	sf, saved, err := OpenState(d.DataDir(), d.log)
+	if err != nil {
+		return err
+	}
+	unrestored := false
+	for _, rj := range MergeState(d.cfg.Jobs, saved) {
+		full := rj.FullName()
+		// Loaded stopped, scaled, then started: a job that cannot spawn
+		// yet stays loaded and retries instead of vanishing from the state.
+		if err := d.Manager.Load(rj.Session, rj.Config, nil, false); err != nil {
+			d.log.Error("cannot load job", "job", full, "origin", rj.Origin, "err", err)
+			unrestored = unrestored || rj.Origin == OriginAPI || !rj.Config.Equal(d.fileJobConfig(full))
+			continue
+		}
+		if rj.Target != rj.Config.NumProcesses {
+			d.Manager.Scale(full, ScaleOp{Set: true, Value: rj.Target})
+		}
+		if rj.Start {
+			if err := d.Manager.StartJob(full); err != nil {
+				d.log.Error("cannot start job; retrying", "job", full, "err", err)
+			}
+		}
+	}
+	if unrestored {
+		// Keep what the first save would overwrite.
+		if p, err := sf.Backup("unrestored"); err != nil {
+			d.log.Error("cannot keep a copy of the state file", "err", err)
+		} else if p != "" {
+			d.log.Error("some saved jobs could not be restored; the state file was copied", "copy", p)
+		}
+	}
+	d.state = NewStateRecorder(sf, func() []SessionJob {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return append([]SessionJob(nil), d.fileJobs...)
+	})
+	return d.state.StartManager(d.Manager)
+}
+
+// fileJobConfig returns the file's config of a job (zero when the file
+// does not define it).
+func (d *Daemon) fileJobConfig(full string) JobConfig {
+	for _, sj := range d.fileJobs {
+		if sj.FullName() == full {
+			return sj.Config
+		}
+	}
+	return JobConfig{}
 }
