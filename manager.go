@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -598,94 +597,6 @@ func (m *Manager) flapLocked(j *job, retry bool) {
 	j.retryTimer = t
 }
 
-// ScaleOp is a parsed scale request: Set, or Delta added to the target.
-type ScaleOp struct {
-	Set   bool
-	Value int
-}
-
-// ParseScale parses a scale value (reference §6.4): an int N adds N (0 or
-// negative subtracts), a string of digits adds, "+k" adds, "-k"
-// subtracts, "=k" sets.
-func ParseScale(v any) (ScaleOp, error) {
-	bad := func() (ScaleOp, error) {
-		return ScaleOp{}, Errorf(CodeBadOperation, 400, "scale: invalid value %v (use N, \"+N\", \"-N\" or \"=N\")", v)
-	}
-	switch x := v.(type) {
-	case int:
-		return ScaleOp{Value: x}, nil
-	case float64:
-		if x != float64(int(x)) {
-			return bad()
-		}
-		return ScaleOp{Value: int(x)}, nil
-	case string:
-		return parseScaleString(x, bad)
-	default:
-		if n, ok := v.(interface{ Int64() (int64, error) }); ok {
-			i, err := n.Int64()
-			if err != nil || i > 1<<30 || i < -(1<<30) {
-				return bad()
-			}
-			return ScaleOp{Value: int(i)}, nil
-		}
-	}
-	return bad()
-}
-
-func parseScaleString(s string, bad func() (ScaleOp, error)) (ScaleOp, error) {
-	if s == "" {
-		return bad()
-	}
-	op := byte('+')
-	num := s
-	if c := s[0]; c == '+' || c == '-' || c == '=' {
-		op, num = c, s[1:]
-	}
-	if num == "" || len(num) > 9 {
-		return bad()
-	}
-	n := 0
-	for i := 0; i < len(num); i++ {
-		if num[i] < '0' || num[i] > '9' {
-			return bad()
-		}
-		n = n*10 + int(num[i]-'0')
-	}
-	switch op {
-	case '=':
-		return ScaleOp{Set: true, Value: n}, nil
-	case '-':
-		return ScaleOp{Value: -n}, nil
-	}
-	return ScaleOp{Value: n}, nil
-}
-
-// Scale changes the job's target (clamped at 0) and, when it runs, spawns
-// or reaps (oldest first) to reach it. It returns the new target.
-func (m *Manager) Scale(full string, op ScaleOp) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j, err := m.jobLocked(full)
-	if err != nil {
-		return 0, err
-	}
-	t := j.target + op.Value
-	if op.Set {
-		t = op.Value
-	}
-	if t < 0 {
-		t = 0
-	}
-	if t > 100000 {
-		return 0, Errorf(CodeBadOperation, 400, "scale: %d processes is more than the limit of 100000", t)
-	}
-	j.target = t
-	m.publish("update", "name", j.full)
-	m.manageLocked(j)
-	return t, nil
-}
-
 // Commit starts a one-off process of the job, even when the job is
 // stopped: it is never restarted and not counted in numprocesses. A
 // graceful timeout of 0 means the job's. It returns the internal pid.
@@ -760,91 +671,6 @@ func (m *Manager) Send(pid int, data []byte, stream string) error {
 		return errNotFound("process %d not found", pid)
 	}
 	return p.Write(stream, data)
-}
-
-// Process returns a live process by internal pid.
-func (m *Manager) Process(pid int) (*Process, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.procs[pid]
-	return p, ok
-}
-
-// Sessions returns the session ids in creation order.
-func (m *Manager) Sessions() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string{}, m.sessionOrder...)
-}
-
-// Jobs returns the full names of the jobs of a session, or of every
-// session when sid is "".
-func (m *Manager) Jobs(sid string) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := []string{}
-	if sid != "" {
-		s, ok := m.sessions[sid]
-		if !ok {
-			return nil, errNotFound("session %q not found", sid)
-		}
-		for _, n := range s.order {
-			out = append(out, sid+"."+n)
-		}
-		return out, nil
-	}
-	for _, id := range m.sessionOrder {
-		for _, n := range m.sessions[id].order {
-			out = append(out, id+"."+n)
-		}
-	}
-	return out, nil
-}
-
-// Pids returns every live internal pid in spawn order (full == ""), or
-// the kept-alive pids of one job.
-func (m *Manager) Pids(full string) ([]int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := []int{}
-	if full == "" {
-		for id := range m.procs {
-			out = append(out, id)
-		}
-		sort.Ints(out)
-		return out, nil
-	}
-	j, err := m.jobLocked(full)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range j.procs {
-		out = append(out, p.ID)
-	}
-	return out, nil
-}
-
-// JobConfig returns a copy of a job's config.
-func (m *Manager) JobConfig(full string) (JobConfig, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j, err := m.jobLocked(full)
-	if err != nil {
-		return JobConfig{}, err
-	}
-	return j.cfg.Clone(), nil
-}
-
-// JobProcesses returns the live processes of a job: kept-alive first,
-// then committed.
-func (m *Manager) JobProcesses(full string) ([]*Process, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j, err := m.jobLocked(full)
-	if err != nil {
-		return nil, err
-	}
-	return append(append([]*Process(nil), j.procs...), j.commits...), nil
 }
 
 // Shutdown stops every job (detached processes are left running) and
@@ -953,28 +779,4 @@ func killMarked(instance string, id int, sig syscall.Signal) {
 			syscall.Kill(pid, sig)
 		}
 	}
-}
-
-// JobSnapshot is the runtime state of one job, as persisted in the state
-// file: its config, its target and whether it runs.
-type JobSnapshot struct {
-	Session string    `json:"session"`
-	Config  JobConfig `json:"-"`
-	Target  int       `json:"numprocesses"`
-	State   string    `json:"state"`
-}
-
-// Snapshot returns every job's runtime state, in session then load order.
-func (m *Manager) Snapshot() []JobSnapshot {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []JobSnapshot
-	for _, sid := range m.sessionOrder {
-		s := m.sessions[sid]
-		for _, n := range s.order {
-			j := s.jobs[n]
-			out = append(out, JobSnapshot{Session: sid, Config: j.cfg.Clone(), Target: j.target, State: j.state})
-		}
-	}
-	return out
 }
