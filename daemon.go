@@ -29,9 +29,12 @@ type DaemonOptions struct {
 	Broadcast    string
 	CertFile     string
 	KeyFile      string
-	Verbose      int       // 1: lifecycle events on Console; 2: all events and process output
-	Console      io.Writer // where -v/-vv lines go (stdout)
-	Logger       *slog.Logger
+	// TLS client files for the lookupd connections (--client-certfile,
+	// --client-keyfile, --cacert); they override [lookup_ssl].
+	LookupdCertFile, LookupdKeyFile, LookupdCAFile string
+	Verbose                                        int       // 1: lifecycle events on Console; 2: all events and process output
+	Console                                        io.Writer // where -v/-vv lines go (stdout)
+	Logger                                         *slog.Logger
 	// Apps are started after the manager and stopped before it (plugins,
 	// embedders' applications).
 	Apps []App

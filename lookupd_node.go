@@ -487,7 +487,14 @@ func (d *Daemon) lkApp() (App, error) {
 	if origin != "" && !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
 		return nil, fmt.Errorf("broadcast address %q must start with http:// or https://", origin)
 	}
-	tlsConf, err := LookupdClientTLS(d.cfg.LookupdCertFile, d.cfg.LookupdKeyFile, d.cfg.LookupdCAFile)
+	pick := func(flag, file string) string {
+		if flag != "" {
+			return flag
+		}
+		return file
+	}
+	tlsConf, err := LookupdClientTLS(pick(d.opts.LookupdCertFile, d.cfg.LookupdCertFile),
+		pick(d.opts.LookupdKeyFile, d.cfg.LookupdKeyFile), pick(d.opts.LookupdCAFile, d.cfg.LookupdCAFile))
 	if err != nil {
 		return nil, err
 	}

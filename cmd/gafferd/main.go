@@ -42,9 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		broadcast   = fs.String("broadcast-address", "", "origin announced to lookupd (http:// or https://)")
 		certfile    = fs.String("certfile", "", "TLS certificate for the API")
 		keyfile     = fs.String("keyfile", "", "TLS key for the API")
-		_           = fs.String("cacert", "", "CA for lookupd connections")
-		_           = fs.String("client-certfile", "", "client certificate for lookupd connections")
-		_           = fs.String("client-keyfile", "", "client key for lookupd connections")
+		lkCA        = fs.String("cacert", "", "CA certificates for lookupd connections")
+		lkCert      = fs.String("client-certfile", "", "client certificate for lookupd connections")
+		lkKey       = fs.String("client-keyfile", "", "client key for lookupd connections")
 		_           = fs.Int("backlog", 128, "listen backlog (the kernel's somaxconn applies)")
 		errorLog    = fs.String("error-log", "", "log file (- for stderr)")
 		logLevel    = fs.String("log-level", "", "critical, error, warning, info or debug")
@@ -120,6 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ConfigPath: *config, Binds: binds, RequireKey: *requireKey, DataDir: *dataDir,
 		PluginsDir: *pluginsDir, LookupdAddrs: lookupds, Broadcast: *broadcast,
 		CertFile: *certfile, KeyFile: *keyfile, Verbose: verbose, Console: stdout, Logger: logger,
+		LookupdCertFile: *lkCert, LookupdKeyFile: *lkKey, LookupdCAFile: *lkCA,
 	}
 	d, err = gaffer.NewDaemon(opts)
 	if err != nil {
