@@ -39,7 +39,7 @@ the app root as working directory. A file holds one job object, or
 			short: "restart the processes of jobs, or of the whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
 				return setupAppJobsOp(c, fs, "reload")
 			}},
-		&command{name: "ps", usage: "[--app APP] [--json]", short: "list the running jobs of the app and their processes", setup: setupPs},
+		&command{name: "ps", usage: "[--app APP] [--json] [--all-nodes -L ADDR...]", short: "list the running jobs of the app and their processes", setup: setupPs},
 		&command{name: "ps:info", usage: "[--app APP] [--json] <job>|<pid>", short: "show a job or a process", setup: setupPsInfo},
 		&command{name: "scale", aliases: []string{"ps:scale"}, usage: "[--app APP] <job>=N|<job>+N|<job>-N ...",
 			short: "set, add or remove processes of jobs", setup: setupScale},
@@ -443,9 +443,16 @@ type psJob struct {
 func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	asJSON := fs.Bool("json", false, "print JSON")
+	allNodes := fs.Bool("all-nodes", false, "list the jobs of every node known to the lookupds (-L)")
+	var lookupds multiFlag
+	fs.Var(&lookupds, "L", "lookupd address, with --all-nodes (repeatable)")
+	fs.Var(&lookupds, "lookupd-address", "same as -L")
 	return func(args []string) error {
 		if len(args) > 0 {
 			return usagef("ps takes no argument (see ps:info)")
+		}
+		if *allNodes {
+			return c.psAllNodes(lookupds, *asJSON)
 		}
 		_, app, err := c.appOf(*appFlag)
 		if err != nil {
