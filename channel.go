@@ -52,6 +52,18 @@ const (
 	chReasonNotFound     = `{"error": "not_found", "errno": 404}`
 )
 
+// chTransport is what the control protocol runs over: a websocket
+// (*WSConn, /channel/websocket) or a SockJS session (sjChannelConn, the
+// other transports under /channel/).
+type chTransport interface {
+	ReadMessage() (WSOpcode, []byte, error)
+	WriteMessage(op WSOpcode, data []byte) error
+	WriteJSON(v any) error
+	Close(code int, reason string) error
+	CloseNow() error
+	Request() *http.Request
+}
+
 // chFrame is one item of a writer's queue: a message, or the order to
 // close the connection once what was queued before it is sent.
 type chFrame struct {
@@ -66,7 +78,7 @@ type chFrame struct {
 // the queue is full the client is too slow, nothing more is sent and the
 // connection is closed with 1008.
 type chWriter struct {
-	ws    *WSConn
+	ws    chTransport
 	log   *slog.Logger
 	q     chan chFrame
 	bytes atomic.Int64
@@ -75,7 +87,7 @@ type chWriter struct {
 	done  chan struct{} // closed when the writer goroutine has returned
 }
 
-func chNewWriter(ws *WSConn, log *slog.Logger) *chWriter {
+func chNewWriter(ws chTransport, log *slog.Logger) *chWriter {
 	w := &chWriter{ws: ws, log: log, q: make(chan chFrame, chQueueLen), quit: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
@@ -215,7 +227,7 @@ func (s *Server) chLookupAuth(msg string) (*Key, bool) {
 type chConn struct {
 	s    *Server
 	m    *Manager
-	ws   *WSConn
+	ws   chTransport
 	w    *chWriter
 	key  *Key
 	log  *slog.Logger
@@ -238,6 +250,12 @@ func (s *Server) serveControlChannel(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	s.runControlChannel(ws, r)
+}
+
+// runControlChannel runs the control protocol on one connection until it
+// ends; r is the request that opened it (for its key).
+func (s *Server) runControlChannel(ws chTransport, r *http.Request) {
 	c := &chConn{s: s, m: s.m, ws: ws, log: s.chLogger(), subs: map[string]*chSub{}, done: make(chan struct{})}
 	key, needAuth := s.chInitialKey(r)
 	c.key = key

@@ -2,7 +2,9 @@ package gaffer
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -464,5 +466,32 @@ func TestSendToStdinNeverInterleaves(t *testing.T) {
 		if len(line) != 3000 || strings.Trim(line, line[:1]) != "" {
 			t.Fatalf("interleaved line %q…", line[:40])
 		}
+	}
+}
+
+// TestReaperLeavesOtherChildrenAlone runs os/exec commands while the
+// reaper (in reap-all mode, as in gafferd) is busy with a crash loop:
+// their exit statuses must reach os/exec, not the reaper.
+func TestReaperLeavesOtherChildrenAlone(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	m := newTestManager(t)
+	cfg := childConfig(t, "loop", "exit", nil)
+	if err := m.Load("default", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	defer m.StopJob("default.loop")
+	for i := 0; i < 30; i++ {
+		err := exec.Command(sh, "-c", "exit 3").Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("run %d: os/exec got %v, want exit status 3", i, err)
+		}
+	}
+	info, _ := m.JobInfo("default.loop", true)
+	if info.Restarts == 0 {
+		t.Fatal("the crash loop did not run meanwhile")
 	}
 }

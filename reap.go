@@ -5,6 +5,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The reaper is process-wide: SIGCHLD and wait4 concern every child of the
@@ -25,6 +26,8 @@ type reaper struct {
 	all     bool
 	waiters map[int]func(syscall.WaitStatus)
 	kick    chan struct{}
+	sweep   *time.Timer
+	zombies map[int]bool // unknown zombies seen at the last sweep
 }
 
 var theReaper = &reaper{waiters: map[int]func(syscall.WaitStatus){}, kick: make(chan struct{}, 1)}
@@ -79,6 +82,96 @@ func (r *reaper) loop(sig chan os.Signal) {
 	}
 }
 
+// reapPeeking collects the exits of registered children in the order the
+// kernel has them, looking at each zombie before reaping it (WNOWAIT), and
+// stops at the first zombie that is not ours: that one may belong to
+// os/exec (whose Wait must get it) or be an adopted orphan, which
+// sweepOrphans reaps once it has stayed a zombie for a while.
+// blocked reports whether it stopped at a zombie it could not take (or
+// could not peek at all), so that reapKnown must look further.
+func (r *reaper) reapPeeking(done []reaped) (_ []reaped, blocked bool) {
+	for {
+		pid, ok := peekZombie()
+		if !ok {
+			return done, !peekSupported
+		}
+		fn, known := r.waiters[pid]
+		if !known {
+			r.armSweep()
+			return done, true
+		}
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if got != pid {
+			return done, true
+		}
+		if ws.Exited() || ws.Signaled() {
+			delete(r.waiters, pid)
+			done = append(done, reaped{fn, ws})
+		}
+	}
+}
+
+// reapKnown tries every registered pid: the way past a zombie that is
+// not ours, and the whole mechanism where peeking is not available.
+func (r *reaper) reapKnown(done []reaped) []reaped {
+	for pid, fn := range r.waiters {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if err == syscall.ECHILD {
+			delete(r.waiters, pid) // reaped by someone else: report a lost status
+			done = append(done, reaped{fn, syscall.WaitStatus(255 << 8)})
+			continue
+		}
+		if got == pid && (ws.Exited() || ws.Signaled()) {
+			delete(r.waiters, pid)
+			done = append(done, reaped{fn, ws})
+		}
+	}
+	return done
+}
+
+// orphanGrace is how long a zombie that no Manager spawned is left for its
+// real waiter (os/exec) before the reaper takes it.
+const orphanGrace = time.Second
+
+// armSweep schedules sweepOrphans (r.mu held).
+func (r *reaper) armSweep() {
+	if r.sweep == nil {
+		r.sweep = time.AfterFunc(orphanGrace, r.sweepOrphans)
+	}
+}
+
+// sweepOrphans reaps the zombies among our children that no Manager
+// spawned and that were already zombies at the previous sweep.
+func (r *reaper) sweepOrphans() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweep = nil
+	seen := r.zombies
+	r.zombies = map[int]bool{}
+	pending := false
+	for _, pid := range ownChildren() {
+		if _, known := r.waiters[pid]; known || !isZombie(pid) {
+			continue
+		}
+		if seen[pid] {
+			var ws syscall.WaitStatus
+			syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			continue
+		}
+		r.zombies[pid] = true
+		pending = true
+	}
+	if pending {
+		r.armSweep()
+	}
+	r.poke() // registered exits may be queued behind the orphan
+}
+
 type reaped struct {
 	fn func(syscall.WaitStatus)
 	ws syscall.WaitStatus
@@ -89,38 +182,12 @@ type reaped struct {
 func (r *reaper) reap() {
 	var done []reaped
 	r.mu.Lock()
+	blocked := true
 	if r.all {
-		for {
-			var ws syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if err == syscall.EINTR {
-				continue
-			}
-			if pid <= 0 || err != nil {
-				break
-			}
-			if !ws.Exited() && !ws.Signaled() {
-				continue // stopped or continued: not an exit
-			}
-			if fn, ok := r.waiters[pid]; ok {
-				delete(r.waiters, pid)
-				done = append(done, reaped{fn, ws})
-			}
-		}
-	} else {
-		for pid, fn := range r.waiters {
-			var ws syscall.WaitStatus
-			got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-			if err == syscall.ECHILD {
-				delete(r.waiters, pid) // reaped by someone else: report a lost status
-				done = append(done, reaped{fn, syscall.WaitStatus(255 << 8)})
-				continue
-			}
-			if got == pid && (ws.Exited() || ws.Signaled()) {
-				delete(r.waiters, pid)
-				done = append(done, reaped{fn, ws})
-			}
-		}
+		done, blocked = r.reapPeeking(done)
+	}
+	if blocked {
+		done = r.reapKnown(done)
 	}
 	r.mu.Unlock()
 	for _, d := range done {

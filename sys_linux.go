@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 )
 
 const prSetChildSubreaper = 36
@@ -100,4 +101,42 @@ func environValue(pid int, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// peekSupported says that peekZombie works here.
+const peekSupported = true
+
+// peekZombie returns the pid of a child that has exited, without reaping
+// it (waitid P_ALL, WEXITED|WNOHANG|WNOWAIT).
+func peekZombie() (int, bool) {
+	var info [128]byte // siginfo_t
+	const pAll, wexited, wnohang, wnowait = 0, 4, 1, 0x01000000
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pAll, 0, uintptr(unsafe.Pointer(&info[0])), wexited|wnohang|wnowait, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, false
+		}
+		break
+	}
+	// si_pid follows si_signo, si_errno, si_code and, on 64-bit
+	// platforms, 4 bytes of padding that align the union.
+	off := 12
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		off = 16
+	}
+	pid := int(*(*int32)(unsafe.Pointer(&info[off])))
+	return pid, pid > 0
+}
+
+// isZombie reports whether pid is a zombie.
+func isZombie(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i > 0 && i+2 < len(data) && data[i+2] == 'Z'
 }

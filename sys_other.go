@@ -16,3 +16,10 @@ func allPids() []int { return nil }
 func environValue(pid int, name string) (string, bool) { return "", false }
 
 func ppidOf(pid int) int { return -1 }
+
+const peekSupported = false
+
+// peekZombie is not available here: the reaper tries each registered pid.
+func peekZombie() (int, bool) { return 0, false }
+
+func isZombie(pid int) bool { return false }

@@ -1,0 +1,188 @@
+package gaffer
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sjPoller is an xhr-polling SockJS client of the control channel.
+type sjPoller struct {
+	t    *testing.T
+	base string
+	msgs []map[string]any
+}
+
+func (p *sjPoller) send(v any) {
+	p.t.Helper()
+	s, ok := v.(string)
+	if !ok {
+		b, _ := json.Marshal(v)
+		s = string(b)
+	}
+	frame, _ := json.Marshal([]string{s})
+	resp, body := sjDo(p.t, "POST", p.base+"/xhr_send", string(frame), nil)
+	if resp.StatusCode != 204 {
+		p.t.Fatalf("xhr_send: %d %s", resp.StatusCode, body)
+	}
+}
+
+// until polls until a message satisfies ok, and returns it.
+func (p *sjPoller) until(what string, ok func(map[string]any) bool) map[string]any {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for i, m := range p.msgs {
+			if ok(m) {
+				p.msgs = p.msgs[i+1:]
+				return m
+			}
+		}
+		p.msgs = nil
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting for %s", what)
+		}
+		resp, body := sjDo(p.t, "POST", p.base+"/xhr", "", nil)
+		if resp.StatusCode != 200 {
+			p.t.Fatalf("xhr: %d %s", resp.StatusCode, body)
+		}
+		body = strings.TrimSpace(body)
+		switch {
+		case strings.HasPrefix(body, "a"):
+			var frames []string
+			if err := json.Unmarshal([]byte(body[1:]), &frames); err != nil {
+				p.t.Fatalf("bad frame %q", body)
+			}
+			for _, f := range frames {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(f), &m); err != nil {
+					p.t.Fatalf("message %q is not a JSON object", f)
+				}
+				p.msgs = append(p.msgs, m)
+			}
+		case strings.HasPrefix(body, "c"):
+			p.msgs = append(p.msgs, map[string]any{"close": body})
+		}
+	}
+}
+
+func TestSockJSControlChannel(t *testing.T) {
+	e := chNewEnv(t, true)
+	mux := http.NewServeMux()
+	mux.Handle("/channel/", e.s.SockJSChannel())
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	admin := e.key(t, Permissions{Admin: true})
+
+	p := &sjPoller{t: t, base: hs.URL + "/channel/000/chan1"}
+	resp, body := sjDo(t, "POST", p.base+"/xhr", "", nil)
+	sjExpect(t, resp, body, 200, "o\n")
+	p.send("AUTH:" + admin)
+	p.until("auth_success", func(m map[string]any) bool { return m["event"] == "gaffer:auth_success" })
+	p.send(map[string]any{"event": "SUB", "data": map[string]any{"topic": "EVENTS"}})
+	p.until("subscription", func(m map[string]any) bool { return m["event"] == "gaffer:subscription_success" })
+	e.load(t, "web", "sleep", nil)
+	p.until("the load event", func(m map[string]any) bool {
+		d, _ := m["data"].(map[string]any)
+		return m["event"] == "gaffer:event" && d["event"] == "load" && d["name"] == "default.web"
+	})
+	p.send(map[string]any{"event": "CMD", "data": map[string]any{"identity": "c1", "name": "scale", "args": []any{"default.web", "=3"}}})
+	m := p.until("the command result", func(m map[string]any) bool { return m["event"] == "gaffer:command_success" })
+	if d := m["data"].(map[string]any); d["id"] != "c1" || d["result"].(map[string]any)["numprocesses"] != float64(3) {
+		t.Fatalf("scale result %v", m)
+	}
+	if n, _ := e.m.Pids("default.web"); len(n) != 3 {
+		t.Fatalf("pids after scale: %v", n)
+	}
+
+	// A bad key over SockJS: the error, then the close frame.
+	q := &sjPoller{t: t, base: hs.URL + "/channel/000/chan2"}
+	sjDo(t, "POST", q.base+"/xhr", "", nil)
+	q.send("AUTH:0123456789abcdef0123456789abcdef")
+	m = q.until("the auth error", func(m map[string]any) bool { return m["event"] == "gaffer:error" })
+	if d := m["data"].(map[string]any); d["error"] != "AUTH_REQUIRED" {
+		t.Fatalf("auth error %v", m)
+	}
+	m = q.until("the close frame", func(m map[string]any) bool { return m["close"] != nil })
+	if !strings.HasPrefix(m["close"].(string), "c[1008,") {
+		t.Fatalf("close %v", m)
+	}
+
+	// The websocket transport speaks the same protocol, framed.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := WSDial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/channel/000/chan3/websocket", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	read := func() string {
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if o := read(); o != "o" {
+		t.Fatalf("open %q", o)
+	}
+	frame, _ := json.Marshal([]string{"AUTH:" + admin, `{"event":"CMD","data":{"identity":"s","name":"sessions"}}`})
+	ws.WriteText(string(frame))
+	var all string
+	for !strings.Contains(all, "command_success") {
+		all += read()
+	}
+	if !strings.Contains(all, `\"sessions\":[\"default\"]`) {
+		t.Fatalf("sessions over the websocket transport: %s", all)
+	}
+}
+
+func TestLookupdSockJSFeed(t *testing.T) {
+	l := NewLookupd(LookupdOptions{})
+	defer l.Close()
+	h := LookupdSockJS(l)
+	defer h.Close()
+	l.Handle("/lookup", h)
+	l.Handle("/lookup/", h)
+	hs := httptest.NewServer(l)
+	defer hs.Close()
+	resp, body := sjDo(t, "GET", hs.URL+"/lookup/info", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"websocket":true`) {
+		t.Fatalf("info: %d %s", resp.StatusCode, body)
+	}
+	p := &sjPoller{t: t, base: hs.URL + "/lookup/000/feed1"}
+	resp, body = sjDo(t, "POST", p.base+"/xhr", "", nil)
+	sjExpect(t, resp, body, 200, "o\n")
+	// Wait until the session has subscribed, then connect a node.
+	waitFor(t, 5*time.Second, "the feed session", func() bool { return h.Sessions() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var node *WSConn
+	got := false
+	for attempt := 0; attempt < 50 && !got; attempt++ {
+		// The subscription starts with the session's goroutine: retry the
+		// node connection until its add_node shows up.
+		c, _, err := WSDial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node = c
+		resp, body := sjDo(t, "POST", p.base+"/xhr", "", nil)
+		got = resp.StatusCode == 200 && strings.Contains(body, `add_node`)
+		node.CloseNow()
+	}
+	if !got {
+		t.Fatal("no add_node event on the SockJS feed")
+	}
+	// A message from the client ends the feed.
+	p.send("hello")
+	m := p.until("the close frame", func(m map[string]any) bool { return m["close"] != nil })
+	if !strings.HasPrefix(m["close"].(string), "c[1008,") {
+		t.Fatalf("close %v", m)
+	}
+}
