@@ -155,6 +155,9 @@ func (d *Daemon) Addrs() []net.Addr {
 // and SIGUSR1 reopens the log files. ready is called once the API
 // listens.
 func (d *Daemon) Run(ctx context.Context, ready func()) error {
+	if err := CheckMandatoryPlugins(d.PluginsDir(), d.cfg.MandatoryPlugins); err != nil {
+		return err
+	}
 	if err := SetSubreaper(); err != nil {
 		d.log.Warn("cannot become child subreaper; escaped grandchildren will not be reaped", "err", err)
 	}
@@ -213,7 +216,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			}
 		}()
 	}
-	apps := append([]App{&Webhooks{}}, d.opts.Apps...)
+	apps := append([]App{&Webhooks{}}, plWithPlugins(d.opts.Apps)...)
 	if lookupApp != nil {
 		apps = append(apps, lookupApp)
 	}

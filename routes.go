@@ -46,6 +46,8 @@ func (s *Server) routes() {
 	s.legacyRoutes()
 	s.metricsRoutes()
 	mx.HandleFunc("/channel/websocket", s.serveControlChannel)
+	s.sockjsRoutes()
+	s.uiRoutes()
 	mx.HandleFunc("/", s.handleFallback)
 }
 

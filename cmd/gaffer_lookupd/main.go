@@ -140,6 +140,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGHUP)
 
 	lk := gaffer.NewLookupd(gaffer.LookupdOptions{PingInterval: *ping, RequireKey: requireKey, CORSOrigins: cors, Logger: logger})
+	// The event feed over SockJS (the raw websocket is /lookup/websocket).
+	feed := gaffer.LookupdSockJS(lk)
+	lk.Handle("/lookup", feed)
+	lk.Handle("/lookup/", feed)
 	if len(binds) == 0 {
 		binds = multiFlag{gaffer.DefaultLookupdBind}
 	}

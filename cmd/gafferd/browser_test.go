@@ -105,6 +105,17 @@ graceful_timeout = 1
 		t.Fatalf("POST /keys: %d", resp.StatusCode)
 	}
 	d.waitFor(10*time.Second, "the cat job", func() bool { return d.job("browser.cat").Running == 1 })
+	// The routes the browser needs; fail fast and say which is missing.
+	for _, p := range []string{"/ui/", "/channel/info", "/_plugin/sockjs-test/"} {
+		resp, err := d.client.Get("http://localhost" + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d; gafferd must serve the console (s.uiRoutes()), the SockJS channel (s.sockjsRoutes()) and the plugin sites (PluginsApp)", p, resp.StatusCode)
+		}
+	}
 
 	artifacts := os.Getenv("GAFFER_ARTIFACTS")
 	if artifacts == "" {
