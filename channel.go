@@ -578,6 +578,13 @@ func (c *chConn) forwardEvents(t chTopic, sub *Subscription, quit <-chan struct{
 				}
 				return
 			}
+			// An event read after UNSUB closed quit may have been published
+			// after the client saw the UNSUB reply: drop it.
+			select {
+			case <-quit:
+				return
+			default:
+			}
 			name := ev.Name
 			if rename != nil {
 				if name, ok = rename(name); !ok {
