@@ -158,6 +158,11 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	if err := CheckMandatoryPlugins(d.PluginsDir(), d.cfg.MandatoryPlugins); err != nil {
 		return err
 	}
+	// Signals first: a SIGTERM during start-up must still stop the
+	// processes already spawned, not kill gafferd and orphan them.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
 	if err := SetSubreaper(); err != nil {
 		d.log.Warn("cannot become child subreaper; escaped grandchildren will not be reaped", "err", err)
 	}
@@ -232,9 +237,6 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	sdNotify("READY=1")
 
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
 	var runErr error
 loop:
 	for {

@@ -94,7 +94,7 @@ INI
 	for ((i = 1; i <= n; i++)); do files+=("$W/c$i"); done
 	"$T" relay -label "$feed x$n" -lines "$lines" -size 100 -stamp "$W/emit.stamp" -pid "$GPID" $sse "${files[@]}" |
 		jq -c --arg b "$batch" --argjson r "$rep" --arg v "$("$GAFFERD" -version)" '. + {batch: $b, rep: $r, system: "gaffer", version: $v}' >>"$OUT"
-	tail -1 "$OUT" | jq -c '{label, mb_s, capture_s, sup_cpu_s, clients_complete, lines_lost_max, gaps, ok}' >&2
+	tail -1 "$OUT" | jq -c '[.label, .mb_s, .capture_s, .sup_cpu_s, .clients_complete, .lines_lost_max, .gaps, .ok]' >&2
 	cleanup
 }
 
@@ -102,7 +102,7 @@ for rep in $(seq 1 "$REPS"); do
 	for s in floor gaffer; do
 		echo "$(date -u +%T) rep $rep output:$MB $s" >&2
 		"$T" run -system "$s" -scenario output -param "$MB" -rep "$rep" -batch "$batch" | jq -c '. + {scenario: "relay", label: "file"}' >>"$OUT"
-		tail -1 "$OUT" | jq -c '{system, label, mb_s, capture_s, sup_cpu_s, lines_lost, ok}' >&2
+		tail -1 "$OUT" | jq -c '[.system, .label, .mb_s, .capture_s, .sup_cpu_s, .lines_lost, .ok]' >&2
 	done
 	echo "$(date -u +%T) rep $rep continuous x1 ${MB}MB" >&2
 	relay continuous 1 "$MB" "$rep"
