@@ -89,12 +89,6 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	return strings.EqualFold(u.Host, r.Host)
 }
 
-type ctxKey int
-
-const (
-	ctxListener ctxKey = iota
-)
-
 // listenerInfo says how a request came in.
 type listenerInfo struct {
 	unix     bool
@@ -118,14 +112,17 @@ func (s *Server) handler(li listenerInfo) http.Handler {
 			writeError(w, Errorf(CodeForbidden, 403, "Origin %q is not allowed (set [gaffer] cors_origins)", o))
 			return
 		}
-		ctx := context.WithValue(r.Context(), ctxListener, li)
 		key, err := s.authenticate(r, li)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		ctx = WithKey(ctx, key)
-		s.mux.ServeHTTP(w, r.WithContext(ctx))
+		if key != AnonymousKey {
+			// KeyFrom gives AnonymousKey for a request without one: no
+			// copy of the request is needed when auth is off.
+			r = r.WithContext(WithKey(r.Context(), key))
+		}
+		s.mux.ServeHTTP(w, r)
 	})
 }
 

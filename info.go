@@ -1,6 +1,7 @@
 package gaffer
 
 import (
+	"encoding/json"
 	"math"
 )
 
@@ -45,6 +46,45 @@ func (m *Manager) jobInfoLocked(j *job, showSecrets bool) JobInfo {
 	}
 	info.Active = info.Running > 0
 	return info
+}
+
+type infoCacheEntry struct {
+	gen  [2]uint64
+	data [2][]byte
+}
+
+// JobInfoJSON returns JobInfo encoded as JSON. The encoding is cached
+// until the next event: every change of a job's state publishes one, so
+// a job polled by monitoring is encoded once per change, not per request.
+// The returned bytes must not be modified.
+func (m *Manager) JobInfoJSON(full string, showSecrets bool) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.jobLocked(full)
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	if showSecrets {
+		i = 1
+	}
+	if m.infoCache == nil {
+		m.infoCache = map[string]*infoCacheEntry{}
+	}
+	e := m.infoCache[j.full]
+	if e == nil {
+		e = &infoCacheEntry{}
+		m.infoCache[j.full] = e
+	}
+	if e.data[i] != nil && e.gen[i] == m.gen {
+		return e.data[i], nil
+	}
+	data, err := json.Marshal(m.jobInfoLocked(j, showSecrets))
+	if err != nil {
+		return nil, err
+	}
+	e.data[i], e.gen[i] = append(data, '\n'), m.gen
+	return e.data[i], nil
 }
 
 // AllJobInfo describes every job, in session then load order.

@@ -38,6 +38,8 @@ type Manager struct {
 	nextPID      int
 	shutdown     bool
 	allGone      chan struct{} // closed when procs empties during shutdown
+	gen          uint64        // bumped by every event; see JobInfoJSON
+	infoCache    map[string]*infoCacheEntry
 	sinks        map[string]map[string]OutputSink
 }
 
@@ -99,6 +101,7 @@ func (m *Manager) Events() *Bus { return m.bus }
 func (m *Manager) Instance() string { return m.instance }
 
 func (m *Manager) publish(name string, kv ...any) {
+	m.gen++ // every change of state publishes: cached views are stale now
 	data := make(map[string]any, len(kv)/2+1)
 	for i := 0; i+1 < len(kv); i += 2 {
 		data[kv[i].(string)] = kv[i+1]
@@ -289,6 +292,7 @@ func (m *Manager) unloadLocked(j *job) {
 		}
 	}
 	j.removed = true
+	delete(m.infoCache, j.full)
 	m.publish("unload", "name", j.full)
 	m.publish("delete", "name", j.full)
 	m.stopJobLocked(j, JobStopped)

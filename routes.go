@@ -3,6 +3,7 @@ package gaffer
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -194,13 +195,18 @@ func (s *Server) handleJobInfo(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, k.CanRead(full)) {
 		return
 	}
-	info, err := s.m.JobInfo(full, k.CanManage(full))
+	data, err := s.m.JobInfoJSON(full, k.CanManage(full))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, 200, info)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(data))}
+	w.Write(data)
 }
+
+var jsonContentType = []string{"application/json; charset=utf-8"}
 
 func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	full := jobName(r)
