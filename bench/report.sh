@@ -35,8 +35,11 @@ os=$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")
 	echo
 	bin/benchtool report -peers results/peers-2026-11-27.jsonl -stream "$stream" -http "$http" "$bench"
 } >results/report.md || exit 1
+# Both READMEs carry the table: bench/README.md and the repository's.
+for readme in README.md ../README.md; do
 awk -v f=results/report.md '
 	/<!-- results:begin -->/ {print; while ((getline l < f) > 0) print l; skip=1; next}
 	/<!-- results:end -->/ {skip=0}
-	!skip {print}' README.md >README.md.new && mv README.md.new README.md
-echo "README.md updated from $bench ${stream:-} ${http:-}" >&2
+	!skip {print}' "$readme" >"$readme.new" && mv "$readme.new" "$readme"
+done
+echo "README.md and ../README.md updated from $bench ${stream:-} ${http:-}" >&2
