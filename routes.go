@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -182,11 +183,7 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, caller(r).CanManage(sid+"."+cfg.Name)) {
 		return
 	}
-	if err := s.m.Load(sid, cfg, nil, cfg.Start); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, map[string]any{"ok": true})
+	reply(w, 200, map[string]any{"ok": true}, s.m.Load(sid, cfg, nil, cfg.Start))
 }
 
 func (s *Server) handleJobInfo(w http.ResponseWriter, r *http.Request) {
@@ -228,11 +225,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.m.Update(r.PathValue("sid"), cfg, nil, cfg.Start); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 201, map[string]any{"ok": true})
+	reply(w, 201, map[string]any{"ok": true}, s.m.Update(r.PathValue("sid"), cfg, nil, cfg.Start))
 }
 
 func (s *Server) handleUnload(w http.ResponseWriter, r *http.Request) {
@@ -240,11 +233,7 @@ func (s *Server) handleUnload(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, caller(r).CanManage(full)) {
 		return
 	}
-	if err := s.m.Unload(full); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, map[string]any{"ok": true})
+	reply(w, 200, map[string]any{"ok": true}, s.m.Unload(full))
 }
 
 func (s *Server) handleJobStats(w http.ResponseWriter, r *http.Request) {
@@ -306,21 +295,12 @@ func (s *Server) handleJobSignal(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, caller(r).CanManage(full)) {
 		return
 	}
-	body, err := decodeObject(r, false)
+	sig, err := bodySignal(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	sig, err := ParseSignal(body["signal"])
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := s.m.KillAll(full, sig); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 202, map[string]any{"ok": true})
+	reply(w, 202, map[string]any{"ok": true}, s.m.KillAll(full, sig))
 }
 
 func (s *Server) handleGetState(w http.ResponseWriter, r *http.Request) {
@@ -469,32 +449,19 @@ func (s *Server) handleStopProcess(w http.ResponseWriter, r *http.Request, pid i
 	if _, ok := s.processFor(w, r, pid, (*Key).CanManage); !ok {
 		return
 	}
-	if err := s.m.StopProcess(pid); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 202, map[string]any{"ok": true})
+	reply(w, 202, map[string]any{"ok": true}, s.m.StopProcess(pid))
 }
 
 func (s *Server) handleProcessSignal(w http.ResponseWriter, r *http.Request, pid int) {
 	if _, ok := s.processFor(w, r, pid, (*Key).CanManage); !ok {
 		return
 	}
-	body, err := decodeObject(r, false)
+	sig, err := bodySignal(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	sig, err := ParseSignal(body["signal"])
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := s.m.Kill(pid, sig); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 202, map[string]any{"ok": true})
+	reply(w, 202, map[string]any{"ok": true}, s.m.Kill(pid, sig))
 }
 
 func (s *Server) handleProcessStats(w http.ResponseWriter, r *http.Request, pid int) {
@@ -503,4 +470,22 @@ func (s *Server) handleProcessStats(w http.ResponseWriter, r *http.Request, pid 
 		return
 	}
 	writeJSON(w, 200, map[string]any{"stats": p.Stats()})
+}
+
+// reply writes err, or v with status when err is nil.
+func reply(w http.ResponseWriter, status int, v any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
+// bodySignal reads {"signal": N | "NAME"} from the request body.
+func bodySignal(r *http.Request) (syscall.Signal, error) {
+	body, err := decodeObject(r, false)
+	if err != nil {
+		return 0, err
+	}
+	return ParseSignal(body["signal"])
 }
