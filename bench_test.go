@@ -72,7 +72,7 @@ func bnWaitGone(b *testing.B, m *Manager) {
 // forks them all before it returns) and reports the cost per child. The
 // unload that follows is not timed.
 func BenchmarkSpawn(b *testing.B) {
-	for _, n := range []int{10, 100} {
+	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("children=%d", n), func(b *testing.B) {
 			m := bnManager(b)
 			b.ReportAllocs()
