@@ -1,0 +1,150 @@
+package gaffer
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readRotated returns the lines of path and its backups, oldest first.
+func readRotated(t *testing.T, path string) ([]string, []int64) {
+	t.Helper()
+	files, _ := filepath.Glob(path + ".*")
+	sort.Slice(files, func(i, j int) bool { // path.3 (oldest) … path.1
+		a, _ := strconv.Atoi(filepath.Ext(files[i])[1:])
+		b, _ := strconv.Atoi(filepath.Ext(files[j])[1:])
+		return a > b
+	})
+	files = append(files, path)
+	var lines []string
+	var sizes []int64
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, int64(len(data)))
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			t.Fatalf("%s ends inside a line", f)
+		}
+		lines = append(lines, strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")...)
+	}
+	return lines, sizes
+}
+
+func TestLogFileRotationKeepsEveryLineWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.log")
+	const max = 4096
+	l, err := OpenLogFile(path, LogFileOptions{MaxBytes: max, Backups: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 10× maxbytes of numbered lines, written in chunks that cut lines
+	// anywhere, from two writers whose chunks interleave.
+	var a, b strings.Builder
+	n := 0
+	for a.Len()+b.Len() < 10*max {
+		n++
+		line := fmt.Sprintf("%06d %s\n", n, strings.Repeat("x", n%50))
+		if n%2 == 0 {
+			a.WriteString(line)
+		} else {
+			b.WriteString(line)
+		}
+	}
+	sa, sb := a.String(), b.String()
+	for i, j := 0, 0; i < len(sa) || j < len(sb); {
+		ca, cb := min(len(sa)-i, 37), min(len(sb)-j, 53)
+		l.WriteFrom(1, []byte(sa[i:i+ca]))
+		l.WriteFrom(2, []byte(sb[j:j+cb]))
+		i, j = i+ca, j+cb
+	}
+	l.EndWriter(1)
+	l.EndWriter(2)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines, sizes := readRotated(t, path)
+	if len(sizes) < 10 {
+		t.Fatalf("only %d files for 10x maxbytes", len(sizes))
+	}
+	for i, sz := range sizes[:len(sizes)-1] {
+		if sz > max+100 {
+			t.Fatalf("file %d holds %d bytes, more than maxbytes and a line", i, sz)
+		}
+	}
+	seen := map[int]bool{}
+	for _, line := range lines {
+		num, err := strconv.Atoi(line[:6])
+		if err != nil || line != fmt.Sprintf("%06d %s", num, strings.Repeat("x", num%50)) {
+			t.Fatalf("damaged line %q", line)
+		}
+		if seen[num] {
+			t.Fatalf("line %d twice", num)
+		}
+		seen[num] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d lines of %d", len(seen), n)
+	}
+}
+
+func TestLogFileBackupsBoundAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.log")
+	l, err := OpenLogFile(path, LogFileOptions{MaxBytes: 100, Backups: 2, Timestamps: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 50; i++ {
+		l.Write([]byte(fmt.Sprintf("line %d\n", i)))
+	}
+	files, _ := filepath.Glob(path + "*")
+	if len(files) != 3 {
+		t.Fatalf("files %v, want the log and 2 backups", files)
+	}
+	data, _ := os.ReadFile(path)
+	first := strings.SplitN(string(data), "\n", 2)[0]
+	ts, rest, _ := strings.Cut(first, " ")
+	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || !strings.HasPrefix(rest, "line ") {
+		t.Fatalf("timestamped line %q", first)
+	}
+	// An external rotation (mv) then Reopen: new lines go to a new file.
+	os.Rename(path, path+".moved")
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.Write([]byte("after reopen\n"))
+	data, err = os.ReadFile(path)
+	if err != nil || !strings.HasSuffix(string(data), "after reopen\n") {
+		t.Fatalf("after reopen: %q %v", data, err)
+	}
+}
+
+func TestJobLogfileThroughManager(t *testing.T) {
+	m := newTestManager(t)
+	path := filepath.Join(t.TempDir(), "job.log")
+	cfg := childConfig(t, "lg", "lines", map[string]string{"LINES": "20000", "THEN_SLEEP": "1"})
+	cfg.Logfile = path
+	cfg.LogfileMaxBytes = 64 << 10
+	cfg.LogfileBackups = 100
+	if err := m.Load("default", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "all lines in the log files", func() bool {
+		lines, _ := readRotated(t, path)
+		return len(lines) >= 20000
+	})
+	lines, _ := readRotated(t, path)
+	for i, line := range lines {
+		if line != fmt.Sprintf("%08d line", i+1) {
+			t.Fatalf("line %d is %q", i+1, line)
+		}
+	}
+}
