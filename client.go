@@ -453,9 +453,9 @@ func clJobPath(full string, sub ...string) (string, error) {
 
 // VersionInfo is the answer of GET /version.
 type VersionInfo struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Compat  string `json:"compat,omitempty"`
+	Name          string `json:"name"`
+	Version       string `json:"version"`        // the interface spoken (0.5.2)
+	GafferVersion string `json:"gaffer_version"` // the server's own version
 }
 
 // Version returns gafferd's name and version (GET /version).

@@ -130,7 +130,7 @@ func TestClientJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, err := c.Version(ctx)
-	if err != nil || v.Version != Version {
+	if err != nil || v.Version != CompatVersion || v.GafferVersion != Version {
 		t.Fatalf("version %+v %v", v, err)
 	}
 	cfg := childConfig(t, "sleeper", "sleep", nil)

@@ -20,7 +20,9 @@ func (s *Server) routes() {
 		w.Write([]byte("OK"))
 	})
 	mx.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"name": "gaffer", "version": Version, "compat": CompatVersion})
+		// "version" is the interface this server speaks (0.5.2's, as its
+		// clients check); "gaffer_version" is this implementation's.
+		writeJSON(w, 200, map[string]any{"name": "gaffer", "version": CompatVersion, "gaffer_version": Version})
 	})
 	mx.HandleFunc("GET /pids", s.handlePids)
 	mx.HandleFunc("GET /sessions", s.handleSessions)
@@ -54,7 +56,7 @@ func (s *Server) routes() {
 }
 
 func (s *Server) handleWelcome(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, 200, map[string]any{"welcome": "gaffer", "version": Version})
+	writeJSON(w, 200, map[string]any{"welcome": "gaffer", "version": CompatVersion, "gaffer_version": Version})
 }
 
 // handleFallback serves /<pid>, /<pid>/signal, /<pid>/stats and

@@ -373,7 +373,7 @@
     $('forget-key').classList.toggle('hidden', !state.key);
     try {
       const v = await api('GET', '/version');
-      $('version').textContent = 'gafferd ' + v.version;
+      $('version').textContent = 'gafferd ' + (v.gaffer_version || v.version);
     } catch (e) { /* optional */ }
     refresh();
     state.refreshTimer = setInterval(refresh, REFRESH_MS);
