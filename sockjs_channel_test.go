@@ -3,6 +3,7 @@ package gaffer
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -162,22 +163,38 @@ func TestLookupdSockJSFeed(t *testing.T) {
 	waitFor(t, 5*time.Second, "the feed session", func() bool { return h.Sessions() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var node *WSConn
-	got := false
-	for attempt := 0; attempt < 50 && !got; attempt++ {
-		// The subscription starts with the session's goroutine: retry the
-		// node connection until its add_node shows up.
-		c, _, err := WSDial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		node = c
-		resp, body := sjDo(t, "POST", p.base+"/xhr", "", nil)
-		got = resp.StatusCode == 200 && strings.Contains(body, `add_node`)
-		node.CloseNow()
+	node, _, err := WSDial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", nil, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer node.CloseNow()
+	node.WriteJSON(map[string]any{"type": "IDENTIFY", "msgid": "m0", "name": "n1", "origin": "http://n1:5000", "version": "0.1"})
+	// The feed's subscription starts with the session's goroutine: keep
+	// the node producing events (a new job every 20 ms) until one shows
+	// up on the feed; each poll answers as soon as there is an event.
+	stop := make(chan struct{})
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			node.WriteJSON(map[string]any{"type": "REGISTER_JOB", "msgid": fmt.Sprintf("m%d", i), "job_name": fmt.Sprintf("default.j%d", i)})
+		}
+	}()
+	got := false
+	deadline := time.Now().Add(10 * time.Second)
+	for !got && time.Now().Before(deadline) {
+		resp, body := sjDo(t, "POST", p.base+"/xhr", "", nil)
+		got = resp.StatusCode == 200 && (strings.Contains(body, `add_node`) || strings.Contains(body, `add_job`) || strings.Contains(body, `identify`))
+	}
+	close(stop)
+	<-produced
 	if !got {
-		t.Fatal("no add_node event on the SockJS feed")
+		t.Fatal("no lookupd event on the SockJS feed")
 	}
 	// A message from the client ends the feed.
 	p.send("hello")
