@@ -3,6 +3,7 @@ package gaffer
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 // TestJobInfoJSONFollowsChanges checks that the cached encoding of job
@@ -34,6 +35,13 @@ func TestJobInfoJSONFollowsChanges(t *testing.T) {
 	m.Scale("default.c", ScaleOp{Value: 2})
 	check(3)
 	m.StopJob("default.c")
+	// The stopped processes exit a moment later (and that changes the
+	// info again): compare once they are gone.
+	waitFor(t, 10*time.Second, "the processes to exit", func() bool {
+		pids, _ := m.Pids("")
+		info, _ := m.JobInfo("default.c", false)
+		return len(pids) == 0 && info.LastExit != nil
+	})
 	check(3)
 	m.Unload("default.c")
 	if _, err := m.JobInfoJSON("default.c", false); err == nil {
