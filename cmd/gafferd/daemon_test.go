@@ -65,12 +65,19 @@ type daemon struct {
 // starts gafferd -vv on it.
 func startDaemon(t *testing.T, dir, cfg string, extra ...string) *daemon {
 	t.Helper()
-	sock := filepath.Join(dir, "g.sock")
-	cfg = strings.ReplaceAll(cfg, "%SOCK%", sock)
+	cfg = strings.ReplaceAll(cfg, "%SOCK%", filepath.Join(dir, "g.sock"))
 	if err := os.WriteFile(filepath.Join(dir, "gaffer.ini"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"-c", filepath.Join(dir, "gaffer.ini"), "-vv"}, extra...)
+	return runDaemon(t, dir, append([]string{"-vv"}, extra...)...)
+}
+
+// runDaemon starts gafferd on dir/gaffer.ini, whose API must be on the
+// unix socket dir/g.sock, and waits until it answers.
+func runDaemon(t *testing.T, dir string, extra ...string) *daemon {
+	t.Helper()
+	sock := filepath.Join(dir, "g.sock")
+	args := append([]string{"-c", filepath.Join(dir, "gaffer.ini")}, extra...)
 	cmd := exec.Command(gafferdBinary(t), args...)
 	d := &daemon{t: t, cmd: cmd, dir: dir, sock: sock, done: make(chan struct{})}
 	pr, pw := io.Pipe()

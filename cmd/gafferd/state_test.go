@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,52 +19,8 @@ import (
 // gafferd, driven over its unix socket, stopped with SIGTERM or killed
 // with SIGKILL, and started again on the same data directory.
 
-var (
-	stBuildOnce sync.Once
-	stBinPath   string
-	stBuildErr  error
-)
-
-func stGafferd(t *testing.T) string {
-	t.Helper()
-	stBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gafferd-state-bin")
-		if err != nil {
-			stBuildErr = err
-			return
-		}
-		stBinPath = filepath.Join(dir, "gafferd")
-		out, err := exec.Command("go", "build", "-o", stBinPath, ".").CombinedOutput()
-		if err != nil {
-			stBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if stBuildErr != nil {
-		t.Fatal(stBuildErr)
-	}
-	return stBinPath
-}
-
-// stProc is one run of gafferd.
-type stProc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	client *http.Client
-	out    *bytes.Buffer
-	outMu  *sync.Mutex
-	done   chan struct{}
-}
-
-type stLockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w stLockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
+// stProc is one run of gafferd (see runDaemon in daemon_test.go).
+type stProc struct{ *daemon }
 
 // stSetup writes the config (a file job "default.fjob") and a job script
 // that exits once gafferd is gone, so a SIGKILL leaves nothing behind.
@@ -89,68 +41,7 @@ func stSetup(t *testing.T) (dir, script string) {
 
 func stStart(t *testing.T, dir string) *stProc {
 	t.Helper()
-	var mu sync.Mutex
-	out := &bytes.Buffer{}
-	cmd := exec.Command(stGafferd(t), "-c", filepath.Join(dir, "gaffer.ini"))
-	cmd.Stdout, cmd.Stderr = stLockedWriter{&mu, out}, stLockedWriter{&mu, out}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &stProc{t: t, cmd: cmd, out: out, outMu: &mu, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	sock := filepath.Join(dir, "g.sock")
-	p.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}}}
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("gafferd output:\n%s", p.output())
-		}
-	})
-	p.waitFor(15*time.Second, "the API", func() bool {
-		resp, err := p.client.Get("http://localhost/ping")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return p
-}
-
-func (p *stProc) output() string {
-	p.outMu.Lock()
-	defer p.outMu.Unlock()
-	return p.out.String()
-}
-
-func (p *stProc) waitFor(d time.Duration, what string, cond func() bool) {
-	p.t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		select {
-		case <-p.done:
-			p.t.Fatalf("gafferd exited while waiting for %s", what)
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return &stProc{runDaemon(t, dir)}
 }
 
 // call makes a request and returns the status and the decoded body.
