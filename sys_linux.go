@@ -8,17 +8,17 @@ import (
 	"strings"
 	"syscall"
 	"unsafe"
-)
 
-const prSetChildSubreaper = 36
+	"golang.org/x/sys/unix"
+)
 
 // SetSubreaper makes this process the child subreaper of its descendants
 // (Linux): orphaned grandchildren are re-parented to it rather than to
 // init, so it can reap them and find them again. It also turns on
 // SetReapAll.
 func SetSubreaper() error {
-	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
-		return e
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return err
 	}
 	SetReapAll(true)
 	return nil
