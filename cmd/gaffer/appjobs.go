@@ -26,23 +26,19 @@ func pickApp(flagValue, arg string) (string, error) {
 	return firstNonEmpty(arg, flagValue), nil
 }
 
-// loadArgIsFile tells whether the argument of load is a JSON job file
-// (an existing file, or "-" for stdin) rather than an application name.
-// A missing path that looks like a file ("x.json", "dir/x") is an error
-// rather than an application name.
+// loadArgIsFile tells whether the argument of load is a JSON job file (an
+// existing file that is not a directory, or "-" for stdin) rather than an
+// application name ("." and a directory's name included). A missing path
+// that looks like a file ("x.json", "dir/x") is an error rather than an
+// application name.
 func loadArgIsFile(arg string) (bool, error) {
 	if arg == "-" {
 		return true, nil
 	}
-	if arg == "." {
-		return false, nil
-	}
 	st, err := os.Stat(arg)
 	switch {
-	case err == nil && st.IsDir():
-		return false, fmt.Errorf("%s is a directory: give a JSON job file or an application name", arg)
 	case err == nil:
-		return true, nil
+		return !st.IsDir(), nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return false, err
 	case strings.ContainsRune(arg, '/') || strings.EqualFold(filepath.Ext(arg), ".json"):

@@ -87,7 +87,9 @@ func TestDocumentedServerForms(t *testing.T) {
 		}
 	}
 
-	// load <name>: the application (session) name; flags after it.
+	// load <name>: the application (session) name, even when a directory
+	// has that name; flags after it.
+	os.Mkdir(filepath.Join(app, "mysess"), 0o755)
 	want(t, g("load", "mysess", "-c", "web=2"), 0, "==> 'mysess' has been loaded in "+addr+"\n")
 	waitFor(t, 20*time.Second, "mysess.web × 2", running("mysess.web", 2))
 	waitFor(t, 20*time.Second, "mysess.worker × 1", running("mysess.worker", 1))
