@@ -61,15 +61,43 @@ func (c *cli) loadApp(need bool) (*app, error) {
 	if appNameRE.MatchString(base) && gaffer.ValidateSession(base) == nil {
 		a.name = base
 	}
-	a.env, a.envKeys, err = gaffer.LoadAppEnv(a.root, c.g.envFiles...)
+	files, pairs := splitEnvArgs(c.g.envFiles)
+	a.env, a.envKeys, err = gaffer.LoadAppEnv(a.root, files...)
 	if err != nil {
 		return nil, fmt.Errorf("env: %v", err)
+	}
+	for _, kv := range pairs {
+		if _, ok := a.env[kv[0]]; !ok {
+			a.envKeys = append(a.envKeys, kv[0])
+		}
+		a.env[kv[0]] = kv[1]
 	}
 	return a, nil
 }
 
-// appName resolves --app (reference §12.1): an explicit value ("." is the
-// Procfile's app), else the Procfile's app, else "default".
+var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// splitEnvArgs sorts the -e values into .env files (0.5.2's -e path) and
+// KEY=VALUE pairs (the documentation's -e k=v): a value is a pair when it
+// has the form KEY=VALUE and no file of that name exists. The pairs apply
+// after the files.
+func splitEnvArgs(values []string) (files []string, pairs [][2]string) {
+	for _, v := range values {
+		if k, val, ok := strings.Cut(v, "="); ok && envKeyRE.MatchString(k) {
+			if _, err := os.Stat(v); errors.Is(err, fs.ErrNotExist) {
+				pairs = append(pairs, [2]string{k, val})
+				continue
+			}
+		}
+		files = append(files, v)
+	}
+	return files, pairs
+}
+
+// appName resolves the application (session) name, given with --app or as
+// the documentation's <name>/<appname> argument (reference §12.1): an
+// explicit value ("." is the current folder's app), else the Procfile's
+// app, else "default".
 func (c *cli) appName(a *app, flagValue string) (string, error) {
 	name := flagValue
 	switch {
@@ -88,7 +116,7 @@ func (c *cli) appName(a *app, flagValue string) (string, error) {
 		name = "default"
 	}
 	if err := gaffer.ValidateSession(name); err != nil {
-		return "", fmt.Errorf("--app: %v", errorText(err))
+		return "", fmt.Errorf("application name %q: %v", name, errorText(err))
 	}
 	return name, nil
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,26 +22,45 @@ import (
 func init() {
 	commands = append(commands,
 		&command{name: "apps", usage: "[--json]", short: "list the apps (sessions) of gafferd", setup: setupApps},
-		&command{name: "load", usage: "[-c name=N,...] [--nostart] [--app APP] [<file.json>|-]",
+		&command{name: "load", usage: "[-c concurrency|--concurrency concurrency] [--nostart] [<name>]\n" +
+			"[-c name=N,...] [--nostart] [--app APP] <file.json>|-",
 			short: "load the Procfile's processes (or a JSON job file) in gafferd",
-			long: `Without a file, each process type of the Procfile becomes the job <app>.<type>,
-with the app's environment (and gafferd's), PORT=5000+100*i unless the
-environment sets it, numprocesses from -c, output labels "out" and "err", and
-the app root as working directory. A file holds one job object, or
-{"jobs": [...]}; a job name may be "app.job".`,
+			long: `<name> is the application (session) the Procfile is loaded as: by default the
+name of the project folder; "." is the current folder. An argument that is an
+existing file (or "-" for stdin) is a JSON job file instead.
+
+From the Procfile, each process type becomes the job <name>.<type>, with the
+app's environment (and gafferd's), PORT=5000+100*i unless the environment sets
+it, numprocesses from -c (process=num,process=num), output labels "out" and
+"err", and the app root as working directory. A file holds one job object, or
+{"jobs": [...]}; a job name may be "app.job". The jobs start unless --nostart
+(or "start": false in the file).`,
 			setup: setupLoad},
-		&command{name: "unload", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>...]",
-			short: "unload jobs, or the whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "unload", usage: "[<name>]\n[--app APP] [--from-file JSON] [--no-input] [<job>|<name>|.]...",
+			short: "unload a Procfile application, or some of its jobs",
+			long: `Without an argument, the application of the current folder (or --app) is
+unloaded, after a confirmation (--no-input skips it). An argument is a job of
+that application when it has one of that name, else the application (session)
+of that name; "." is the current folder's application.`,
+			setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
 				return setupAppJobsOp(c, fs, "unload")
 			}},
-		&command{name: "reload", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>...]",
-			short: "restart the processes of jobs, or of the whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "reload", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>|<name>|.]...",
+			short: "restart the processes of jobs, or of a whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
 				return setupAppJobsOp(c, fs, "reload")
 			}},
-		&command{name: "ps", usage: "[--app APP] [--json] [--all-nodes -L ADDR...]", short: "list the running jobs of the app and their processes", setup: setupPs},
+		&command{name: "ps", usage: "[<appname>]\n[--app APP] [--json] [--all-nodes -L ADDR...]",
+			short: "list the jobs of the app, their state and their processes",
+			long: `<appname> is the application (session) in gafferd: by default the name of the
+project folder ("." is the current folder), the same as --app.`,
+			setup: setupPs},
 		&command{name: "ps:info", usage: "[--app APP] [--json] <job>|<pid>", short: "show a job or a process", setup: setupPsInfo},
-		&command{name: "scale", aliases: []string{"ps:scale"}, usage: "[--app APP] <job>=N|<job>+N|<job>-N ...",
-			short: "set, add or remove processes of jobs", setup: setupScale},
+		&command{name: "scale", aliases: []string{"ps:scale"}, usage: "[<appname>] [process=value]...\n[--app APP] <job>=N|<job>+N|<job>-N ...",
+			short: "set, add or remove processes of jobs",
+			long: `A first argument that is not an operation is the application (session), the
+same as --app. process=N sets the number of processes, process+N adds N and
+process-N removes N; process may be app.job.`,
+			setup: setupScale},
 		&command{name: "ps:start", usage: "[--app APP] [--no-input] [<job>...]", short: "start jobs, or every job of the app",
 			setup: func(c *cli, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "start") }},
 		&command{name: "ps:stop", usage: "[--app APP] [--no-input] [<job>|<pid>...]", short: "stop jobs or processes, or every job of the app",
@@ -168,14 +186,27 @@ func setupApps(c *cli, fs *flag.FlagSet) func([]string) error {
 
 func setupLoad(c *cli, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
-	fs.Var(&specs, "c", "processes per type: name=N[,name=N...] (repeatable)")
+	fs.Var(&specs, "c", "processes per type: process=num[,process=num...] (repeatable)")
+	fs.Var(&specs, "concurrency", "same as -c")
 	noStart := fs.Bool("nostart", false, "load without starting")
 	appFlag := fs.String("app", "", "app (session) name")
 	return func(args []string) error {
 		if len(args) > 1 {
-			return usagef("load takes at most one file")
+			return usagef("load takes at most one application name or file")
 		}
-		a, name, err := c.appOf(*appFlag)
+		appArg, file := *appFlag, ""
+		if len(args) == 1 {
+			isFile, err := loadArgIsFile(args[0])
+			if err != nil {
+				return err
+			}
+			if isFile {
+				file = args[0]
+			} else if appArg, err = pickApp(*appFlag, args[0]); err != nil {
+				return err
+			}
+		}
+		a, name, err := c.appOf(appArg)
 		if err != nil {
 			return err
 		}
@@ -183,10 +214,13 @@ func setupLoad(c *cli, fs *flag.FlagSet) func([]string) error {
 		if err != nil {
 			return err
 		}
-		if len(args) == 1 {
-			return c.loadFile(cl, args[0], *appFlag, name, !*noStart)
+		if file != "" {
+			return c.loadFile(cl, file, *appFlag, name, !*noStart)
 		}
 		if a.pf == nil {
+			if len(args) == 1 {
+				return fmt.Errorf("no Procfile here to load as '%s', and no file named %q", name, args[0])
+			}
 			return errors.New("no Procfile here (use -f PROCFILE, or give a JSON file)")
 		}
 		counts, err := concurrency(a, specs)
@@ -290,149 +324,6 @@ func (c *cli) loadFile(cl *gaffer.Client, path, appFlag, app string, start bool)
 	return nil
 }
 
-// setupAppJobsOp is unload, reload, ps:start and ps:stop: on the named
-// jobs, or on every job of the app after a confirmation.
-func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
-	appFlag := fs.String("app", "", "app (session) name")
-	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
-	var fromFile *string
-	if op == "unload" || op == "reload" {
-		fromFile = fs.String("from-file", "", "take the job names from this JSON job file")
-	}
-	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "start": "started", "stop": "stopped"}[op]
-	return func(args []string) error {
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
-		if err != nil {
-			return err
-		}
-		if fromFile != nil && *fromFile != "" {
-			names, err := jobNamesFromFile(*fromFile)
-			if err != nil {
-				return err
-			}
-			args = append(args, names...)
-		}
-		do := func(full string) error {
-			switch op {
-			case "unload":
-				return cl.Unload(c.ctx, full)
-			case "reload":
-				return cl.ReloadJob(c.ctx, full)
-			case "start":
-				return cl.StartJob(c.ctx, full)
-			default:
-				return cl.StopJob(c.ctx, full)
-			}
-		}
-		if len(args) == 0 {
-			sessions, err := cl.Sessions(c.ctx)
-			if err != nil {
-				return err
-			}
-			found := false
-			for _, s := range sessions {
-				found = found || s == app
-			}
-			if !found {
-				return fmt.Errorf("'%s' not found", app)
-			}
-			q := map[string]string{"unload": "Do you want to unload '%s'?", "reload": "Do you want to reload '%s'?",
-				"start": "Do you want to start all jobs in '%s'", "stop": "Do you want to stop all jobs in '%s'"}[op]
-			if err := c.confirm(*noInput, fmt.Sprintf(q, app)); err != nil {
-				return err
-			}
-			jobs, err := cl.SessionJobs(c.ctx, app)
-			if err != nil {
-				return err
-			}
-			for _, full := range jobs {
-				if err := do(full); err != nil {
-					return jobError(full, err)
-				}
-				fmt.Fprintf(c.stdout, "job '%s' %s\n", shortJob(full), past)
-			}
-			if op == "start" || op == "stop" {
-				fmt.Fprintf(c.stdout, "==> all jobs in '%s' %s\n", app, past)
-			} else {
-				fmt.Fprintf(c.stdout, "==> app '%s' %s\n", app, past)
-			}
-			return nil
-		}
-		failed := false
-		for _, arg := range args {
-			if op == "stop" && isPid(arg) {
-				pid, _ := strconv.Atoi(arg)
-				if err := cl.StopProcess(c.ctx, pid); err != nil {
-					if isUnreachable(err) {
-						return err
-					}
-					fmt.Fprintf(c.stderr, "gaffer: process %s: %s\n", arg, errorText(err))
-					failed = true
-					continue
-				}
-				fmt.Fprintf(c.stdout, "'%s' stopped\n", arg)
-				continue
-			}
-			full := fullJob(app, arg)
-			if err := c.confirm(*noInput || op == "start" || op == "stop", fmt.Sprintf("Do you want to %s '%s'?", op, full)); err != nil {
-				return err
-			}
-			if err := do(full); err != nil {
-				if isUnreachable(err) {
-					return err
-				}
-				var e *gaffer.Error
-				if errors.As(err, &e) && e.Errno == 404 {
-					fmt.Fprintf(c.stderr, "gaffer: '%s' not found in '%s'\n", shortJob(full), app)
-				} else {
-					fmt.Fprintf(c.stderr, "gaffer: %s: %s\n", full, errorText(err))
-				}
-				failed = true
-				continue
-			}
-			if op == "unload" || op == "reload" {
-				fmt.Fprintf(c.stdout, "job '%s' %s\n", arg, past)
-			} else {
-				fmt.Fprintf(c.stdout, "'%s' %s\n", arg, past)
-			}
-		}
-		if failed {
-			return &exitError{code: 1}
-		}
-		return nil
-	}
-}
-
-func jobNamesFromFile(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var doc struct {
-		Name string `json:"name"`
-		Jobs []struct {
-			Name string `json:"name"`
-		} `json:"jobs"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: invalid JSON: %v", filepath.Base(path), err)
-	}
-	var out []string
-	if doc.Name != "" {
-		out = append(out, doc.Name)
-	}
-	for _, j := range doc.Jobs {
-		if j.Name != "" {
-			out = append(out, j.Name)
-		}
-	}
-	return out, nil
-}
-
 // psJob is one job of "ps --json".
 type psJob struct {
 	Job       gaffer.JobInfo       `json:"job"`
@@ -448,13 +339,23 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 	fs.Var(&lookupds, "L", "lookupd address, with --all-nodes (repeatable)")
 	fs.Var(&lookupds, "lookupd-address", "same as -L")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return usagef("ps takes no argument (see ps:info)")
+		if len(args) > 1 {
+			return usagef("ps takes at most one application name (see ps:info for a job)")
 		}
 		if *allNodes {
+			if len(args) > 0 {
+				return usagef("ps --all-nodes takes no application name")
+			}
 			return c.psAllNodes(lookupds, *asJSON)
 		}
-		_, app, err := c.appOf(*appFlag)
+		appArg := *appFlag
+		if len(args) == 1 {
+			var err error
+			if appArg, err = pickApp(*appFlag, args[0]); err != nil {
+				return err
+			}
+		}
+		_, app, err := c.appOf(appArg)
 		if err != nil {
 			return err
 		}
@@ -476,10 +377,11 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 			if err != nil {
 				return err
 			}
+			pj := psJob{Job: info, Processes: []gaffer.ProcessInfo{}}
 			if !info.Active {
+				out = append(out, pj) // listed with its state
 				continue
 			}
-			pj := psJob{Job: info, Processes: []gaffer.ProcessInfo{}}
 			if pj.Stats, err = cl.JobStats(c.ctx, full); err != nil {
 				return err
 			}
@@ -500,6 +402,10 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 				fmt.Fprintln(c.stdout)
 			}
 			name := shortJob(pj.Job.Name)
+			if !pj.Job.Active {
+				fmt.Fprintf(c.stdout, "=== %s: `%s` (%s)\n", name, commandLine(pj.Job.Config), inactiveState(pj.Job))
+				continue
+			}
 			fmt.Fprintf(c.stdout, "=== %s: `%s`\n", name, commandLine(pj.Job.Config))
 			fmt.Fprintf(c.stdout, "Total CPU: %s Total MEM: %s\n\n", num2(pj.Stats.CPU), num2(pj.Stats.Mem))
 			for _, p := range pj.Processes {
@@ -612,12 +518,22 @@ func parseScaleArg(s string) (job, op string, ok bool) {
 func setupScale(c *cli, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	return func(args []string) error {
+		appArg := *appFlag
+		if len(args) > 0 {
+			if _, _, ok := parseScaleArg(args[0]); !ok && len(args) > 1 {
+				var err error
+				if appArg, err = pickApp(*appFlag, args[0]); err != nil {
+					return err
+				}
+				args = args[1:]
+			}
+		}
 		if len(args) == 0 {
 			return usagef("scale needs at least one <job>=N, <job>+N or <job>-N")
 		}
 		type item struct{ full, op string }
 		var items []item
-		_, app, err := c.appOf(*appFlag)
+		_, app, err := c.appOf(appArg)
 		if err != nil {
 			return err
 		}

@@ -24,23 +24,32 @@ import (
 
 func init() {
 	commands = append(commands,
-		&command{name: "start", aliases: []string{"dev:start"}, usage: "[-c name=N,...] [-t TIMEOUT] [-p PORT] [--no-color] [<name>]",
+		&command{name: "start", aliases: []string{"dev:start"}, usage: "[-c concurrency|--concurrency concurrency]\n<type>\n" +
+			"[-c name=N,...] [-t TIMEOUT] [-p PORT] [--no-color] [--app APP] [<type>]",
 			short: "run the Procfile's processes in the foreground (no daemon needed)",
-			long: `Each process type runs as many times as -c says (1 by default; "all=N" sets the
-default). Instance j of the i-th process type gets PORT=base+100*i+j, foreman's
+			long: `Starts every process type of the Procfile, or only <type>. Each process type
+runs as many times as -c says (process=num,process=num; 1 by default; "all=N"
+sets the default). Instance j of the i-th process type gets PORT=base+100*i+j, foreman's
 rule, where base is -p, else PORT from the .env files or the environment, else
 5000. Output is printed as "HH:MM:SS name.N | line", one colour per process type
 when stdout is a terminal and NO_COLOR is not set. A process that exits is
 restarted (with crash-loop protection). Ctrl-C (SIGINT) or SIGTERM stops every
 process gracefully (SIGTERM, then SIGKILL after -t) and exits 0; a second
-Ctrl-C kills them at once.`,
+Ctrl-C kills them at once. With --vv, the other lifecycle events are printed
+too.`,
 			setup: setupStart},
-		&command{name: "run", aliases: []string{"dev:run"}, usage: "<command> [<args>...]",
+		&command{name: "run", aliases: []string{"dev:run"}, usage: "[-c concurrency] [<args>]...\n<command> [<args>...]",
 			short: "run a one-off command with the app's environment",
 			long: `The command runs in the foreground in the app's root, with the environment of
-gaffer plus the .env files; gaffer exits with the command's status.`,
+gaffer plus the .env files; gaffer exits with the command's status. With
+-c N (or -c <command>=N) N copies run at once, without stdin; gaffer exits 0
+when all of them succeed, else with the status of the first copy (in order)
+that failed. Options come before the command.`,
 			setup: setupRun, rawArgs: true},
-		&command{name: "export", usage: "[ini|json] [-c name=N,...] [--app APP] [--out FILE] [<name>]",
+		&command{name: "export", usage: "[-c concurrency|--concurrency concurrency] [--format=format] [--out=filename] [<name>]\n" +
+			"[ini|json] [-c name=N,...] [--app APP] [--out FILE] [<name>]",
+			long: `<format> is ini (a gafferd configuration, the default) or json (a job file for
+gaffer load or the HTTP API); <name> exports only that process type.`,
 			short: "export the Procfile as a gafferd INI file or a JSON job file",
 			setup: setupExport},
 	)
@@ -69,7 +78,7 @@ func concurrency(a *app, specs []string) (map[string]int, error) {
 
 func setupStart(c *cli, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
-	fs.Var(&specs, "c", "processes to run per type: name=N[,name=N...] (repeatable)")
+	fs.Var(&specs, "c", "processes to run per type: process=num[,process=num...] (repeatable)")
 	fs.Var(&specs, "concurrency", "same as -c")
 	timeout := fs.Duration("t", 5*time.Second, "graceful stop timeout before SIGKILL")
 	port := fs.Int("p", 0, "base port (default: $PORT, else 5000)")
@@ -177,7 +186,11 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 		mu.Unlock()
 		printer.Output(display[p.Job], p, data)
 	}})
-	sub := m.Events().Subscribe(1<<14, "spawn", "exit", "flap", "spawn_error")
+	patterns := []string{"spawn", "exit", "flap", "spawn_error"}
+	if c.g.veryVerbose {
+		patterns = []string{"."} // --vv: every lifecycle event
+	}
+	sub := m.Events().Subscribe(1<<14, patterns...)
 	eventsDone := make(chan struct{})
 	go func() {
 		defer close(eventsDone)
@@ -217,6 +230,10 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 				}
 			case "spawn_error":
 				printer.Line(name, fmt.Sprintf("cannot start: %v", ev.Data["reason"]))
+			default:
+				if !strings.Contains(ev.Name, ".") { // not the job.* and proc.* aliases
+					printer.Line(name, ev.Name)
+				}
 			}
 		}
 	}()
@@ -251,6 +268,8 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 }
 
 func setupRun(c *cli, fs *flag.FlagSet) func([]string) error {
+	conc := fs.String("c", "", "number of copies to run at once: N, or <command>=N")
+	fs.StringVar(conc, "concurrency", "", "same as -c")
 	return func(args []string) error {
 		if len(args) == 0 {
 			return usagef("run needs a command")
@@ -264,6 +283,10 @@ func setupRun(c *cli, fs *flag.FlagSet) func([]string) error {
 			if argv, err = gaffer.SplitCommandLine(args[0]); err != nil || len(argv) == 0 {
 				return usagef("cannot split the command %q: %v", args[0], err)
 			}
+		}
+		copies, err := runCopies(*conc, argv[0])
+		if err != nil {
+			return err
 		}
 		env := os.Environ()
 		for _, k := range a.envKeys {
@@ -288,18 +311,30 @@ func setupRun(c *cli, fs *flag.FlagSet) func([]string) error {
 			}
 			path = found
 		}
-		cmd := exec.Command(path, argv[1:]...)
-		cmd.Args[0] = argv[0]
-		cmd.Env = env
-		cmd.Dir = a.root
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = c.stdin, c.stdout, c.stderr
-		// The terminal delivers Ctrl-C to the command too; gaffer only
-		// passes SIGTERM on and waits for the command's status.
+		cmds := make([]*exec.Cmd, copies)
+		for i := range cmds {
+			cmd := exec.Command(path, argv[1:]...)
+			cmd.Args[0] = argv[0]
+			cmd.Env = env
+			cmd.Dir = a.root
+			cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
+			if copies == 1 {
+				cmd.Stdin = c.stdin
+			}
+			cmds[i] = cmd
+		}
+		// The terminal delivers Ctrl-C to the commands too; gaffer only
+		// passes SIGTERM and SIGHUP on and waits for the commands' status.
 		sigs := make(chan os.Signal, 4)
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
-		if err := cmd.Start(); err != nil {
-			return err
+		var started []*exec.Cmd
+		var startErr error
+		for _, cmd := range cmds {
+			if startErr = cmd.Start(); startErr != nil {
+				break
+			}
+			started = append(started, cmd)
 		}
 		done := make(chan struct{})
 		go func() {
@@ -307,32 +342,69 @@ func setupRun(c *cli, fs *flag.FlagSet) func([]string) error {
 				select {
 				case s := <-sigs:
 					if s != os.Interrupt {
-						cmd.Process.Signal(s)
+						for _, cmd := range started {
+							cmd.Process.Signal(s)
+						}
 					}
 				case <-done:
 					return
 				}
 			}
 		}()
-		err = cmd.Wait()
-		close(done)
-		if err == nil {
-			return nil
-		}
-		var xe *exec.ExitError
-		if errors.As(err, &xe) {
-			if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return &exitError{code: 128 + int(ws.Signal())}
+		if startErr != nil {
+			for _, cmd := range started {
+				cmd.Process.Signal(syscall.SIGTERM)
 			}
-			return &exitError{code: xe.ExitCode()}
 		}
-		return err
+		errs := make([]error, len(started))
+		for i, cmd := range started {
+			errs[i] = cmd.Wait()
+		}
+		close(done)
+		if startErr != nil {
+			return startErr
+		}
+		for _, err := range errs {
+			if err == nil {
+				continue
+			}
+			var xe *exec.ExitError
+			if errors.As(err, &xe) {
+				if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return &exitError{code: 128 + int(ws.Signal())}
+				}
+				return &exitError{code: xe.ExitCode()}
+			}
+			return err
+		}
+		return nil
 	}
+}
+
+// runCopies reads run's -c: "" (1), N, or <command>=N where <command> is
+// the base name of the command (the job name 0.5.2's dev:run gave it).
+func runCopies(spec, command string) (int, error) {
+	if spec == "" {
+		return 1, nil
+	}
+	num := spec
+	if name, n, ok := strings.Cut(spec, "="); ok {
+		if name != filepath.Base(command) {
+			return 0, usagef("-c %q: expected N or %s=N", spec, filepath.Base(command))
+		}
+		num = n
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n < 1 || n > gaffer.MaxConcurrency {
+		return 0, usagef("-c %q: the number of copies must be an integer from 1 to %d", spec, gaffer.MaxConcurrency)
+	}
+	return n, nil
 }
 
 func setupExport(c *cli, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
-	fs.Var(&specs, "c", "processes per type: name=N[,name=N...] (repeatable)")
+	fs.Var(&specs, "c", "processes per type: process=num[,process=num...] (repeatable)")
+	fs.Var(&specs, "concurrency", "same as -c")
 	format := fs.String("format", "", "ini or json (default ini)")
 	out := fs.String("out", "", "write to this file instead of stdout")
 	appFlag := fs.String("app", "", "app (session) name (default: the root directory's name)")

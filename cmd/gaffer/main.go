@@ -2,8 +2,8 @@
 // foreman), exports it, and drives a gafferd over its HTTP API.
 //
 //	gaffer [global options] <command> [options] [args]
-//	gaffer start [-c web=2,worker=1] [name]
-//	gaffer load | ps | scale web=3 | logs | unload ...
+//	gaffer start [-c web=2,worker=1] [<type>]
+//	gaffer load [<app>|<file.json>] | ps [<app>] | scale [<app>] web=3 | logs | unload [<app>|<job>...] ...
 //
 // Run "gaffer help" for the list of commands and "gaffer <command> -h" for
 // the options of one.
@@ -22,14 +22,19 @@ import (
 	"syscall"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/flagargs"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// usageError is a command line mistake: exit status 2.
-type usageError struct{ msg string }
+// usageError is a command line mistake: exit status 2, with the message
+// and a one-line usage hint (the command's, when cmd is set).
+type usageError struct {
+	msg string
+	cmd *command
+}
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -60,6 +65,7 @@ type globals struct {
 	keyfile              string
 	cacert               string
 	procfileSet, rootSet bool
+	verbose, veryVerbose bool // -v, --vv: for start
 }
 
 // cli is the state of one run of the program.
@@ -70,15 +76,34 @@ type cli struct {
 	stderr io.Writer
 	ctx    context.Context
 	client *gaffer.Client
+	// globals is the parsed global flag set: its flags are accepted
+	// after the command too.
+	globals *flag.FlagSet
+}
+
+// globalHint is the one line printed after a mistake in the global
+// options or the command name.
+const globalHint = "usage: gaffer [options] <command> [<args>...] (gaffer help lists the options and commands)"
+
+// noteGlobalSet records the global flags that were given.
+func (c *cli) noteGlobalSet(f *flag.Flag) {
+	switch f.Name {
+	case "f", "procfile":
+		c.g.procfileSet = true
+	case "d", "directory", "root":
+		c.g.rootSet = true
+	}
 }
 
 // command is one subcommand.
 type command struct {
 	name    string
 	aliases []string
-	usage   string // synopsis after the command name
-	short   string
-	long    string
+	// usage is the synopsis after the command name, one form per line:
+	// the gaffer documentation's form first when it has one.
+	usage string
+	short string
+	long  string
 	// setup declares the options on fs and returns the function that
 	// runs the command with the positional arguments.
 	setup  func(c *cli, fs *flag.FlagSet) func(args []string) error
@@ -105,19 +130,24 @@ func findCommand(name string) *command {
 }
 
 func globalUsage(w io.Writer) {
-	fmt.Fprint(w, `usage: gaffer [--version] [-f procfile] [-d root] [-e envfile]...
-              [-g address] [--api-key KEY] [--certfile F --keyfile F] [--cacert F]
+	fmt.Fprint(w, `usage: gaffer [--version] [-f procfile] [-d root] [-e envfile|k=v]... [-v|--vv]
+              [--endpoint address] [--api-key KEY] [--certfile F --keyfile F] [--cacert F]
               <command> [<args>...]
 
-Global options:
+Global options (they may also follow the command):
+  -h, --help                 show this help message and exit
+  --version                  show the version and exit
   -f, --procfile FILE        the Procfile (default ./Procfile)
-  -d, --root DIR             the application root (default: the Procfile's directory)
-  -e, --env FILE             a .env file, after <root>/.env (repeatable)
-  -g, --endpoint ADDRESS     gafferd: http://host:port, https://..., host:port or unix:/path
-                             (also --gafferd-http-address; default $GAFFERD_ADDRESS or `+gaffer.DefaultEndpoint+`)
+  -d, --directory DIR        the application root (default: the Procfile's directory;
+                             also --root)
+  -e, --env FILE|KEY=VALUE   a .env file, after <root>/.env, or one variable (repeatable)
+  --endpoint ADDRESS         gafferd: http://host:port, https://..., host:port or unix:/path
+                             (also -g, --gafferd-http-address; default $GAFFERD_ADDRESS,
+                             else `+gaffer.DefaultEndpoint+`)
   --api-key KEY              API key (default $GAFFER_API_KEY, else the key saved by login)
   --certfile, --keyfile F    TLS client certificate and key
   --cacert F                 CA certificates that sign gafferd's certificate
+  -v, --vv                   verbose output of start (--vv: every lifecycle event too)
 
 Commands:
 `)
@@ -140,12 +170,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("gaffer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { globalUsage(stderr) }
+	fs.Usage = func() {} // -h and mistakes are handled after Parse
 	g := &c.g
 	for _, n := range []string{"f", "procfile"} {
 		fs.StringVar(&g.procfile, n, "", "the Procfile")
 	}
-	for _, n := range []string{"d", "root"} {
+	for _, n := range []string{"d", "directory", "root"} {
 		fs.StringVar(&g.root, n, "", "the application root")
 	}
 	for _, n := range []string{"e", "env"} {
@@ -158,21 +188,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&g.certfile, "certfile", "", "TLS client certificate")
 	fs.StringVar(&g.keyfile, "keyfile", "", "TLS client key")
 	fs.StringVar(&g.cacert, "cacert", "", "TLS CA certificates")
+	fs.BoolVar(&g.verbose, "v", false, "verbose output")
+	fs.BoolVar(&g.veryVerbose, "vv", false, "very verbose output")
 	version := fs.Bool("version", false, "print the version")
+	fs.SetOutput(io.Discard) // errors are printed with a one-line hint
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			globalUsage(stderr)
 			return 0
 		}
+		fmt.Fprintf(stderr, "gaffer: %v\n%s\n", err, globalHint)
 		return 2
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "f", "procfile":
-			g.procfileSet = true
-		case "d", "root":
-			g.rootSet = true
-		}
-	})
+	c.globals = fs
+	fs.Visit(c.noteGlobalSet)
 	if *version {
 		fmt.Fprintf(stdout, "gaffer version %s\n", gaffer.Version)
 		return 0
@@ -185,7 +214,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	name := rest[0]
 	cmd := findCommand(name)
 	if cmd == nil {
-		fmt.Fprintf(stderr, "gaffer: unknown command %q (run 'gaffer help' for the list)\n", name)
+		fmt.Fprintf(stderr, "gaffer: unknown command %q\n%s\n", name, globalHint)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -198,66 +227,78 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return c.exitCode(err)
 }
 
-// runCommand parses the command's options and runs it.
+// runCommand parses the command's options, and the global options that
+// follow the command, and runs it.
 func (c *cli) runCommand(cmd *command, args []string) error {
 	fs := flag.NewFlagSet("gaffer "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() { c.commandUsage(c.stderr, cmd, fs) }
+	fs.SetOutput(io.Discard) // errors are printed by exitCode, with a hint
+	fs.Usage = func() {}
 	runFn := cmd.setup(c, fs)
-	parse := parseInterspersed
+	own := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { own[f.Name] = true })
+	if c.globals != nil {
+		c.globals.VisitAll(func(f *flag.Flag) {
+			if !own[f.Name] && f.Name != "version" {
+				fs.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+	}
+	parse := flagargs.Parse
 	if cmd.rawArgs {
 		parse = func(fs *flag.FlagSet, args []string) error { return fs.Parse(args) }
 	}
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			c.commandUsage(c.stderr, cmd)
 			return nil
 		}
-		return &usageError{} // flag has printed the message and the usage
+		return &usageError{msg: err.Error(), cmd: cmd}
 	}
-	return runFn(fs.Args())
+	fs.Visit(func(f *flag.Flag) {
+		if !own[f.Name] {
+			c.noteGlobalSet(f)
+		}
+	})
+	err := runFn(fs.Args())
+	var ue *usageError
+	if errors.As(err, &ue) && ue.cmd == nil {
+		ue.cmd = cmd
+	}
+	return err
 }
 
-// parseInterspersed parses options anywhere among the arguments ("ps
-// --app x" and "ps:info 3 --app x" both work); "--" ends the options.
-func parseInterspersed(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		// flag stops at "--" (consumed) or at the first positional.
-		consumed := len(args) - len(rest)
-		if consumed > 0 && args[consumed-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-	return fs.Parse(append([]string{"--"}, pos...))
+// usageLines are the forms of a command's synopsis.
+func (cmd *command) usageLines() []string {
+	return strings.Split(cmd.usage, "\n")
 }
 
-func (c *cli) commandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: gaffer %s %s\n\n%s\n", cmd.name, cmd.usage, cmd.short)
+// commandUsage prints the help of a command: its synopsis (every form),
+// descriptions and options.
+func (c *cli) commandUsage(w io.Writer, cmd *command) {
+	for i, u := range cmd.usageLines() {
+		lead := "usage:"
+		if i > 0 {
+			lead = "      "
+		}
+		fmt.Fprintf(w, "%s gaffer %s %s\n", lead, cmd.name, u)
+	}
+	fmt.Fprintf(w, "\n%s\n", cmd.short)
 	if cmd.long != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.long))
 	}
 	if len(cmd.aliases) > 0 {
 		fmt.Fprintf(w, "\nAliases: %s\n", strings.Join(cmd.aliases, ", "))
 	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	cmd.setup(c, fs)
 	has := false
 	fs.VisitAll(func(*flag.Flag) { has = true })
 	if has {
 		fmt.Fprint(w, "\nOptions:\n")
-		out := fs.Output()
 		fs.SetOutput(w)
 		fs.PrintDefaults()
-		fs.SetOutput(out)
 	}
+	fmt.Fprint(w, "\nThe global options (gaffer help) are accepted after the command too.\n")
 }
 
 // exitCode prints err (one line) and returns the exit status.
@@ -271,9 +312,12 @@ func (c *cli) exitCode(err error) int {
 	}
 	var ue *usageError
 	if errors.As(err, &ue) {
-		if ue.msg != "" {
-			fmt.Fprintf(c.stderr, "gaffer: %s\n", ue.msg)
+		if ue.cmd == nil {
+			fmt.Fprintf(c.stderr, "gaffer: %s\n%s\n", ue.msg, globalHint)
+			return 2
 		}
+		fmt.Fprintf(c.stderr, "gaffer %s: %s\nusage: gaffer %s %s (gaffer %s -h for details)\n",
+			ue.cmd.name, ue.msg, ue.cmd.name, ue.cmd.usageLines()[0], ue.cmd.name)
 		return 2
 	}
 	if errors.Is(err, context.Canceled) {
@@ -352,9 +396,7 @@ func init() {
 				if cmd == nil {
 					return usagef("unknown command %q", args[0])
 				}
-				sub := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-				cmd.setup(c, sub)
-				c.commandUsage(c.stdout, cmd, sub)
+				c.commandUsage(c.stdout, cmd)
 				return nil
 			}
 		},

@@ -56,20 +56,27 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// startGafferd runs gafferd on a unix socket and returns its address and
-// a client of it.
-func startGafferd(t *testing.T) (string, *gaffer.Client) {
+// startGafferd runs gafferd on a unix socket (with the extra options)
+// and returns its address and a client of it.
+func startGafferd(t *testing.T, extra ...string) (string, *gaffer.Client) {
 	t.Helper()
 	dir := t.TempDir()
+	return startGafferdData(t, dir, filepath.Join(dir, "data"), gaffer.ClientOptions{}, extra...)
+}
+
+// startGafferdData is startGafferd with its data directory and the
+// options of the returned client.
+func startGafferdData(t *testing.T, dir, data string, opts gaffer.ClientOptions, extra ...string) (string, *gaffer.Client) {
+	t.Helper()
 	sock := filepath.Join(dir, "g.sock")
-	cmd := exec.Command(filepath.Join(binDir, "gafferd"), "--bind", "unix:"+sock, "--data-dir", filepath.Join(dir, "data"))
+	cmd := exec.Command(filepath.Join(binDir, "gafferd"), append([]string{"--bind", "unix:" + sock, "--data-dir", data}, extra...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	addr := "unix:" + sock
-	cl, err := gaffer.NewClient(addr, gaffer.ClientOptions{})
+	cl, err := gaffer.NewClient(addr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +102,19 @@ type result struct {
 	code           int
 }
 
-// gaffer runs the gaffer binary in dir.
+// gafferIn runs the gaffer binary in dir.
 func gafferIn(t *testing.T, dir, stdin string, args ...string) result {
+	t.Helper()
+	return gafferEnv(t, dir, nil, stdin, args...)
+}
+
+// gafferEnv runs the gaffer binary in dir with GAFFERD_ADDRESS and
+// GAFFER_API_KEY empty, then env.
+func gafferEnv(t *testing.T, dir string, env []string, stdin string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "gaffer"), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GAFFER_CONFIG="+filepath.Join(t.TempDir(), "gaffer.ini"), "GAFFERD_ADDRESS=", "GAFFER_API_KEY=")
+	cmd.Env = append(append(os.Environ(), "GAFFER_CONFIG="+filepath.Join(t.TempDir(), "gaffer.ini"), "GAFFERD_ADDRESS=", "GAFFER_API_KEY="), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -51,7 +51,12 @@ func init() {
 				}
 			}},
 		&command{name: "add_process", usage: "[--start] <name> <cmd>", short: "Add a process template (started with --start)", setup: setupAddProcess},
-		&command{name: "load_process", usage: "[--start] <file>|-", short: "Load a process template from a JSON file", setup: setupLoadProcess},
+		&command{name: "load_process", usage: "<file>|-\n[--start|--nostart] <file>|-", short: "Load a process template from a JSON file",
+			long: `The file (or stdin, "-") holds one JSON object with at least "name" and "cmd".
+The template starts with its numprocesses, as the documentation says, unless
+the object has "start": false or --nostart is given; --start starts it
+whatever the object says.`,
+			setup: setupLoadProcess},
 		&command{name: "update_process", usage: "[--start] <name> <cmd>|-", short: "Update a process template",
 			long:  "The command line is replaced and the other settings are kept; with '-', a JSON object read from stdin is merged over the template's settings. The processes restart with the new settings; --start also starts a stopped template.",
 			setup: setupUpdateProcess},
@@ -276,16 +281,34 @@ func (c *ctl) readObject(path string) (map[string]any, error) {
 }
 
 func setupLoadProcess(c *ctl, fs *flag.FlagSet) func([]string) error {
-	start := fs.Bool("start", false, "start it")
+	start := fs.Bool("start", false, `start it, whatever the file's "start" says`)
+	noStart := fs.Bool("nostart", false, "load it without starting it")
 	return func(args []string) error {
 		if len(args) != 1 {
 			return usagef("load_process needs a file (or - for stdin)")
+		}
+		if *start && *noStart {
+			return usagef("--start and --nostart contradict each other")
 		}
 		m, err := c.readObject(args[0])
 		if err != nil {
 			return err
 		}
-		return c.loadLegacy(m, *start)
+		run := true // the documentation: a loaded template starts
+		if v, ok := m["start"]; ok {
+			b, isBool := v.(bool)
+			if !isBool {
+				return fmt.Errorf("%s: \"start\" must be true or false, not %v", args[0], v)
+			}
+			run = b
+		}
+		switch {
+		case *start:
+			run = true
+		case *noStart:
+			run = false
+		}
+		return c.loadLegacy(m, run)
 	}
 }
 

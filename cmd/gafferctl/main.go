@@ -24,17 +24,23 @@ import (
 	"syscall"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/flagargs"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-type usageError struct{ msg string }
+// usageError is a command line mistake: exit status 2, with the message
+// and a one-line usage hint (the command's, when cmd is set).
+type usageError struct {
+	msg string
+	cmd *command
+}
 
 func (e *usageError) Error() string { return e.msg }
 
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
 
 type ctl struct {
 	ctx    context.Context
@@ -43,7 +49,14 @@ type ctl struct {
 	stderr io.Writer
 	cl     *gaffer.Client
 	mkCl   func() (*gaffer.Client, error)
+	// globals is the parsed global flag set: 0.4 accepted the global
+	// options after the command too.
+	globals *flag.FlagSet
 }
+
+// globalHint is the one line printed after a mistake in the global
+// options or the command name.
+const globalHint = "usage: gafferctl [options] <command> [<args>] (gafferctl help lists the options and commands)"
 
 type command struct {
 	name  string
@@ -84,8 +97,8 @@ Commands:
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gafferctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { globalUsage(stderr) }
+	fs.SetOutput(io.Discard) // -h and mistakes are handled after Parse
+	fs.Usage = func() {}
 	var endpoint, apiKey, certfile, keyfile, cacert string
 	for _, n := range []string{"connect", "endpoint", "g"} {
 		fs.StringVar(&endpoint, n, "", "gafferd address")
@@ -99,8 +112,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.BoolVar(&version, "v", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			globalUsage(stderr)
 			return 0
 		}
+		fmt.Fprintf(stderr, "gafferctl: %v\n%s\n", err, globalHint)
 		return 2
 	}
 	if version {
@@ -114,12 +129,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmd := findCommand(strings.ToLower(rest[0]))
 	if cmd == nil {
-		fmt.Fprintf(stderr, "gafferctl: unknown command %q (run 'gafferctl help')\n", rest[0])
+		fmt.Fprintf(stderr, "gafferctl: unknown command %q\n%s\n", rest[0], globalHint)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
 	defer stop()
-	c := &ctl{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &ctl{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, globals: fs}
 	c.mkCl = func() (*gaffer.Client, error) {
 		ep := endpoint
 		if ep == "" {
@@ -152,56 +167,60 @@ func (c *ctl) client() (*gaffer.Client, error) {
 	return c.cl, nil
 }
 
+// runCommand parses the command's options, and the global options that
+// follow the command, anywhere among its arguments, and runs it.
 func (c *ctl) runCommand(cmd *command, args []string) error {
 	fs := flag.NewFlagSet("gafferctl "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() { commandUsage(c.stderr, cmd, fs) }
+	fs.SetOutput(io.Discard) // errors are printed by exitCode, with a hint
+	fs.Usage = func() {}
 	runFn := cmd.setup(c, fs)
-	if err := parseInterspersed(fs, args); err != nil {
+	if c.globals != nil {
+		c.globals.VisitAll(func(f *flag.Flag) {
+			if fs.Lookup(f.Name) == nil && f.Name != "version" && f.Name != "v" {
+				fs.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+	}
+	if err := flagargs.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			commandUsage(c.stderr, c, cmd)
 			return nil
 		}
-		return &usageError{}
+		return &usageError{msg: err.Error(), cmd: cmd}
 	}
-	return runFn(fs.Args())
+	err := runFn(fs.Args())
+	var ue *usageError
+	if errors.As(err, &ue) && ue.cmd == nil {
+		ue.cmd = cmd
+	}
+	return err
 }
 
-// parseInterspersed parses options anywhere among the arguments; "--"
-// ends them.
-func parseInterspersed(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		consumed := len(args) - len(rest)
-		if consumed > 0 && args[consumed-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-	return fs.Parse(append([]string{"--"}, pos...))
+// usageLines are the forms of a command's synopsis.
+func (cmd *command) usageLines() []string {
+	return strings.Split(cmd.usage, "\n")
 }
 
-func commandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: gafferctl %s %s\n\n%s\n", cmd.name, cmd.usage, cmd.short)
+func commandUsage(w io.Writer, c *ctl, cmd *command) {
+	for i, u := range cmd.usageLines() {
+		lead := "usage:"
+		if i > 0 {
+			lead = "      "
+		}
+		fmt.Fprintf(w, "%s gafferctl %s\n", lead, strings.TrimSpace(cmd.name+" "+u))
+	}
+	fmt.Fprintf(w, "\n%s\n", cmd.short)
 	if cmd.long != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.long))
 	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	cmd.setup(c, fs)
 	has := false
 	fs.VisitAll(func(*flag.Flag) { has = true })
 	if has {
 		fmt.Fprint(w, "\nOptions:\n")
-		out := fs.Output()
 		fs.SetOutput(w)
 		fs.PrintDefaults()
-		fs.SetOutput(out)
 	}
 }
 
@@ -211,9 +230,12 @@ func (c *ctl) exitCode(err error) int {
 	}
 	var ue *usageError
 	if errors.As(err, &ue) {
-		if ue.msg != "" {
-			fmt.Fprintf(c.stderr, "gafferctl: %s\n", ue.msg)
+		if ue.cmd == nil {
+			fmt.Fprintf(c.stderr, "gafferctl: %s\n%s\n", ue.msg, globalHint)
+			return 2
 		}
+		fmt.Fprintf(c.stderr, "gafferctl %s: %s\nusage: gafferctl %s (gafferctl help %s for details)\n",
+			ue.cmd.name, ue.msg, strings.TrimSpace(ue.cmd.name+" "+ue.cmd.usageLines()[0]), ue.cmd.name)
 		return 2
 	}
 	if errors.Is(err, context.Canceled) {
@@ -287,9 +309,7 @@ func init() {
 				if cmd == nil {
 					return usagef("unknown command %q", args[0])
 				}
-				sub := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-				cmd.setup(c, sub)
-				commandUsage(c.stdout, cmd, sub)
+				commandUsage(c.stdout, c, cmd)
 				return nil
 			}
 		}},

@@ -60,8 +60,14 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // its "listening" log line) and a client of it.
 func startGafferd(t *testing.T) (string, *gaffer.Client) {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(filepath.Join(binDir, "gafferd"), "--bind", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	return startGafferdData(t, filepath.Join(t.TempDir(), "data"), gaffer.ClientOptions{})
+}
+
+// startGafferdData is startGafferd with its data directory, more options
+// and the options of the returned client.
+func startGafferdData(t *testing.T, data string, opts gaffer.ClientOptions, extra ...string) (string, *gaffer.Client) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "gafferd"), append([]string{"--bind", "127.0.0.1:0", "--data-dir", data}, extra...)...)
 	pipe, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -87,7 +93,7 @@ func startGafferd(t *testing.T) (string, *gaffer.Client) {
 		t.Fatal("gafferd did not log its address")
 	}
 	url := "http://" + addr
-	cl, err := gaffer.NewClient(url, gaffer.ClientOptions{})
+	cl, err := gaffer.NewClient(url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +121,15 @@ type result struct {
 
 func ctlRun(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return ctlEnv(t, nil, stdin, args...)
+}
+
+// ctlEnv runs gafferctl with GAFFERD_ADDRESS and GAFFER_API_KEY empty,
+// then env.
+func ctlEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "gafferctl"), args...)
-	cmd.Env = append(os.Environ(), "GAFFERD_ADDRESS=", "GAFFER_API_KEY=")
+	cmd.Env = append(append(os.Environ(), "GAFFERD_ADDRESS=", "GAFFER_API_KEY="), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

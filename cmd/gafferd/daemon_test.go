@@ -76,8 +76,14 @@ func startDaemon(t *testing.T, dir, cfg string, extra ...string) *daemon {
 // unix socket dir/g.sock, and waits until it answers.
 func runDaemon(t *testing.T, dir string, extra ...string) *daemon {
 	t.Helper()
+	return runDaemonArgs(t, dir, append([]string{"-c", filepath.Join(dir, "gaffer.ini")}, extra...)...)
+}
+
+// runDaemonArgs starts gafferd with exactly args; its API must be on the
+// unix socket dir/g.sock.
+func runDaemonArgs(t *testing.T, dir string, args ...string) *daemon {
+	t.Helper()
 	sock := filepath.Join(dir, "g.sock")
-	args := append([]string{"-c", filepath.Join(dir, "gaffer.ini")}, extra...)
 	cmd := exec.Command(gafferdBinary(t), args...)
 	d := &daemon{t: t, cmd: cmd, dir: dir, sock: sock, done: make(chan struct{})}
 	pr, pw := io.Pipe()

@@ -1,7 +1,7 @@
 // Command gafferd is the gaffer daemon: it supervises the jobs of its
 // configuration file and serves the HTTP and websocket API.
 //
-//	gafferd -c gaffer.ini [-v|-vv] [--bind ADDR]... [--require-key] …
+//	gafferd [-c] gaffer.ini [-v|-vv] [--bind ADDR]... [--require-key] …
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/flagargs"
 )
 
 type multiFlag []string
@@ -29,51 +30,123 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// usageText is the synopsis of the gaffer documentation's "gafferd -h",
+// then the options it lists, then the others.
+const usageText = `usage: gafferd [-h] [-c CONFIG_FILE] [-p PLUGINS_DIR] [-v] [-vv] [--daemon]
+               [--pidfile PIDFILE] [--bind BIND] [--certfile CERTFILE]
+               [--keyfile KEYFILE] [--backlog BACKLOG]
+               [config]
+
+Run the gaffer daemon: supervise the jobs of the configuration and serve
+the HTTP and websocket API.
+
+positional arguments:
+  config                configuration file (gaffer.ini), or a directory
+                        holding gafferd.ini; the same as -c
+
+optional arguments:
+  -h, --help            show this help message and exit
+  -c CONFIG_FILE, --config CONFIG_FILE
+                        configuration file, or directory (default $GAFFERD_CONFIG)
+  -p PLUGINS_DIR, --plugins-dir PLUGINS_DIR
+                        plugin directory (also --plugin-dir)
+  -v                    verbose mode: lifecycle events on stdout
+  -vv                   like verbose mode but output stream too
+  --daemon              start gafferd in the background
+  --pidfile PIDFILE     write the pid to this file
+  --bind BIND           listen address host:port or unix:/path (repeatable)
+  --certfile CERTFILE   SSL certificate file for the default binding
+  --keyfile KEYFILE     SSL key file for the default binding
+  --backlog BACKLOG     listen backlog (the kernel's somaxconn applies)
+
+other options:
+`
+
+// documentedFlags are the flags usageText already describes.
+var documentedFlags = map[string]bool{"c": true, "config": true, "p": true, "plugins-dir": true, "plugin-dir": true,
+	"v": true, "vv": true, "daemon": true, "pidfile": true, "bind": true, "certfile": true, "keyfile": true, "backlog": true}
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, usageText)
+	fs.VisitAll(func(f *flag.Flag) {
+		if documentedFlags[f.Name] {
+			return
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		if len(line) < 23 {
+			line += strings.Repeat(" ", 24-len(line))
+		} else {
+			line += "\n" + strings.Repeat(" ", 24)
+		}
+		fmt.Fprintf(w, "%s%s\n", line, usage)
+	})
+}
+
+// usageHint is the one line printed after a command line mistake.
+const usageHint = "usage: gafferd [-h] [-c CONFIG_FILE] [-p PLUGINS_DIR] [-v] [-vv] [options] [config] (gafferd -h lists the options)"
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gafferd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // the errors are printed below, with usageHint
 	var (
-		config      = fs.String("c", os.Getenv("GAFFERD_CONFIG"), "configuration file (gaffer.ini) or directory holding gafferd.ini")
-		pluginsDir  = fs.String("p", "", "plugin directory")
+		config      string
+		pluginsDir  string
 		daemon      = fs.Bool("daemon", false, "run in the background")
 		pidfile     = fs.String("pidfile", "", "write the pid to this file")
 		binds       multiFlag
 		lookupds    multiFlag
-		broadcast   = fs.String("broadcast-address", "", "origin announced to lookupd (http:// or https://)")
+		broadcast   = fs.String("broadcast-address", "", "origin `URL` announced to lookupd (http:// or https://)")
 		certfile    = fs.String("certfile", "", "TLS certificate for the API")
 		keyfile     = fs.String("keyfile", "", "TLS key for the API")
-		lkCA        = fs.String("cacert", "", "CA certificates for lookupd connections")
-		lkCert      = fs.String("client-certfile", "", "client certificate for lookupd connections")
-		lkKey       = fs.String("client-keyfile", "", "client key for lookupd connections")
+		lkCA        = fs.String("cacert", "", "`FILE` of CA certificates for lookupd connections")
+		lkCert      = fs.String("client-certfile", "", "client certificate `FILE` for lookupd connections")
+		lkKey       = fs.String("client-keyfile", "", "client key `FILE` for lookupd connections")
 		_           = fs.Int("backlog", 128, "listen backlog (the kernel's somaxconn applies)")
-		errorLog    = fs.String("error-log", "", "log file (- for stderr)")
-		logLevel    = fs.String("log-level", "", "critical, error, warning, info or debug")
-		logFormat   = fs.String("log-format", "", "text or json")
+		errorLog    = fs.String("error-log", "", "log `FILE` (- for stderr)")
+		logLevel    = fs.String("log-level", "", "log `LEVEL`: critical, error, warning, info or debug")
+		logFormat   = fs.String("log-format", "", "log `FORMAT`: text or json")
 		requireKey  = fs.Bool("require-key", false, "require an API key on every route")
-		dataDir     = fs.String("data-dir", "", "where keys, users and state are kept (default: next to the config)")
+		dataDir     = fs.String("data-dir", "", "`DIR` where keys, users and state are kept (default: next to the config)")
 		createAdmin = fs.Bool("create-admin-user", false, "create an admin user and key, then exit")
-		username    = fs.String("username", "", "user name for --create-admin-user")
-		password    = fs.String("password", "", "password for --create-admin-user")
+		username    = fs.String("username", "", "`USER` name for --create-admin-user")
+		password    = fs.String("password", "", "`PASSWORD` for --create-admin-user")
 		listAdmins  = fs.Bool("list-admins", false, "print the admin users and their keys, then exit")
 		v1          = fs.Bool("v", false, "print lifecycle events on stdout")
 		v2          = fs.Bool("vv", false, "print every event and all process output on stdout")
 		version     = fs.Bool("version", false, "print the version and exit")
 	)
-	fs.Var(&binds, "bind", "listen address host:port or unix:/path (repeatable)")
-	fs.Var(&lookupds, "lookupd-address", "lookupd URL (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gafferd [-c gaffer.ini] [-v|-vv] [--bind ADDR]... [options]\n\n")
-		fs.PrintDefaults()
+	for _, n := range []string{"c", "config"} {
+		fs.StringVar(&config, n, "", "configuration file or directory")
 	}
-	if err := fs.Parse(args); err != nil {
+	for _, n := range []string{"p", "plugins-dir", "plugin-dir"} {
+		fs.StringVar(&pluginsDir, n, "", "plugin directory")
+	}
+	fs.Var(&binds, "bind", "listen address host:port or unix:/path (repeatable)")
+	fs.Var(&lookupds, "lookupd-address", "lookupd `URL` (repeatable)")
+	fs.Usage = func() {}
+	if err := flagargs.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stderr, fs)
 			return 0
 		}
+		fmt.Fprintf(stderr, "gafferd: %v\n%s\n", err, usageHint)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gafferd: unexpected argument %q\n", fs.Arg(0))
+	switch {
+	case fs.NArg() > 1:
+		fmt.Fprintf(stderr, "gafferd: unexpected argument %q (one configuration at most)\n%s\n", fs.Arg(1), usageHint)
 		return 2
+	case fs.NArg() == 1 && config != "" && config != fs.Arg(0):
+		fmt.Fprintf(stderr, "gafferd: two configurations: -c %q and %q (give one)\n%s\n", config, fs.Arg(0), usageHint)
+		return 2
+	case fs.NArg() == 1:
+		config = fs.Arg(0)
+	case config == "":
+		config = os.Getenv("GAFFERD_CONFIG")
 	}
 	if *version {
 		fmt.Fprintf(stdout, "gafferd %s\n", gaffer.Version)
@@ -83,7 +156,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return daemonize(stderr)
 	}
 
-	d, err := gaffer.NewDaemon(gaffer.DaemonOptions{ConfigPath: *config})
+	d, err := gaffer.NewDaemon(gaffer.DaemonOptions{ConfigPath: config})
 	if err != nil {
 		fmt.Fprintf(stderr, "gafferd: %v\n", err)
 		return 1
@@ -117,8 +190,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		verbose = 2
 	}
 	opts := gaffer.DaemonOptions{
-		ConfigPath: *config, Binds: binds, RequireKey: *requireKey, DataDir: *dataDir,
-		PluginsDir: *pluginsDir, LookupdAddrs: lookupds, Broadcast: *broadcast,
+		ConfigPath: config, Binds: binds, RequireKey: *requireKey, DataDir: *dataDir,
+		PluginsDir: pluginsDir, LookupdAddrs: lookupds, Broadcast: *broadcast,
 		CertFile: *certfile, KeyFile: *keyfile, Verbose: verbose, Console: stdout, Logger: logger,
 		LookupdCertFile: *lkCert, LookupdKeyFile: *lkKey, LookupdCAFile: *lkCA,
 	}
