@@ -15,6 +15,7 @@ gaffer052.py needs (GAFFER_PY_SRC, GAFFER_PY_PATH).
 import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +195,9 @@ class Manager(object):
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
         if callback is not None:
             callback(self)
 
