@@ -58,6 +58,9 @@ type Config struct {
 
 	LookupdAddresses []string // every key starting with lookupd_address, in file order
 	BroadcastAddress string   // http:// or https:// origin announced to lookupd
+	// LookupdKey is the lookupds' node key: [gaffer] lookupd_key, or the
+	// first line of the file named by lookupd_key_file.
+	LookupdKey string
 	// TLS client files for the lookupd connections ([lookup_ssl]).
 	LookupdCertFile, LookupdKeyFile, LookupdCAFile string
 
@@ -541,6 +544,23 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			}
 		}
 		c.LookupdAddresses = append(c.LookupdAddresses, u)
+	case k.Name == "lookupd_key" || k.Name == "lookupd_key_file":
+		if c.LookupdKey != "" {
+			return errf("the lookupd node key is already set (use one of lookupd_key and lookupd_key_file)")
+		}
+		key, src := v, "the value"
+		if k.Name == "lookupd_key_file" {
+			data, err := os.ReadFile(l.path(v))
+			if err != nil {
+				return errf("%v", err)
+			}
+			key, _, _ = strings.Cut(string(data), "\n")
+			src = "the first line of " + l.path(v)
+		}
+		var ok bool
+		if c.LookupdKey, ok = ParseAPIKeyHeader(key); !ok {
+			return errf("%s is not a usable key (1 to 256 bytes, no spaces or control characters)", src)
+		}
 	case k.Name == "broadcast_address":
 		if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
 			return errf("must start with http:// or https://, got %q", v)
@@ -571,7 +591,7 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			c.CORSOrigins = append(c.CORSOrigins, origin)
 		}
 	default:
-		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, include, include_dir)")
+		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, lookupd_key, lookupd_key_file, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, include, include_dir)")
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ type LookupdRegistrar struct {
 	origin  string
 	name    string
 	tlsConf *tls.Config
-	apiKey  string
+	nodeKey string
 	log     *slog.Logger
 
 	mu     sync.Mutex
@@ -61,14 +61,15 @@ type LookupdRegistrar struct {
 // (duplicates are ignored). origin is the URL announced to lookupd (""
 // derives "http[s]://<hostname>:<port>" from the daemon's first TCP
 // endpoint); name is the node name ("" means the hostname). tlsConf
-// configures wss:// connections (nil: system roots), apiKey is sent as
-// X-Api-Key when not empty.
-func NewLookupdRegistrar(addrs []string, origin, name string, tlsConf *tls.Config, apiKey string, logger *slog.Logger) *LookupdRegistrar {
+// configures wss:// connections (nil: system roots); nodeKey, when not
+// empty, is the lookupds' node key ([gaffer] lookupd_key), sent in
+// IDENTIFY.
+func NewLookupdRegistrar(addrs []string, origin, name string, tlsConf *tls.Config, nodeKey string, logger *slog.Logger) *LookupdRegistrar {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	return &LookupdRegistrar{PingInterval: DefaultLookupdPingInterval, addrs: append([]string(nil), addrs...),
-		origin: strings.TrimSuffix(origin, "/"), name: name, tlsConf: tlsConf, apiKey: apiKey, log: logger}
+		origin: strings.TrimSuffix(origin, "/"), name: name, tlsConf: tlsConf, nodeKey: nodeKey, log: logger}
 }
 
 // Start implements App: it derives the origin from d's listeners when none
@@ -189,7 +190,12 @@ func (r *LookupdRegistrar) run(ctx context.Context, m *Manager, wsURL string) {
 		// Jitter: wait between half and all of the back-off, so that nodes
 		// restarted together do not reconnect in lockstep.
 		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Warn("lookupd: connection lost; reconnecting", "lookupd", wsURL, "err", err, "in", wait.Round(time.Millisecond))
+		var refused *lkRefusedError
+		if errors.As(err, &refused) {
+			r.log.Error("lookupd: this node was refused; retrying", "lookupd", wsURL, "err", err, "in", wait.Round(time.Millisecond))
+		} else {
+			r.log.Warn("lookupd: connection lost; reconnecting", "lookupd", wsURL, "err", err, "in", wait.Round(time.Millisecond))
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -303,6 +309,9 @@ func (c *lkConn) readReplies() error {
 			desc = "message " + rep.MsgID
 		}
 		if isIdentify {
+			if rep.Errno == http.StatusUnauthorized || rep.Errno == http.StatusForbidden {
+				return &lkRefusedError{errno: rep.Errno, reason: rep.Reason, detail: rep.Detail}
+			}
 			return fmt.Errorf("lookupd refused IDENTIFY: %d %s %s", rep.Errno, rep.Reason, rep.Detail)
 		}
 		// A job registered twice (the snapshot and an event racing) is
@@ -316,18 +325,29 @@ func (c *lkConn) readReplies() error {
 	}
 }
 
+// lkRefusedError is a lookupd's refusal of this node's key (401 or 403,
+// at the upgrade or in reply to IDENTIFY).
+type lkRefusedError struct {
+	errno          int
+	reason, detail string
+}
+
+func (e *lkRefusedError) Error() string {
+	return fmt.Sprintf("lookupd refused this node's key ([gaffer] lookupd_key): %d %s: %s", e.errno, e.reason, e.detail)
+}
+
 // session runs one connection: dial, IDENTIFY, announce everything, then
 // mirror events and PING until the connection or ctx ends. It reports
 // whether the lookupd accepted IDENTIFY.
 func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string) (bool, error) {
-	hdr := http.Header{}
-	if r.apiKey != "" {
-		hdr.Set("X-Api-Key", r.apiKey)
-	}
 	dctx, cancel := context.WithTimeout(ctx, lkDialTimeout)
-	conn, _, err := WSDial(dctx, wsURL, hdr, r.tlsConf)
+	conn, resp, err := WSDial(dctx, wsURL, nil, r.tlsConf)
 	cancel()
 	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			resp.Body.Close()
+			return false, &lkRefusedError{errno: resp.StatusCode, reason: http.StatusText(resp.StatusCode), detail: err.Error()}
+		}
 		return false, err
 	}
 	defer conn.CloseNow()
@@ -350,7 +370,11 @@ func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string
 	// the snapshot and in the queue, and replaying it is harmless.
 	sub := m.Events().Subscribe(0, "load", "unload", "spawn", "exit", "stop_process")
 	defer sub.Unsubscribe()
-	if err := c.send("IDENTIFY", "name", r.name, "origin", r.origin, "version", LookupdProtocolVersion); err != nil {
+	identify := []any{"name", r.name, "origin", r.origin, "version", LookupdProtocolVersion}
+	if r.nodeKey != "" {
+		identify = append(identify, "key", r.nodeKey)
+	}
+	if err := c.send("IDENTIFY", identify...); err != nil {
 		return fail(err)
 	}
 	// Every running pid, one-off (commit) processes included, by job.
@@ -465,8 +489,8 @@ func LookupdClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 // lkApp builds the lookupd registrar of a daemon, or returns nil when no
 // lookupd is configured. The command line's addresses replace the file's
 // only when given (reference §9.1, Recommended); the broadcast address
-// likewise. The TLS client files come from [lookup_ssl] and the API key
-// from $GAFFERD_LOOKUPD_KEY.
+// likewise. The TLS client files come from [lookup_ssl]; the node key from
+// [gaffer] lookupd_key (or lookupd_key_file), else $GAFFERD_LOOKUPD_KEY.
 func (d *Daemon) lkApp() (App, error) {
 	addrs := d.opts.LookupdAddrs
 	if len(addrs) == 0 {
@@ -498,6 +522,9 @@ func (d *Daemon) lkApp() (App, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := strings.TrimSpace(os.Getenv("GAFFERD_LOOKUPD_KEY"))
+	key := d.cfg.LookupdKey
+	if key == "" {
+		key = strings.TrimSpace(os.Getenv("GAFFERD_LOOKUPD_KEY"))
+	}
 	return NewLookupdRegistrar(addrs, origin, "", tlsConf, key, d.log), nil
 }
