@@ -350,7 +350,10 @@ func (l *Lookupd) handleMessage(n *lkNode, data []byte, remote string) (map[stri
 	case "IDENTIFY":
 		var info LookupNode
 		if info.Name, e = str("name"); e == nil {
-			if info.Origin, e = str("origin"); e == nil {
+			if info.Origin, e = str("origin"); e == nil && !lkValidOrigin(info.Origin) {
+				e = &lkError{errno: 400, reason: "invalid_message", detail: "IDENTIFY: the origin must be an http:// or https:// URL with a host (no credentials, query or fragment)"}
+			}
+			if e == nil {
 				if info.Version, e = str("version"); e == nil {
 					if e = l.lkCheckNodeKey(n, msg, info, remote); e == nil {
 						stale, e = l.reg.identify(n, info)
@@ -394,6 +397,14 @@ func (l *Lookupd) handleMessage(n *lkNode, data []byte, remote string) (map[stri
 		return map[string]any{"ok": true, "msgid": msgid, "ping_interval": l.opts.PingInterval.Seconds()}, stale, false
 	}
 	return map[string]any{"ok": true, "msgid": msgid}, stale, false
+}
+
+// lkValidOrigin reports whether a node's origin is a URL that clients may
+// be pointed at: http or https, a host, no credentials, query or fragment.
+func lkValidOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery
 }
 
 // lkCheckNodeKey applies RequireKey to an IDENTIFY: a node already

@@ -242,15 +242,30 @@ func TestLookupdRegistrarKey(t *testing.T) {
 	if err := m.Load("default", NewJobConfig("idle", "sleep 3600"), nil, false); err != nil {
 		t.Fatal(err)
 	}
-	bad := NewLookupdRegistrar([]string{ts.URL}, "http://bad:1", "bad", nil, "wrong", quiet)
+	var badLog, noneLog authLogBuffer
+	bad := NewLookupdRegistrar([]string{ts.URL}, "http://bad:1", "bad", nil, "wrong-k3y-9f", slog.New(slog.NewTextHandler(&badLog, nil)))
+	none := NewLookupdRegistrar([]string{ts.URL}, "http://none:1", "none", nil, "", slog.New(slog.NewTextHandler(&noneLog, nil)))
 	good := NewLookupdRegistrar([]string{ts.URL}, "http://good:1", "good", nil, "node-key", quiet)
-	for _, r := range []*LookupdRegistrar{bad, good} {
+	for _, r := range []*LookupdRegistrar{bad, none, good} {
 		if err := r.StartManager(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Stop() })
 	}
 	waitFor(t, 10*time.Second, "the node with the right key", func() bool { return len(lk.FindJob("default.idle")) == 1 })
+	// The refused nodes say so, at error level, with the lookupd's reason.
+	for _, tt := range []struct {
+		logs   *authLogBuffer
+		reason string
+	}{{&badLog, "node_key_refused"}, {&noneLog, "node_key_required"}} {
+		waitFor(t, 10*time.Second, "the refusal in the node's log", func() bool {
+			out := tt.logs.String()
+			return strings.Contains(out, "level=ERROR") && strings.Contains(out, "refused this node's key") && strings.Contains(out, tt.reason)
+		})
+	}
+	if strings.Contains(badLog.String(), "wrong-k3y-9f") {
+		t.Fatal("the node key appears in the node's log")
+	}
 	if n := lk.Nodes(); len(n) != 1 || n[0].Name != "good" {
 		t.Fatalf("nodes: %+v", n)
 	}

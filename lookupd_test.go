@@ -129,6 +129,10 @@ func TestLookupdProtocolErrors(t *testing.T) {
 	lkWantErr(t, lkSend(t, c, "REGISTER_PROCESS", "job_name", "default.web", "pid", 1), 404, "need to send IDENTIFY message first", false)
 	lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "version", "0.1"), 400, "invalid_message", false)
 	lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", 5, "version", "0.1"), 400, "invalid_message", false)
+	// Clients are pointed at the origin: only http(s) URLs with a host.
+	for _, bad := range []string{"unix:/run/gafferd.sock", "file:///etc/passwd", "n1:5000", "http://", "http://u:p@n1:5000", "http://n1:5000/?x=1", "http://n1:5000/#f"} {
+		lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", bad, "version", "0.1"), 400, "invalid_message", false)
+	}
 	lkWantOK(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", "http://n1:5000", "version", "0.1"))
 	lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", "http://n1:5000", "version", "0.1"), 409, "already_identified", false)
 	lkWantErr(t, lkSend(t, c, "REGISTER_JOB"), 400, "invalid_message", false)
