@@ -189,7 +189,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	d.Server = NewServer(ServerOptions{Manager: d.Manager, Auth: d.Auth, RequireKey: d.requireKey(),
 		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,
-		Reload: d.Reload})
+		Reload: d.Reload, AllowedHosts: d.lkAnnouncedHosts()})
 
 	// Jobs: the file's, merged with the runtime state (state.go), in
 	// priority order, then the jobs loaded through the API.

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -102,9 +103,58 @@ func lkDefaultOrigin(d *Daemon) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("lookupd: cannot name this node's origin (set broadcast_address): %w", err)
 		}
+		// A loopback listener is reached only through a loopback address:
+		// a hostname that resolves elsewhere would announce an origin
+		// nobody can use.
+		if ta.IP.IsLoopback() && !lkResolvesToLoopback(host) {
+			d.log.Info("lookupd: the hostname does not resolve to a loopback address and the API listens on loopback; announcing the address (set broadcast_address to choose)",
+				"hostname", host, "address", ta.IP.String())
+			host = ta.IP.String()
+		}
 		return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(ta.Port)), nil
 	}
 	return "", errors.New("lookupd: gafferd listens on no TCP address; set broadcast_address to register with lookupd")
+}
+
+// lkResolvesToLoopback reports whether host resolves (within 2 s) to a
+// loopback address.
+func lkResolvesToLoopback(host string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.IP.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+// lkAnnouncedHosts returns the host names this daemon announces to
+// lookupd, which clients then use to reach it and which its own Host check
+// must therefore accept: the broadcast address's host or, when a lookupd
+// is configured without one, the hostname (lkDefaultOrigin).
+func (d *Daemon) lkAnnouncedHosts() []string {
+	origin := d.opts.Broadcast
+	if origin == "" {
+		origin = d.cfg.BroadcastAddress
+	}
+	if origin != "" {
+		if u, err := url.Parse(origin); err == nil && u.Hostname() != "" {
+			return []string{u.Hostname()}
+		}
+		return nil
+	}
+	if len(d.opts.LookupdAddrs) == 0 && len(d.cfg.LookupdAddresses) == 0 {
+		return nil
+	}
+	if h, err := os.Hostname(); err == nil {
+		return []string{h}
+	}
+	return nil
 }
 
 // StartManager starts registering m with every lookupd; it is Start for

@@ -1,8 +1,11 @@
 package gaffer
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -56,6 +59,59 @@ func TestDaemonLookupdKey(t *testing.T) {
 		}
 		if k := app.(*LookupdRegistrar).nodeKey; k != tt.want {
 			t.Errorf("file key %q: registrar key %q, want %q", tt.file, k, tt.want)
+		}
+	}
+}
+
+// TestDaemonAnnouncedHosts: the names gafferd announces to lookupd.
+func TestDaemonAnnouncedHosts(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, tt := range []struct {
+		opts DaemonOptions
+		cfg  Config
+		want []string
+	}{
+		{want: nil},
+		{cfg: Config{LookupdAddresses: []string{"http://l:1"}}, want: []string{host}},
+		{opts: DaemonOptions{LookupdAddrs: []string{"http://l:1"}}, want: []string{host}},
+		{cfg: Config{LookupdAddresses: []string{"http://l:1"}, BroadcastAddress: "http://Node1.Example:5000"}, want: []string{"Node1.Example"}},
+		{opts: DaemonOptions{Broadcast: "https://[::1]:5000"}, cfg: Config{BroadcastAddress: "http://f:1"}, want: []string{"::1"}},
+	} {
+		d := &Daemon{opts: tt.opts, cfg: &tt.cfg}
+		if got := d.lkAnnouncedHosts(); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%+v %+v: %v, want %v", tt.opts, tt.cfg, got, tt.want)
+		}
+	}
+}
+
+// TestServerAllowedHosts: a loopback listener accepts the announced
+// names in Host, and still refuses other names (DNS rebinding).
+func TestServerAllowedHosts(t *testing.T) {
+	m := NewManager(Options{})
+	defer m.Shutdown(context.Background())
+	s := NewServer(ServerOptions{Manager: m, AllowedHosts: []string{"Node1.Example"}})
+	l, h, err := s.Listen(EndpointConfig{Name: "t", Bind: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l, h)
+	defer s.Shutdown(context.Background())
+	for _, tt := range []struct {
+		host string
+		code int
+	}{{"node1.example", 200}, {"NODE1.example:5000", 200}, {"localhost", 200}, {"evil.example", 403}, {"node1.example.evil", 403}} {
+		req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+"/jobs", nil)
+		req.Host = tt.host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("Host %q: %d, want %d", tt.host, resp.StatusCode, tt.code)
 		}
 	}
 }
