@@ -403,3 +403,44 @@ func TestWebhookUnusableURLNotRetried(t *testing.T) {
 		return len(st) == 1 && st[0].Failed == 1
 	})
 }
+
+// TestWebhookStopDrainedDeliversQueued: stopDrained delivers every event
+// published before it, in order, then stops; against a receiver that
+// keeps failing it gives up at its deadline.
+func TestWebhookStopDrainedDeliversQueued(t *testing.T) {
+	bus := NewBus()
+	rc := whNewReceiver(t, nil)
+	w := whStart(t, bus, []WebhookConfig{{Event: ".", URL: rc.srv.URL}}, "")
+	const n = 200
+	for i := 0; i < n; i++ {
+		bus.Publish("spawn", map[string]any{"i": i})
+	}
+	w.stopDrained(time.Minute)
+	reqs := rc.requests()
+	if len(reqs) != n {
+		t.Fatalf("%d events delivered before stopDrained returned, want %d", len(reqs), n)
+	}
+	for i, r := range reqs {
+		var ev map[string]any
+		if json.Unmarshal(r.body, &ev); ev["i"] != float64(i) {
+			t.Fatalf("delivery %d carries %s", i, r.body)
+		}
+	}
+	bus.Publish("spawn", map[string]any{"i": n})
+	if len(rc.requests()) != n {
+		t.Fatal("an event published after stopDrained was delivered")
+	}
+
+	failing := whNewReceiver(t, func(int, whReq) int { return 503 })
+	w2 := whStart(t, bus, []WebhookConfig{{Event: ".", URL: failing.srv.URL}}, "")
+	w2.whBackoff = []time.Duration{time.Hour} // the 2nd attempt never comes
+	bus.Publish("spawn", nil)
+	waitFor(t, 10*time.Second, "the first attempt", func() bool { return len(failing.requests()) == 1 })
+	done := make(chan struct{})
+	go func() { w2.stopDrained(100 * time.Millisecond); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("stopDrained did not return at its deadline")
+	}
+}
