@@ -53,6 +53,9 @@ type LookupdRegistrar struct {
 	nodeKey string
 	log     *slog.Logger
 
+	// lkForward, when set (tests), replaces mirror.
+	lkForward func(c *lkConn, ev Event) error
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -228,7 +231,7 @@ func (r *LookupdRegistrar) run(ctx context.Context, m *Manager, wsURL string) {
 	backoff := lkBackoffMin
 	for ctx.Err() == nil {
 		began := time.Now()
-		identified, err := r.session(ctx, m, wsURL)
+		identified, err := r.sessionSafe(ctx, m, wsURL)
 		if ctx.Err() != nil {
 			return
 		}
@@ -386,6 +389,19 @@ func (e *lkRefusedError) Error() string {
 	return fmt.Sprintf("lookupd refused this node's key ([gaffer] lookupd_key): %d %s: %s", e.errno, e.reason, e.detail)
 }
 
+// sessionSafe is session; a panic is logged with its stack and ends the
+// connection like an error, so that the next one announces everything
+// again and the lookupd misses nothing.
+func (r *LookupdRegistrar) sessionSafe(ctx context.Context, m *Manager, wsURL string) (identified bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			logRecovered(r.log, "lookupd: the registration", v, "lookupd", wsURL)
+			identified, err = false, fmt.Errorf("recovered from a panic: %v", v)
+		}
+	}()
+	return r.session(ctx, m, wsURL)
+}
+
 // session runs one connection: dial, IDENTIFY, announce everything, then
 // mirror events and PING until the connection or ctx ends. It reports
 // whether the lookupd accepted IDENTIFY.
@@ -404,7 +420,15 @@ func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string
 	c := &lkConn{conn: conn, log: r.log, url: wsURL, pending: map[string]string{}, shorter: make(chan time.Duration, 1)}
 	c.interval.Store(int64(r.PingInterval))
 	readErr := make(chan error, 1)
-	go func() { readErr <- c.readReplies() }()
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				logRecovered(r.log, "lookupd: reading replies", v, "lookupd", wsURL)
+				readErr <- fmt.Errorf("recovered from a panic: %v", v)
+			}
+		}()
+		readErr <- c.readReplies()
+	}()
 	identified := func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -471,7 +495,11 @@ func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string
 				// everything again.
 				return fail(errors.New("the manager's event queue overflowed; resynchronizing"))
 			}
-			err = r.mirror(c, ev)
+			if r.lkForward != nil {
+				err = r.lkForward(c, ev)
+			} else {
+				err = r.mirror(c, ev)
+			}
 		}
 		if err != nil {
 			return fail(err)

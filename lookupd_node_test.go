@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -136,6 +137,9 @@ func TestLookupdRegistrarLoopback(t *testing.T) {
 		}
 	})
 	host, _ := os.Hostname()
+	if !lkResolvesToLoopback(host) {
+		host = "127.0.0.1" // lkDefaultOrigin announces the loopback address then
+	}
 	port := d.Addrs()[0].(*net.TCPAddr).Port
 	nodes = append(nodes, &lkTestNode{m: d.Manager, origin: "http://" + net.JoinHostPort(host, strconv.Itoa(port)), reg: reg0})
 	for _, j := range []string{"job0", "common"} {
@@ -406,5 +410,49 @@ func TestLookupdTLS(t *testing.T) {
 	}
 	if _, err := ListenLookupd("127.0.0.1:0", cert, "", ""); err == nil {
 		t.Fatal("TLS without a key file was accepted")
+	}
+}
+
+// TestLookupdRegistrarPanicRecovered: a panic while forwarding an event
+// is logged with its stack and ends that connection only; the registrar
+// reconnects, announces everything again, and the lookupd ends up with
+// the node's real state.
+func TestLookupdRegistrarPanicRecovered(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lk := NewLookupd(LookupdOptions{Logger: quiet})
+	ts := lkServeOn(t, lk, "127.0.0.1:0")
+	m := NewManager(Options{Logger: quiet})
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	if err := m.Load("default", NewJobConfig("a", "sleep 3600"), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	var logs authLogBuffer
+	reg := NewLookupdRegistrar([]string{ts.URL}, "http://n:1", "n", nil, "", slog.New(slog.NewTextHandler(&logs, nil)))
+	var panicked atomic.Bool
+	reg.lkForward = func(c *lkConn, ev Event) error {
+		if ev.Name == "spawn" && panicked.CompareAndSwap(false, true) {
+			panic("boom in the forwarder")
+		}
+		return reg.mirror(c, ev)
+	}
+	if err := reg.StartManager(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Stop() })
+	node := []*lkTestNode{{m: m, origin: "http://n:1"}}
+	lkConverge(t, "before the panic", lk, node)
+	if err := m.StartJob("default.a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the panic", panicked.Load)
+	lkConverge(t, "after the panic", lk, node)
+	if v := lkViewOf(lk); len(v["default.a"]["http://n:1"]) != 1 {
+		t.Fatalf("the spawned pid is not registered: %v", v)
+	}
+	out := logs.String()
+	for _, want := range []string{"panicked; recovered", "boom in the forwarder", "goroutine "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
 	}
 }

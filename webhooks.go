@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -74,6 +75,7 @@ type Webhooks struct {
 	whBackoff   []time.Duration
 	whQueueSize int
 	whTimeout   time.Duration
+	whTransport http.RoundTripper // nil: a clone of http.DefaultTransport
 
 	mu       sync.Mutex
 	bus      *Bus
@@ -180,8 +182,12 @@ func (w *Webhooks) Start(ctx context.Context, d *Daemon) error {
 	}
 	// The webhooks live until Stop, not until the start context ends.
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	transport := w.whTransport
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
 	w.client = &http.Client{
-		Transport: http.DefaultTransport.(*http.Transport).Clone(),
+		Transport: transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -394,8 +400,25 @@ func (w *Webhooks) dispatch(sub *Subscription) {
 			w.mu.Unlock()
 			continue
 		}
-		w.route(ev)
+		w.routeSafe(ev)
 	}
+}
+
+// routeSafe routes one event; a panic (an event payload that cannot be
+// encoded, say) is logged with its stack and the event skipped.
+func (w *Webhooks) routeSafe(ev Event) {
+	defer func() {
+		if v := recover(); v != nil {
+			logRecovered(w.log, "webhooks: routing an event", v, "event", ev.Name)
+		}
+	}()
+	w.route(ev)
+}
+
+// logRecovered logs a recovered panic with the stack of the goroutine
+// that panicked (call it from the deferred function that recovered).
+func logRecovered(log *slog.Logger, what string, v any, args ...any) {
+	log.Error(what+" panicked; recovered", append([]any{"panic", fmt.Sprint(v), "stack", string(debug.Stack())}, args...)...)
 }
 
 func (w *Webhooks) route(ev Event) {
@@ -468,7 +491,7 @@ func (w *Webhooks) worker(ctx context.Context, t *whTarget) {
 		t.busy = true
 		t.mu.Unlock()
 
-		ok := w.deliver(ctx, t, it)
+		ok := w.deliverSafe(ctx, t, it)
 
 		t.mu.Lock()
 		t.busy = false
@@ -486,6 +509,18 @@ func (w *Webhooks) worker(ctx context.Context, t *whTarget) {
 			return
 		}
 	}
+}
+
+// deliverSafe is deliver; a panic is logged with its stack and counted as
+// a failed delivery, and the worker goes on with the next event.
+func (w *Webhooks) deliverSafe(ctx context.Context, t *whTarget, it whItem) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			logRecovered(w.log, "webhook delivery", v, "url", t.safeURL, "event", it.name)
+			ok = false
+		}
+	}()
+	return w.deliver(ctx, t, it)
 }
 
 // deliver makes up to WebhookAttempts attempts; it reports success.

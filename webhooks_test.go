@@ -444,3 +444,65 @@ func TestWebhookStopDrainedDeliversQueued(t *testing.T) {
 		t.Fatal("stopDrained did not return at its deadline")
 	}
 }
+
+// whPanicMarshaler panics when encoded.
+type whPanicMarshaler struct{}
+
+func (whPanicMarshaler) MarshalJSON() ([]byte, error) { panic("boom in MarshalJSON") }
+
+// whPanicTransport panics on its first request and then sends as usual.
+type whPanicTransport struct {
+	mu     sync.Mutex
+	panics int
+}
+
+func (p *whPanicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	first := p.panics == 0
+	p.panics++
+	p.mu.Unlock()
+	if first {
+		panic("boom in RoundTrip")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestWebhookPanicsAreIsolated: an event whose payload panics when
+// encoded, and a delivery that panics, are logged with their stack; the
+// webhooks go on delivering the next events.
+func TestWebhookPanicsAreIsolated(t *testing.T) {
+	bus := NewBus()
+	rc := whNewReceiver(t, nil)
+	var logs authLogBuffer
+	w := NewWebhooks(bus, []WebhookConfig{{Event: ".", URL: rc.srv.URL}}, "", slog.New(slog.NewTextHandler(&logs, nil)))
+	w.whTransport = &whPanicTransport{}
+	if err := w.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+
+	bus.Publish("first", nil)                                           // its delivery panics
+	bus.Publish("unencodable", map[string]any{"x": whPanicMarshaler{}}) // its routing panics
+	bus.Publish("after", nil)
+	waitFor(t, 10*time.Second, "the event after the panics", func() bool {
+		for _, r := range rc.requests() {
+			if r.event == "after" {
+				return true
+			}
+		}
+		return false
+	})
+	out := logs.String()
+	for _, want := range []string{"webhook delivery panicked", "boom in RoundTrip", "webhooks: routing an event panicked", "boom in MarshalJSON", "goroutine "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
+	}
+	var failed int64
+	for _, st := range w.Stats() {
+		failed += st.Failed
+	}
+	if failed != 1 || len(rc.requests()) != 1 {
+		t.Fatalf("failed %d, requests %d: want the panicked delivery counted failed and only 'after' received", failed, len(rc.requests()))
+	}
+}
