@@ -545,22 +545,7 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 		}
 		c.LookupdAddresses = append(c.LookupdAddresses, u)
 	case k.Name == "lookupd_key" || k.Name == "lookupd_key_file":
-		if c.LookupdKey != "" {
-			return errf("the lookupd node key is already set (use one of lookupd_key and lookupd_key_file)")
-		}
-		key, src := v, "the value"
-		if k.Name == "lookupd_key_file" {
-			data, err := os.ReadFile(l.path(v))
-			if err != nil {
-				return errf("%v", err)
-			}
-			key, _, _ = strings.Cut(string(data), "\n")
-			src = "the first line of " + l.path(v)
-		}
-		var ok bool
-		if c.LookupdKey, ok = ParseAPIKeyHeader(key); !ok {
-			return errf("%s is not a usable key (1 to 256 bytes, no spaces or control characters)", src)
-		}
+		return l.lookupdKey(k, errf) // lookupd_node.go
 	case k.Name == "broadcast_address":
 		if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
 			return errf("must start with http:// or https://, got %q", v)

@@ -606,3 +606,26 @@ func (d *Daemon) lkApp() (App, error) {
 	}
 	return NewLookupdRegistrar(addrs, origin, "", tlsConf, key, d.log), nil
 }
+
+// lookupdKey reads [gaffer] lookupd_key or lookupd_key_file (relative to
+// the config's directory; its first line) into Config.LookupdKey.
+func (l *cfgLoader) lookupdKey(k INIKey, errf func(string, ...any) error) error {
+	c := l.cfg
+	if c.LookupdKey != "" {
+		return errf("the lookupd node key is already set (use one of lookupd_key and lookupd_key_file)")
+	}
+	key, src := k.Value, "the value"
+	if k.Name == "lookupd_key_file" {
+		data, err := os.ReadFile(l.path(k.Value))
+		if err != nil {
+			return errf("%v", err)
+		}
+		key, _, _ = strings.Cut(string(data), "\n")
+		src = "the first line of " + l.path(k.Value)
+	}
+	var ok bool
+	if c.LookupdKey, ok = ParseAPIKeyHeader(key); !ok {
+		return errf("%s is not a usable key (1 to 256 bytes, no spaces or control characters)", src)
+	}
+	return nil
+}
