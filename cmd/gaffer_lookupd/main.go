@@ -61,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&binds, "bind", "listen address host:port, [v6]:port, host (port 5010) or unix:/path (repeatable; default "+gaffer.DefaultLookupdBind+")")
 	fs.Var(&cors, "cors-origin", "origin allowed to read the API from a browser (repeatable; * for any)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gaffer_lookupd [--bind ADDR] [--certfile F --keyfile F] [--pidfile F] [--daemon] [-v] [options]\n\n")
+		fmt.Fprintf(stderr, "usage: gaffer_lookupd [--bind ADDR] [--node-key KEY | --node-key-file F] [--certfile F --keyfile F] [--pidfile F] [--daemon] [-v] [options]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
