@@ -115,3 +115,11 @@ func TestServerAllowedHosts(t *testing.T) {
 		}
 	}
 }
+
+func TestLkResolvesToLoopback(t *testing.T) {
+	for host, want := range map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true, "10.1.2.3": false, "no-such-host.invalid": false} {
+		if got := lkResolvesToLoopback(host); got != want {
+			t.Errorf("%s: %v, want %v", host, got, want)
+		}
+	}
+}
