@@ -58,6 +58,9 @@ type Config struct {
 
 	LookupdAddresses []string // every key starting with lookupd_address, in file order
 	BroadcastAddress string   // http:// or https:// origin announced to lookupd
+	// LookupdKey is the lookupds' node key: [gaffer] lookupd_key, or the
+	// first line of the file named by lookupd_key_file.
+	LookupdKey string
 	// TLS client files for the lookupd connections ([lookup_ssl]).
 	LookupdCertFile, LookupdKeyFile, LookupdCAFile string
 
@@ -541,6 +544,8 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			}
 		}
 		c.LookupdAddresses = append(c.LookupdAddresses, u)
+	case k.Name == "lookupd_key" || k.Name == "lookupd_key_file":
+		return l.lookupdKey(k, errf) // lookupd_node.go
 	case k.Name == "broadcast_address":
 		if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
 			return errf("must start with http:// or https://, got %q", v)
@@ -571,7 +576,7 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			c.CORSOrigins = append(c.CORSOrigins, origin)
 		}
 	default:
-		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, include, include_dir)")
+		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, lookupd_key, lookupd_key_file, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, include, include_dir)")
 	}
 	return nil
 }

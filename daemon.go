@@ -62,6 +62,7 @@ type Daemon struct {
 	cfg      *Config
 	fileJobs []SessionJob // the jobs the configuration file defines, as last applied
 	apps     []App
+	hooks    *Webhooks // also in apps; stopped after the manager (shutdown)
 	addrs    []net.Addr
 	state    *StateRecorder // nil when the runtime state is not kept
 }
@@ -189,7 +190,15 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	d.Server = NewServer(ServerOptions{Manager: d.Manager, Auth: d.Auth, RequireKey: d.requireKey(),
 		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,
-		Reload: d.Reload})
+		Reload: d.Reload, AllowedHosts: d.lkAnnouncedHosts()})
+
+	// Webhooks before the first job loads: they see the start-up too.
+	d.hooks = &Webhooks{}
+	if err := d.hooks.Start(ctx, d); err != nil {
+		d.log.Error("webhooks failed to start", "err", err)
+	} else {
+		d.apps = append(d.apps, d.hooks)
+	}
 
 	// Jobs: the file's, merged with the runtime state (state.go), in
 	// priority order, then the jobs loaded through the API.
@@ -221,7 +230,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			}
 		}()
 	}
-	apps := append([]App{&Webhooks{}}, plWithPlugins(d.opts.Apps)...)
+	apps := append([]App(nil), plWithPlugins(d.opts.Apps)...)
 	if lookupApp != nil {
 		apps = append(apps, lookupApp)
 	}
@@ -275,7 +284,9 @@ loop:
 // shutdown stops the apps, every process (gracefully) and the listeners.
 func (d *Daemon) shutdown() {
 	for i := len(d.apps) - 1; i >= 0; i-- {
-		d.apps[i].Stop()
+		if d.apps[i] != App(d.hooks) {
+			d.apps[i].Stop()
+		}
 	}
 	if d.state != nil {
 		// Before the manager stops the jobs: a shutdown is not a change.
@@ -286,6 +297,10 @@ func (d *Daemon) shutdown() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		d.Manager.Shutdown(ctx)
 		cancel()
+	}
+	if d.hooks != nil {
+		// After the manager: the shutdown's stop and exit events go out.
+		d.hooks.stopDrained(whDrainTimeout)
 	}
 	if d.Server != nil {
 		d.Server.Shutdown(context.Background())

@@ -30,6 +30,10 @@ type ServerOptions struct {
 	Reload func(dryRun bool) (ReloadDiff, error)
 	// Extra routes added by plugins and embedders, by pattern.
 	Extra map[string]http.Handler
+	// AllowedHosts are more host names that loopback listeners accept in
+	// the Host header (the DNS-rebinding check): the names gafferd
+	// announces to lookupd, which clients then use to reach it.
+	AllowedHosts []string
 }
 
 // Server is gafferd's HTTP API: every route of the reference, the legacy
@@ -45,6 +49,7 @@ type Server struct {
 	reload      func(bool) (ReloadDiff, error)
 	mux         *http.ServeMux
 	checkOrigin func(*http.Request) bool
+	hosts       []string // AllowedHosts
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -61,6 +66,7 @@ func NewServer(opts ServerOptions) *Server {
 		s.cors[strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")] = true
 	}
 	s.checkOrigin = s.originAllowed
+	s.hosts = opts.AllowedHosts
 	s.mux = http.NewServeMux()
 	s.routes()
 	for p, h := range opts.Extra {
@@ -99,7 +105,7 @@ type listenerInfo struct {
 // Handler returns the handler for one listener.
 func (s *Server) handler(li listenerInfo) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if li.loopback && !hostAllowed(r.Host, li.bindHost) {
+		if li.loopback && !hostAllowed(r.Host, li.bindHost, s.hosts...) {
 			writeError(w, Errorf(CodeForbidden, 403, "Host %q is not allowed on a loopback listener (DNS rebinding protection)", r.Host))
 			return
 		}
@@ -127,8 +133,9 @@ func (s *Server) handler(li listenerInfo) http.Handler {
 }
 
 // hostAllowed is the DNS-rebinding check: on a loopback listener, the
-// Host must be a loopback name or the bound host.
-func hostAllowed(hostport, bindHost string) bool {
+// Host must be a loopback name, the bound host, or one of the extra names
+// (the names gafferd announces; compared without case).
+func hostAllowed(hostport, bindHost string, extra ...string) bool {
 	h := hostport
 	if hh, _, err := net.SplitHostPort(hostport); err == nil {
 		h = hh
@@ -143,6 +150,11 @@ func hostAllowed(hostport, bindHost string) bool {
 	}
 	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
 		return true
+	}
+	for _, e := range extra {
+		if e = strings.Trim(strings.ToLower(e), "[]"); e != "" && h == e {
+			return true
+		}
 	}
 	return h == strings.Trim(strings.ToLower(bindHost), "[]")
 }

@@ -41,9 +41,15 @@ type LookupdOptions struct {
 	// 15 s). A node connection that sends nothing for 3 × PingInterval is
 	// dropped with remove_node.
 	PingInterval time.Duration
-	// RequireKey, when set, makes /ws refuse a node whose X-Api-Key header
-	// is missing (401) or for which RequireKey returns false (403). The
-	// client routes and the event feed are read-only and stay open.
+	// RequireKey, when set, makes lookupd register only the nodes that
+	// prove a node key (a shared secret; RequireKey must compare in
+	// constant time): in the "key" field of IDENTIFY, which gafferd sends
+	// from [gaffer] lookupd_key, or in an X-Api-Key header on the /ws
+	// upgrade (a wrong header is refused with 403 at once). A node
+	// without a valid key gets an error reply to IDENTIFY (401
+	// node_key_required or 403 node_key_refused), is logged and
+	// disconnected, and is never listed. The client routes and the event
+	// feed are read-only and stay open.
 	RequireKey func(key string) bool
 	// CORSOrigins are the exact origins ("scheme://host[:port]") allowed to
 	// read the client routes and the event feed from a browser; "*" allows
@@ -217,16 +223,16 @@ func (l *Lookupd) applyCORS(w http.ResponseWriter, r *http.Request) {
 
 // serveNode runs one node connection (reference §11.3).
 func (l *Lookupd) serveNode(w http.ResponseWriter, r *http.Request) {
-	if l.opts.RequireKey != nil {
-		raw := r.Header.Get("X-Api-Key")
-		if raw == "" {
-			writeError(w, Errorf(CodeUnauthorized, 401, "this lookupd requires an API key (header X-Api-Key)"))
-			return
-		}
+	// The node key may come in the header (checked here) or in IDENTIFY
+	// (checked by lkCheckNodeKey).
+	keyOK := false
+	if raw := r.Header.Get("X-Api-Key"); raw != "" && l.opts.RequireKey != nil {
 		if key, ok := ParseAPIKeyHeader(raw); !ok || !l.opts.RequireKey(key) {
-			writeError(w, Errorf(CodeForbidden, 403, "the API key is not accepted by this lookupd"))
+			l.log.Warn("lookupd: node refused: wrong node key in X-Api-Key", "remote", r.RemoteAddr)
+			writeError(w, Errorf(CodeForbidden, 403, "the node key (X-Api-Key) is not accepted by this lookupd"))
 			return
 		}
+		keyOK = true
 	}
 	// Nodes are programs (no Origin header); a browser may only come from
 	// the lookupd's own origin.
@@ -239,6 +245,7 @@ func (l *Lookupd) serveNode(w http.ResponseWriter, r *http.Request) {
 		conn.Close(WSCloseGoingAway, "lookupd is shutting down")
 		return
 	}
+	n.keyOK = keyOK
 	remote := conn.RemoteAddr().String()
 	l.log.Debug("lookupd: node connected", "remote", remote)
 	timeout := 3 * l.opts.PingInterval
@@ -254,7 +261,7 @@ func (l *Lookupd) serveNode(w http.ResponseWriter, r *http.Request) {
 			}
 			break
 		}
-		reply, stale := l.handleMessage(n, data)
+		reply, stale, hangUp := l.handleMessage(n, data, remote)
 		if stale != nil && stale.conn != nil {
 			l.log.Info("lookupd: node reconnected; its stale connection is replaced", "name", stale.info.Name, "origin", stale.info.Origin)
 			go stale.conn.Close(WSClosePolicy, "replaced by a new connection of the same node")
@@ -262,6 +269,11 @@ func (l *Lookupd) serveNode(w http.ResponseWriter, r *http.Request) {
 		conn.SetWriteDeadline(time.Now().Add(lkWriteTimeout))
 		if err := conn.WriteJSON(reply); err != nil {
 			why = "write failed: " + err.Error()
+			break
+		}
+		if hangUp {
+			why = "refused: " + fmt.Sprint(reply["reason"])
+			conn.Close(WSClosePolicy, "node key refused")
 			break
 		}
 	}
@@ -272,8 +284,10 @@ func (l *Lookupd) serveNode(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleMessage decodes and applies one node message and returns the
-// reply, plus a stale node to close when an IDENTIFY replaced one.
-func (l *Lookupd) handleMessage(n *lkNode, data []byte) (map[string]any, *lkNode) {
+// reply, plus a stale node to close when an IDENTIFY replaced one, and
+// whether the connection must be closed after the reply (a refused node
+// key). remote is the peer's address, for the logs.
+func (l *Lookupd) handleMessage(n *lkNode, data []byte, remote string) (map[string]any, *lkNode, bool) {
 	var msgid string
 	fail := func(e *lkError) map[string]any {
 		m := map[string]any{"errno": e.errno, "reason": e.reason, "msgid": nil}
@@ -293,16 +307,16 @@ func (l *Lookupd) handleMessage(n *lkNode, data []byte) (map[string]any, *lkNode
 		if err != nil {
 			detail = "invalid JSON: " + err.Error()
 		}
-		return fail(&lkError{errno: 400, reason: "invalid_json", detail: detail, noMsgID: true}), nil
+		return fail(&lkError{errno: 400, reason: "invalid_json", detail: detail, noMsgID: true}), nil, false
 	}
 	msg, ok := v.(map[string]any)
 	if !ok {
-		return fail(&lkError{errno: 400, reason: "invalid_message", detail: "the message must be a JSON object", noMsgID: true}), nil
+		return fail(&lkError{errno: 400, reason: "invalid_message", detail: "the message must be a JSON object", noMsgID: true}), nil, false
 	}
 	id, _ := msg["msgid"].(string)
 	typ, _ := msg["type"].(string)
 	if id == "" || len(id) > 128 || typ == "" {
-		return fail(&lkError{errno: 400, reason: "invalid_message", detail: "every message needs a string msgid (at most 128 bytes) and a string type", noMsgID: true}), nil
+		return fail(&lkError{errno: 400, reason: "invalid_message", detail: "every message needs a string msgid (at most 128 bytes) and a string type", noMsgID: true}), nil, false
 	}
 	msgid = id
 	str := func(field string) (string, *lkError) {
@@ -336,9 +350,14 @@ func (l *Lookupd) handleMessage(n *lkNode, data []byte) (map[string]any, *lkNode
 	case "IDENTIFY":
 		var info LookupNode
 		if info.Name, e = str("name"); e == nil {
-			if info.Origin, e = str("origin"); e == nil {
+			if info.Origin, e = str("origin"); e == nil && !lkValidOrigin(info.Origin) {
+				e = &lkError{errno: 400, reason: "invalid_message", detail: "IDENTIFY: the origin must be an http:// or https:// URL with a host (no credentials, query or fragment)"}
+			}
+			if e == nil {
 				if info.Version, e = str("version"); e == nil {
-					stale, e = l.reg.identify(n, info)
+					if e = l.lkCheckNodeKey(n, msg, info, remote); e == nil {
+						stale, e = l.reg.identify(n, info)
+					}
 				}
 			}
 		}
@@ -370,14 +389,44 @@ func (l *Lookupd) handleMessage(n *lkNode, data []byte) (map[string]any, *lkNode
 	}
 	if e != nil {
 		l.log.Debug("lookupd: error reply", "name", n.info.Name, "type", typ, "errno", e.errno, "reason", e.reason, "detail", e.detail)
-		return fail(e), stale
+		return fail(e), stale, e.hangUp
 	}
 	if typ == "IDENTIFY" {
 		// Tell the node how often to PING, so that a node configured with
 		// a longer interval is not dropped (an extension; old nodes ignore it).
-		return map[string]any{"ok": true, "msgid": msgid, "ping_interval": l.opts.PingInterval.Seconds()}, stale
+		return map[string]any{"ok": true, "msgid": msgid, "ping_interval": l.opts.PingInterval.Seconds()}, stale, false
 	}
-	return map[string]any{"ok": true, "msgid": msgid}, stale
+	return map[string]any{"ok": true, "msgid": msgid}, stale, false
+}
+
+// lkValidOrigin reports whether a node's origin is a URL that clients may
+// be pointed at: http or https, a host, no credentials, query or fragment.
+func lkValidOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery
+}
+
+// lkCheckNodeKey applies RequireKey to an IDENTIFY: a node already
+// authenticated by its upgrade header passes; otherwise the message's
+// "key" must be accepted. A refusal is logged with what the node claimed
+// to be and where it came from.
+func (l *Lookupd) lkCheckNodeKey(n *lkNode, msg map[string]any, info LookupNode, remote string) *lkError {
+	if l.opts.RequireKey == nil || n.keyOK {
+		return nil
+	}
+	raw, _ := msg["key"].(string)
+	if raw == "" {
+		l.log.Warn("lookupd: node refused: no node key", "name", info.Name, "origin", info.Origin, "remote", remote)
+		return &lkError{errno: 401, reason: "node_key_required", hangUp: true,
+			detail: "this lookupd registers only nodes that send its node key: set [gaffer] lookupd_key (or lookupd_key_file) on the node"}
+	}
+	if key, ok := ParseAPIKeyHeader(raw); !ok || !l.opts.RequireKey(key) {
+		l.log.Warn("lookupd: node refused: wrong node key", "name", info.Name, "origin", info.Origin, "remote", remote)
+		return &lkError{errno: 403, reason: "node_key_refused", hangUp: true,
+			detail: "the node key is not accepted by this lookupd: check [gaffer] lookupd_key on the node against gaffer_lookupd's --node-key"}
+	}
+	return nil
 }
 
 // serveFeed is the raw websocket event feed: one JSON message per event.

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -49,8 +50,11 @@ type LookupdRegistrar struct {
 	origin  string
 	name    string
 	tlsConf *tls.Config
-	apiKey  string
+	nodeKey string
 	log     *slog.Logger
+
+	// lkForward, when set (tests), replaces mirror.
+	lkForward func(c *lkConn, ev Event) error
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -61,14 +65,15 @@ type LookupdRegistrar struct {
 // (duplicates are ignored). origin is the URL announced to lookupd (""
 // derives "http[s]://<hostname>:<port>" from the daemon's first TCP
 // endpoint); name is the node name ("" means the hostname). tlsConf
-// configures wss:// connections (nil: system roots), apiKey is sent as
-// X-Api-Key when not empty.
-func NewLookupdRegistrar(addrs []string, origin, name string, tlsConf *tls.Config, apiKey string, logger *slog.Logger) *LookupdRegistrar {
+// configures wss:// connections (nil: system roots); nodeKey, when not
+// empty, is the lookupds' node key ([gaffer] lookupd_key), sent in
+// IDENTIFY.
+func NewLookupdRegistrar(addrs []string, origin, name string, tlsConf *tls.Config, nodeKey string, logger *slog.Logger) *LookupdRegistrar {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	return &LookupdRegistrar{PingInterval: DefaultLookupdPingInterval, addrs: append([]string(nil), addrs...),
-		origin: strings.TrimSuffix(origin, "/"), name: name, tlsConf: tlsConf, apiKey: apiKey, log: logger}
+		origin: strings.TrimSuffix(origin, "/"), name: name, tlsConf: tlsConf, nodeKey: nodeKey, log: logger}
 }
 
 // Start implements App: it derives the origin from d's listeners when none
@@ -101,9 +106,58 @@ func lkDefaultOrigin(d *Daemon) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("lookupd: cannot name this node's origin (set broadcast_address): %w", err)
 		}
+		// A loopback listener is reached only through a loopback address:
+		// a hostname that resolves elsewhere would announce an origin
+		// nobody can use.
+		if ta.IP.IsLoopback() && !lkResolvesToLoopback(host) {
+			d.log.Info("lookupd: the hostname does not resolve to a loopback address and the API listens on loopback; announcing the address (set broadcast_address to choose)",
+				"hostname", host, "address", ta.IP.String())
+			host = ta.IP.String()
+		}
 		return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(ta.Port)), nil
 	}
 	return "", errors.New("lookupd: gafferd listens on no TCP address; set broadcast_address to register with lookupd")
+}
+
+// lkResolvesToLoopback reports whether host resolves (within 2 s) to a
+// loopback address.
+func lkResolvesToLoopback(host string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.IP.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+// lkAnnouncedHosts returns the host names this daemon announces to
+// lookupd, which clients then use to reach it and which its own Host check
+// must therefore accept: the broadcast address's host or, when a lookupd
+// is configured without one, the hostname (lkDefaultOrigin).
+func (d *Daemon) lkAnnouncedHosts() []string {
+	origin := d.opts.Broadcast
+	if origin == "" {
+		origin = d.cfg.BroadcastAddress
+	}
+	if origin != "" {
+		if u, err := url.Parse(origin); err == nil && u.Hostname() != "" {
+			return []string{u.Hostname()}
+		}
+		return nil
+	}
+	if len(d.opts.LookupdAddrs) == 0 && len(d.cfg.LookupdAddresses) == 0 {
+		return nil
+	}
+	if h, err := os.Hostname(); err == nil {
+		return []string{h}
+	}
+	return nil
 }
 
 // StartManager starts registering m with every lookupd; it is Start for
@@ -177,7 +231,7 @@ func (r *LookupdRegistrar) run(ctx context.Context, m *Manager, wsURL string) {
 	backoff := lkBackoffMin
 	for ctx.Err() == nil {
 		began := time.Now()
-		identified, err := r.session(ctx, m, wsURL)
+		identified, err := r.sessionSafe(ctx, m, wsURL)
 		if ctx.Err() != nil {
 			return
 		}
@@ -189,7 +243,12 @@ func (r *LookupdRegistrar) run(ctx context.Context, m *Manager, wsURL string) {
 		// Jitter: wait between half and all of the back-off, so that nodes
 		// restarted together do not reconnect in lockstep.
 		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Warn("lookupd: connection lost; reconnecting", "lookupd", wsURL, "err", err, "in", wait.Round(time.Millisecond))
+		var refused *lkRefusedError
+		if errors.As(err, &refused) {
+			r.log.Error("lookupd: this node was refused; retrying", "lookupd", wsURL, "err", err, "in", wait.Round(time.Millisecond))
+		} else {
+			r.log.Warn("lookupd: connection lost; reconnecting", "lookupd", wsURL, "err", err, "in", wait.Round(time.Millisecond))
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -303,6 +362,9 @@ func (c *lkConn) readReplies() error {
 			desc = "message " + rep.MsgID
 		}
 		if isIdentify {
+			if rep.Errno == http.StatusUnauthorized || rep.Errno == http.StatusForbidden {
+				return &lkRefusedError{errno: rep.Errno, reason: rep.Reason, detail: rep.Detail}
+			}
 			return fmt.Errorf("lookupd refused IDENTIFY: %d %s %s", rep.Errno, rep.Reason, rep.Detail)
 		}
 		// A job registered twice (the snapshot and an event racing) is
@@ -316,25 +378,57 @@ func (c *lkConn) readReplies() error {
 	}
 }
 
+// lkRefusedError is a lookupd's refusal of this node's key (401 or 403,
+// at the upgrade or in reply to IDENTIFY).
+type lkRefusedError struct {
+	errno          int
+	reason, detail string
+}
+
+func (e *lkRefusedError) Error() string {
+	return fmt.Sprintf("lookupd refused this node's key ([gaffer] lookupd_key): %d %s: %s", e.errno, e.reason, e.detail)
+}
+
+// sessionSafe is session; a panic is logged with its stack and ends the
+// connection like an error, so that the next one announces everything
+// again and the lookupd misses nothing.
+func (r *LookupdRegistrar) sessionSafe(ctx context.Context, m *Manager, wsURL string) (identified bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			logRecovered(r.log, "lookupd: the registration", v, "lookupd", wsURL)
+			identified, err = false, fmt.Errorf("recovered from a panic: %v", v)
+		}
+	}()
+	return r.session(ctx, m, wsURL)
+}
+
 // session runs one connection: dial, IDENTIFY, announce everything, then
 // mirror events and PING until the connection or ctx ends. It reports
 // whether the lookupd accepted IDENTIFY.
 func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string) (bool, error) {
-	hdr := http.Header{}
-	if r.apiKey != "" {
-		hdr.Set("X-Api-Key", r.apiKey)
-	}
 	dctx, cancel := context.WithTimeout(ctx, lkDialTimeout)
-	conn, _, err := WSDial(dctx, wsURL, hdr, r.tlsConf)
+	conn, resp, err := WSDial(dctx, wsURL, nil, r.tlsConf)
 	cancel()
 	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			resp.Body.Close()
+			return false, &lkRefusedError{errno: resp.StatusCode, reason: http.StatusText(resp.StatusCode), detail: err.Error()}
+		}
 		return false, err
 	}
 	defer conn.CloseNow()
 	c := &lkConn{conn: conn, log: r.log, url: wsURL, pending: map[string]string{}, shorter: make(chan time.Duration, 1)}
 	c.interval.Store(int64(r.PingInterval))
 	readErr := make(chan error, 1)
-	go func() { readErr <- c.readReplies() }()
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				logRecovered(r.log, "lookupd: reading replies", v, "lookupd", wsURL)
+				readErr <- fmt.Errorf("recovered from a panic: %v", v)
+			}
+		}()
+		readErr <- c.readReplies()
+	}()
 	identified := func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -350,7 +444,11 @@ func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string
 	// the snapshot and in the queue, and replaying it is harmless.
 	sub := m.Events().Subscribe(0, "load", "unload", "spawn", "exit", "stop_process")
 	defer sub.Unsubscribe()
-	if err := c.send("IDENTIFY", "name", r.name, "origin", r.origin, "version", LookupdProtocolVersion); err != nil {
+	identify := []any{"name", r.name, "origin", r.origin, "version", LookupdProtocolVersion}
+	if r.nodeKey != "" {
+		identify = append(identify, "key", r.nodeKey)
+	}
+	if err := c.send("IDENTIFY", identify...); err != nil {
 		return fail(err)
 	}
 	// Every running pid, one-off (commit) processes included, by job.
@@ -397,7 +495,11 @@ func (r *LookupdRegistrar) session(ctx context.Context, m *Manager, wsURL string
 				// everything again.
 				return fail(errors.New("the manager's event queue overflowed; resynchronizing"))
 			}
-			err = r.mirror(c, ev)
+			if r.lkForward != nil {
+				err = r.lkForward(c, ev)
+			} else {
+				err = r.mirror(c, ev)
+			}
 		}
 		if err != nil {
 			return fail(err)
@@ -465,8 +567,8 @@ func LookupdClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 // lkApp builds the lookupd registrar of a daemon, or returns nil when no
 // lookupd is configured. The command line's addresses replace the file's
 // only when given (reference §9.1, Recommended); the broadcast address
-// likewise. The TLS client files come from [lookup_ssl] and the API key
-// from $GAFFERD_LOOKUPD_KEY.
+// likewise. The TLS client files come from [lookup_ssl]; the node key from
+// [gaffer] lookupd_key (or lookupd_key_file), else $GAFFERD_LOOKUPD_KEY.
 func (d *Daemon) lkApp() (App, error) {
 	addrs := d.opts.LookupdAddrs
 	if len(addrs) == 0 {
@@ -498,6 +600,32 @@ func (d *Daemon) lkApp() (App, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := strings.TrimSpace(os.Getenv("GAFFERD_LOOKUPD_KEY"))
+	key := d.cfg.LookupdKey
+	if key == "" {
+		key = strings.TrimSpace(os.Getenv("GAFFERD_LOOKUPD_KEY"))
+	}
 	return NewLookupdRegistrar(addrs, origin, "", tlsConf, key, d.log), nil
+}
+
+// lookupdKey reads [gaffer] lookupd_key or lookupd_key_file (relative to
+// the config's directory; its first line) into Config.LookupdKey.
+func (l *cfgLoader) lookupdKey(k INIKey, errf func(string, ...any) error) error {
+	c := l.cfg
+	if c.LookupdKey != "" {
+		return errf("the lookupd node key is already set (use one of lookupd_key and lookupd_key_file)")
+	}
+	key, src := k.Value, "the value"
+	if k.Name == "lookupd_key_file" {
+		data, err := os.ReadFile(l.path(k.Value))
+		if err != nil {
+			return errf("%v", err)
+		}
+		key, _, _ = strings.Cut(string(data), "\n")
+		src = "the first line of " + l.path(k.Value)
+	}
+	var ok bool
+	if c.LookupdKey, ok = ParseAPIKeyHeader(key); !ok {
+		return errf("%s is not a usable key (1 to 256 bytes, no spaces or control characters)", src)
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -136,6 +137,9 @@ func TestLookupdRegistrarLoopback(t *testing.T) {
 		}
 	})
 	host, _ := os.Hostname()
+	if !lkResolvesToLoopback(host) {
+		host = "127.0.0.1" // lkDefaultOrigin announces the loopback address then
+	}
 	port := d.Addrs()[0].(*net.TCPAddr).Port
 	nodes = append(nodes, &lkTestNode{m: d.Manager, origin: "http://" + net.JoinHostPort(host, strconv.Itoa(port)), reg: reg0})
 	for _, j := range []string{"job0", "common"} {
@@ -242,15 +246,30 @@ func TestLookupdRegistrarKey(t *testing.T) {
 	if err := m.Load("default", NewJobConfig("idle", "sleep 3600"), nil, false); err != nil {
 		t.Fatal(err)
 	}
-	bad := NewLookupdRegistrar([]string{ts.URL}, "http://bad:1", "bad", nil, "wrong", quiet)
+	var badLog, noneLog authLogBuffer
+	bad := NewLookupdRegistrar([]string{ts.URL}, "http://bad:1", "bad", nil, "wrong-k3y-9f", slog.New(slog.NewTextHandler(&badLog, nil)))
+	none := NewLookupdRegistrar([]string{ts.URL}, "http://none:1", "none", nil, "", slog.New(slog.NewTextHandler(&noneLog, nil)))
 	good := NewLookupdRegistrar([]string{ts.URL}, "http://good:1", "good", nil, "node-key", quiet)
-	for _, r := range []*LookupdRegistrar{bad, good} {
+	for _, r := range []*LookupdRegistrar{bad, none, good} {
 		if err := r.StartManager(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Stop() })
 	}
 	waitFor(t, 10*time.Second, "the node with the right key", func() bool { return len(lk.FindJob("default.idle")) == 1 })
+	// The refused nodes say so, at error level, with the lookupd's reason.
+	for _, tt := range []struct {
+		logs   *authLogBuffer
+		reason string
+	}{{&badLog, "node_key_refused"}, {&noneLog, "node_key_required"}} {
+		waitFor(t, 10*time.Second, "the refusal in the node's log", func() bool {
+			out := tt.logs.String()
+			return strings.Contains(out, "level=ERROR") && strings.Contains(out, "refused this node's key") && strings.Contains(out, tt.reason)
+		})
+	}
+	if strings.Contains(badLog.String(), "wrong-k3y-9f") {
+		t.Fatal("the node key appears in the node's log")
+	}
 	if n := lk.Nodes(); len(n) != 1 || n[0].Name != "good" {
 		t.Fatalf("nodes: %+v", n)
 	}
@@ -391,5 +410,49 @@ func TestLookupdTLS(t *testing.T) {
 	}
 	if _, err := ListenLookupd("127.0.0.1:0", cert, "", ""); err == nil {
 		t.Fatal("TLS without a key file was accepted")
+	}
+}
+
+// TestLookupdRegistrarPanicRecovered: a panic while forwarding an event
+// is logged with its stack and ends that connection only; the registrar
+// reconnects, announces everything again, and the lookupd ends up with
+// the node's real state.
+func TestLookupdRegistrarPanicRecovered(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lk := NewLookupd(LookupdOptions{Logger: quiet})
+	ts := lkServeOn(t, lk, "127.0.0.1:0")
+	m := NewManager(Options{Logger: quiet})
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	if err := m.Load("default", NewJobConfig("a", "sleep 3600"), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	var logs authLogBuffer
+	reg := NewLookupdRegistrar([]string{ts.URL}, "http://n:1", "n", nil, "", slog.New(slog.NewTextHandler(&logs, nil)))
+	var panicked atomic.Bool
+	reg.lkForward = func(c *lkConn, ev Event) error {
+		if ev.Name == "spawn" && panicked.CompareAndSwap(false, true) {
+			panic("boom in the forwarder")
+		}
+		return reg.mirror(c, ev)
+	}
+	if err := reg.StartManager(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Stop() })
+	node := []*lkTestNode{{m: m, origin: "http://n:1"}}
+	lkConverge(t, "before the panic", lk, node)
+	if err := m.StartJob("default.a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the panic", panicked.Load)
+	lkConverge(t, "after the panic", lk, node)
+	if v := lkViewOf(lk); len(v["default.a"]["http://n:1"]) != 1 {
+		t.Fatalf("the spawned pid is not registered: %v", v)
+	}
+	out := logs.String()
+	for _, want := range []string{"panicked; recovered", "boom in the forwarder", "goroutine "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -72,16 +72,21 @@ type lkNode struct {
 	jobs       map[string][]int // job name → sorted pids
 	jobOrder   []string
 	updated    time.Time
+	// keyOK: the connection proved the node key in its upgrade header.
+	// Read and written only by the connection's own goroutine.
+	keyOK bool
 }
 
 // lkError is a protocol error reply: errno and a machine reason; detail is
 // a human sentence sent as an extra field; noMsgID sends msgid null (the
-// message could not be parsed far enough to trust it).
+// message could not be parsed far enough to trust it); hangUp closes the
+// connection after the reply.
 type lkError struct {
 	errno   int
 	reason  string
 	detail  string
 	noMsgID bool
+	hangUp  bool
 }
 
 func (e *lkError) Error() string { return e.reason + ": " + e.detail }

@@ -129,6 +129,10 @@ func TestLookupdProtocolErrors(t *testing.T) {
 	lkWantErr(t, lkSend(t, c, "REGISTER_PROCESS", "job_name", "default.web", "pid", 1), 404, "need to send IDENTIFY message first", false)
 	lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "version", "0.1"), 400, "invalid_message", false)
 	lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", 5, "version", "0.1"), 400, "invalid_message", false)
+	// Clients are pointed at the origin: only http(s) URLs with a host.
+	for _, bad := range []string{"unix:/run/gafferd.sock", "file:///etc/passwd", "n1:5000", "http://", "http://u:p@n1:5000", "http://n1:5000/?x=1", "http://n1:5000/#f"} {
+		lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", bad, "version", "0.1"), 400, "invalid_message", false)
+	}
 	lkWantOK(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", "http://n1:5000", "version", "0.1"))
 	lkWantErr(t, lkSend(t, c, "IDENTIFY", "name", "n1", "origin", "http://n1:5000", "version", "0.1"), 409, "already_identified", false)
 	lkWantErr(t, lkSend(t, c, "REGISTER_JOB"), 400, "invalid_message", false)
@@ -428,28 +432,90 @@ func TestLookupdPingTimeout(t *testing.T) {
 	}
 }
 
-func TestLookupdRequireKey(t *testing.T) {
-	_, ts := lkTestServer(t, LookupdOptions{RequireKey: func(k string) bool { return k == "s3cret" }})
+// TestLookupdNodeKey: with a node key, a node registers only when it
+// sends the key in IDENTIFY (or in the upgrade's X-Api-Key header); a node
+// without it or with a wrong one gets a clear error reply, is logged and
+// disconnected, and is never listed.
+func TestLookupdNodeKey(t *testing.T) {
+	var logs authLogBuffer
+	lk, ts := lkTestServer(t, LookupdOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		RequireKey: func(k string) bool { return k == "s3cret" }})
 	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
-	for _, tt := range []struct {
-		key  string
-		code int
-	}{{"", 401}, {"wrong", 403}} {
-		hdr := http.Header{}
-		if tt.key != "" {
-			hdr.Set("X-Api-Key", tt.key)
-		}
-		_, resp, err := WSDial(context.Background(), url, hdr, nil)
-		if !errors.Is(err, ErrWSBadHandshake) || resp == nil || resp.StatusCode != tt.code {
-			t.Fatalf("key %q: %v %v, want %d", tt.key, err, resp, tt.code)
-		}
-		resp.Body.Close()
+
+	// A wrong header is refused at the upgrade.
+	_, resp, err := WSDial(context.Background(), url, http.Header{"X-Api-Key": {"wrong"}}, nil)
+	if !errors.Is(err, ErrWSBadHandshake) || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("wrong header: %v %v, want 403", err, resp)
 	}
-	c := lkTestDial(t, ts, "/ws", http.Header{"X-Api-Key": {"s3cret"}})
-	lkWantOK(t, lkSend(t, c, "IDENTIFY", "name", "n", "origin", "http://n:1", "version", "0.1"))
+	resp.Body.Close()
+
+	for _, tt := range []struct {
+		key    any
+		errno  int
+		reason string
+		logged string
+	}{
+		{nil, 401, "node_key_required", "no node key"},
+		{"wrong", 403, "node_key_refused", "wrong node key"},
+		{"", 401, "node_key_required", "no node key"},
+		{42, 401, "node_key_required", "no node key"},
+	} {
+		c := lkTestDial(t, ts, "/ws", nil)
+		kv := []any{"name", "fakenode", "origin", "http://fake.example:5000", "version", "0.1"}
+		if tt.key != nil {
+			kv = append(kv, "key", tt.key)
+		}
+		rep := lkSend(t, c, "IDENTIFY", kv...)
+		lkWantErr(t, rep, tt.errno, tt.reason, false)
+		if d, _ := rep["detail"].(string); !strings.Contains(d, "lookupd_key") {
+			t.Errorf("key %v: the detail does not say what to set: %q", tt.key, d)
+		}
+		// The connection is closed after the refusal…
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := c.ReadMessage(); err == nil {
+			t.Fatalf("key %v: the connection is still open after the refusal", tt.key)
+		}
+		// …the node is not listed, and the refusal is logged with what
+		// the node claimed to be.
+		if n := lk.Nodes(); len(n) != 0 {
+			t.Fatalf("key %v: nodes %+v, want none", tt.key, n)
+		}
+		if _, nodes := lkGet(t, ts, "/nodes"); len(nodes["nodes"].([]any)) != 0 {
+			t.Fatalf("key %v: /nodes lists %v", tt.key, nodes)
+		}
+		waitFor(t, 5*time.Second, "the refusal in the log", func() bool {
+			out := logs.String()
+			return strings.Contains(out, tt.logged) && strings.Contains(out, "fake.example")
+		})
+	}
+
+	// The right key in IDENTIFY registers the node.
+	c := lkTestDial(t, ts, "/ws", nil)
+	lkWantOK(t, lkSend(t, c, "IDENTIFY", "name", "n", "origin", "http://n:1", "version", "0.1", "key", "s3cret"))
+	lkWantOK(t, lkSend(t, c, "REGISTER_JOB", "job_name", "default.web"))
+	// So does the right key in the header.
+	h := lkTestDial(t, ts, "/ws", http.Header{"X-Api-Key": {"s3cret"}})
+	lkWantOK(t, lkSend(t, h, "IDENTIFY", "name", "h", "origin", "http://h:1", "version", "0.1"))
+	if n := lk.Nodes(); len(n) != 2 || n[0].Name != "n" || n[1].Name != "h" {
+		t.Fatalf("nodes %+v, want n and h", n)
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Fatal("the node key appears in the lookupd's log")
+	}
 	// Reads stay open.
 	if code, _ := lkGet(t, ts, "/nodes"); code != 200 {
 		t.Fatalf("/nodes: %d", code)
+	}
+}
+
+// TestLookupdNoKeyAcceptsAnyNode: without RequireKey, a key sent in
+// IDENTIFY is ignored.
+func TestLookupdNoKeyAcceptsAnyNode(t *testing.T) {
+	lk, ts := lkTestServer(t, LookupdOptions{})
+	c := lkTestDial(t, ts, "/ws", nil)
+	lkWantOK(t, lkSend(t, c, "IDENTIFY", "name", "n", "origin", "http://n:1", "version", "0.1", "key", "whatever"))
+	if len(lk.Nodes()) != 1 {
+		t.Fatalf("nodes %+v", lk.Nodes())
 	}
 }
 

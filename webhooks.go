@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -31,6 +32,11 @@ const (
 
 // whDefaultBackoff is the wait before the 2nd, 3rd… attempt.
 var whDefaultBackoff = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
+
+// whDrainTimeout bounds how long a stopping gafferd waits for the
+// webhook queues to be delivered (the shutdown's own stop and exit
+// events among them).
+const whDrainTimeout = 5 * time.Second
 
 // whBusQueue is the size of the webhooks' bus subscription; the dispatcher
 // only copies events into the per-URL queues, so it never falls that far
@@ -69,6 +75,7 @@ type Webhooks struct {
 	whBackoff   []time.Duration
 	whQueueSize int
 	whTimeout   time.Duration
+	whTransport http.RoundTripper // nil: a clone of http.DefaultTransport
 
 	mu       sync.Mutex
 	bus      *Bus
@@ -82,6 +89,9 @@ type Webhooks struct {
 	cancel   context.CancelFunc
 	started  bool
 	stopped  bool
+	draining bool          // stopDrained: no new subscription after an overflow
+	routed   chan struct{} // closed when the dispatcher has ended
+	progress chan struct{} // a delivery ended (for stopDrained)
 	wg       sync.WaitGroup
 	d        *Daemon
 	restarts sync.Mutex // serialises Restart's re-reads of the daemon config
@@ -172,13 +182,19 @@ func (w *Webhooks) Start(ctx context.Context, d *Daemon) error {
 	}
 	// The webhooks live until Stop, not until the start context ends.
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	transport := w.whTransport
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
 	w.client = &http.Client{
-		Transport: http.DefaultTransport.(*http.Transport).Clone(),
+		Transport: transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
 	}
 	w.targets = map[string]*whTarget{}
+	w.routed = make(chan struct{})
+	w.progress = make(chan struct{}, 1)
 	w.started = true
 	w.applyLocked()
 	w.sub = w.bus.Subscribe(whBusQueue)
@@ -253,6 +269,57 @@ func (w *Webhooks) Stop() error {
 	return nil
 }
 
+// stopDrained stops like Stop, after delivering what is queued: it stops
+// taking events from the bus, routes those the subscription still holds,
+// and waits until no event waits and no delivery is in progress, or until
+// timeout has passed.
+func (w *Webhooks) stopDrained(timeout time.Duration) {
+	w.mu.Lock()
+	if !w.started || w.stopped || w.draining {
+		w.mu.Unlock()
+		w.Stop()
+		return
+	}
+	w.draining = true
+	sub := w.sub
+	w.mu.Unlock()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	// Events published until now are in the subscription's queue: closing
+	// it keeps them for the dispatcher, which routes them and ends.
+	sub.Unsubscribe()
+	select {
+	case <-w.routed:
+	case <-deadline.C:
+		w.Stop()
+		return
+	}
+	for !w.idle() {
+		select {
+		case <-w.progress:
+		case <-deadline.C:
+			w.Stop()
+			return
+		}
+	}
+	w.Stop()
+}
+
+// idle reports whether no event waits and no delivery is in progress.
+func (w *Webhooks) idle() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.targets {
+		t.mu.Lock()
+		busy := len(t.queue) > 0 || t.busy
+		t.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
+}
+
 // Stats returns the counters of every receiver URL, in no given order.
 func (w *Webhooks) Stats() []WebhookStats {
 	w.mu.Lock()
@@ -315,6 +382,7 @@ func whSafeURL(raw string) string {
 // subscribes again and logs the loss.
 func (w *Webhooks) dispatch(sub *Subscription) {
 	defer w.wg.Done()
+	defer close(w.routed)
 	for {
 		ev, ok := <-sub.C
 		if !ok {
@@ -322,7 +390,7 @@ func (w *Webhooks) dispatch(sub *Subscription) {
 				return
 			}
 			w.mu.Lock()
-			if w.stopped {
+			if w.stopped || w.draining {
 				w.mu.Unlock()
 				return
 			}
@@ -332,8 +400,25 @@ func (w *Webhooks) dispatch(sub *Subscription) {
 			w.mu.Unlock()
 			continue
 		}
-		w.route(ev)
+		w.routeSafe(ev)
 	}
+}
+
+// routeSafe routes one event; a panic (an event payload that cannot be
+// encoded, say) is logged with its stack and the event skipped.
+func (w *Webhooks) routeSafe(ev Event) {
+	defer func() {
+		if v := recover(); v != nil {
+			logRecovered(w.log, "webhooks: routing an event", v, "event", ev.Name)
+		}
+	}()
+	w.route(ev)
+}
+
+// logRecovered logs a recovered panic with the stack of the goroutine
+// that panicked (call it from the deferred function that recovered).
+func logRecovered(log *slog.Logger, what string, v any, args ...any) {
+	log.Error(what+" panicked; recovered", append([]any{"panic", fmt.Sprint(v), "stack", string(debug.Stack())}, args...)...)
 }
 
 func (w *Webhooks) route(ev Event) {
@@ -406,7 +491,7 @@ func (w *Webhooks) worker(ctx context.Context, t *whTarget) {
 		t.busy = true
 		t.mu.Unlock()
 
-		ok := w.deliver(ctx, t, it)
+		ok := w.deliverSafe(ctx, t, it)
 
 		t.mu.Lock()
 		t.busy = false
@@ -416,10 +501,26 @@ func (w *Webhooks) worker(ctx context.Context, t *whTarget) {
 			t.failed++
 		}
 		t.mu.Unlock()
+		select {
+		case w.progress <- struct{}{}:
+		default:
+		}
 		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// deliverSafe is deliver; a panic is logged with its stack and counted as
+// a failed delivery, and the worker goes on with the next event.
+func (w *Webhooks) deliverSafe(ctx context.Context, t *whTarget, it whItem) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			logRecovered(w.log, "webhook delivery", v, "url", t.safeURL, "event", it.name)
+			ok = false
+		}
+	}()
+	return w.deliver(ctx, t, it)
 }
 
 // deliver makes up to WebhookAttempts attempts; it reports success.

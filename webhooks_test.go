@@ -403,3 +403,106 @@ func TestWebhookUnusableURLNotRetried(t *testing.T) {
 		return len(st) == 1 && st[0].Failed == 1
 	})
 }
+
+// TestWebhookStopDrainedDeliversQueued: stopDrained delivers every event
+// published before it, in order, then stops; against a receiver that
+// keeps failing it gives up at its deadline.
+func TestWebhookStopDrainedDeliversQueued(t *testing.T) {
+	bus := NewBus()
+	rc := whNewReceiver(t, nil)
+	w := whStart(t, bus, []WebhookConfig{{Event: ".", URL: rc.srv.URL}}, "")
+	const n = 200
+	for i := 0; i < n; i++ {
+		bus.Publish("spawn", map[string]any{"i": i})
+	}
+	w.stopDrained(time.Minute)
+	reqs := rc.requests()
+	if len(reqs) != n {
+		t.Fatalf("%d events delivered before stopDrained returned, want %d", len(reqs), n)
+	}
+	for i, r := range reqs {
+		var ev map[string]any
+		if json.Unmarshal(r.body, &ev); ev["i"] != float64(i) {
+			t.Fatalf("delivery %d carries %s", i, r.body)
+		}
+	}
+	bus.Publish("spawn", map[string]any{"i": n})
+	if len(rc.requests()) != n {
+		t.Fatal("an event published after stopDrained was delivered")
+	}
+
+	failing := whNewReceiver(t, func(int, whReq) int { return 503 })
+	w2 := whStart(t, bus, []WebhookConfig{{Event: ".", URL: failing.srv.URL}}, "")
+	w2.whBackoff = []time.Duration{time.Hour} // the 2nd attempt never comes
+	bus.Publish("spawn", nil)
+	waitFor(t, 10*time.Second, "the first attempt", func() bool { return len(failing.requests()) == 1 })
+	done := make(chan struct{})
+	go func() { w2.stopDrained(100 * time.Millisecond); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("stopDrained did not return at its deadline")
+	}
+}
+
+// whPanicMarshaler panics when encoded.
+type whPanicMarshaler struct{}
+
+func (whPanicMarshaler) MarshalJSON() ([]byte, error) { panic("boom in MarshalJSON") }
+
+// whPanicTransport panics on its first request and then sends as usual.
+type whPanicTransport struct {
+	mu     sync.Mutex
+	panics int
+}
+
+func (p *whPanicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	first := p.panics == 0
+	p.panics++
+	p.mu.Unlock()
+	if first {
+		panic("boom in RoundTrip")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestWebhookPanicsAreIsolated: an event whose payload panics when
+// encoded, and a delivery that panics, are logged with their stack; the
+// webhooks go on delivering the next events.
+func TestWebhookPanicsAreIsolated(t *testing.T) {
+	bus := NewBus()
+	rc := whNewReceiver(t, nil)
+	var logs authLogBuffer
+	w := NewWebhooks(bus, []WebhookConfig{{Event: ".", URL: rc.srv.URL}}, "", slog.New(slog.NewTextHandler(&logs, nil)))
+	w.whTransport = &whPanicTransport{}
+	if err := w.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+
+	bus.Publish("first", nil)                                           // its delivery panics
+	bus.Publish("unencodable", map[string]any{"x": whPanicMarshaler{}}) // its routing panics
+	bus.Publish("after", nil)
+	waitFor(t, 10*time.Second, "the event after the panics", func() bool {
+		for _, r := range rc.requests() {
+			if r.event == "after" {
+				return true
+			}
+		}
+		return false
+	})
+	out := logs.String()
+	for _, want := range []string{"webhook delivery panicked", "boom in RoundTrip", "webhooks: routing an event panicked", "boom in MarshalJSON", "goroutine "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
+	}
+	var failed int64
+	for _, st := range w.Stats() {
+		failed += st.Failed
+	}
+	if failed != 1 || len(rc.requests()) != 1 {
+		t.Fatalf("failed %d, requests %d: want the panicked delivery counted failed and only 'after' received", failed, len(rc.requests()))
+	}
+}

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -21,7 +21,17 @@ type nodeJobs struct {
 // and prints one line per job with a node column. A node that cannot be
 // reached is listed with its error; the command still succeeds if one
 // node answered.
+//
+// Anyone who can reach a lookupd may list a node there, so the origins it
+// names are not trusted with keys: a node is sent only the key held for
+// its own origin (--api-key-for ORIGIN=KEY, else the key `gaffer login`
+// saved for it), never --api-key or $GAFFER_API_KEY; a node without one is
+// asked without a key.
 func (c *cli) psAllNodes(addrs []string, asJSON bool) error {
+	keys, err := c.nodeKeys()
+	if err != nil {
+		return err
+	}
 	lc, err := c.lookupClient(addrs)
 	if err != nil {
 		return err
@@ -30,15 +40,12 @@ func (c *cli) psAllNodes(addrs []string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	key := firstNonEmpty(c.g.apiKey, os.Getenv("GAFFER_API_KEY"))
+	uc := loadUserConfig()
 	var out []nodeJobs
 	answered := 0
 	for _, n := range nodes {
 		nj := nodeJobs{Node: n, Origin: n.Origin, Jobs: []gaffer.JobInfo{}}
-		cl, err := gaffer.NewClient(n.Origin, gaffer.ClientOptions{APIKey: key, CACert: c.g.cacert, CertFile: c.g.certfile, KeyFile: c.g.keyfile})
-		if err == nil {
-			nj.Jobs, err = cl.AllJobInfo(c.ctx)
-		}
+		nj.Jobs, err = c.nodeJobInfo(n.Origin, keys, uc)
 		if err != nil {
 			nj.Error = err.Error()
 		} else {
@@ -72,4 +79,57 @@ func (c *cli) psAllNodes(addrs []string, asJSON bool) error {
 		return fmt.Errorf("no node answered")
 	}
 	return nil
+}
+
+// nodeKeys reads --api-key-for ORIGIN=KEY into normalised origin → key.
+func (c *cli) nodeKeys() (map[string]string, error) {
+	keys := map[string]string{}
+	for _, v := range c.g.apiKeyFor {
+		origin, key, ok := strings.Cut(v, "=")
+		origin = strings.TrimSpace(origin)
+		if !ok || origin == "" || strings.TrimSpace(key) == "" {
+			return nil, usagef("--api-key-for: expected ORIGIN=KEY (for example http://node1:5000=KEY), got %q", origin)
+		}
+		if !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
+			return nil, usagef("--api-key-for: the origin %q must start with http:// or https://, as lookupd lists it", origin)
+		}
+		if _, _, err := gaffer.ParseEndpoint(origin); err != nil {
+			return nil, usagef("--api-key-for: origin %q: %v", origin, err)
+		}
+		keys[normEndpoint(origin)] = strings.TrimSpace(key)
+	}
+	return keys, nil
+}
+
+// nodeJobInfo asks the node at origin for its jobs, with the key and TLS
+// files held for that origin only.
+func (c *cli) nodeJobInfo(origin string, keys map[string]string, uc *userConfig) ([]gaffer.JobInfo, error) {
+	if !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
+		return nil, fmt.Errorf("not an http:// or https:// origin; not asked")
+	}
+	node := uc.node(origin)
+	key := keys[normEndpoint(origin)]
+	if key == "" {
+		key = node["key"]
+	}
+	opts := gaffer.ClientOptions{APIKey: key, CACert: firstNonEmpty(node["cacert"], c.g.cacert),
+		CertFile: c.g.certfile, KeyFile: c.g.keyfile}
+	if node["certfile"] != "" {
+		opts.CertFile, opts.KeyFile = node["certfile"], node["keyfile"]
+	}
+	cl, err := gaffer.NewClient(origin, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	jobs, err := cl.AllJobInfo(c.ctx)
+	var e *gaffer.Error
+	switch {
+	case err == nil:
+		return jobs, nil
+	case key == "" && errors.As(err, &e) && e.Errno == 401:
+		return nil, errors.New("unauthorized: no API key held for this origin (give it with --api-key-for ORIGIN=KEY, or run gaffer -g ORIGIN login)")
+	default:
+		return nil, errors.New(errorText(err))
+	}
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,4 +69,142 @@ func TestPsAllNodes(t *testing.T) {
 	}
 	r = gafferIn(t, t.TempDir(), "", "ps", "--all-nodes", "--json", "-L", lsrv.URL)
 	want(t, r, 0, `"jobs"`, `"app.job1"`)
+}
+
+// anRun runs the gaffer binary with env added to a clean environment
+// (no key, no endpoint, the user config given by the caller).
+func anRun(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "gaffer"), args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), append([]string{"GAFFERD_ADDRESS=", "GAFFER_API_KEY=", "GAFFER_LOOKUPD_ADDRESS="}, env...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// anKeyNode runs a gafferd with require_key on 127.0.0.1, registered
+// with the lookupd at lookupd, with one job; it returns its origin and
+// its admin user's API key (user admin, password pw).
+func anKeyNode(t *testing.T, lookupd string) (origin, key string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command(filepath.Join(binDir, "gafferd"), "--data-dir", dir, "--create-admin-user",
+		"--username", "admin", "--password", "pw").CombinedOutput()
+	if err != nil {
+		t.Fatalf("create admin: %v\n%s", err, out)
+	}
+	_, key, _ = strings.Cut(string(out), "API Key: ")
+	key = strings.TrimSpace(key)
+	port := strconv.Itoa(freePort(t))
+	origin = "http://127.0.0.1:" + port
+	cmd := exec.Command(filepath.Join(binDir, "gafferd"), "--bind", "127.0.0.1:"+port, "--data-dir", dir, "--require-key",
+		"--lookupd-address", lookupd, "--broadcast-address", origin)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	cl, err := gaffer.NewClient(origin, gaffer.ClientOptions{APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "gafferd to answer", func() bool { return cl.Ping(context.Background()) == nil })
+	if err := cl.Load(context.Background(), "app", gaffer.NewJobConfig("secure", "sleep 300")); err != nil {
+		t.Fatal(err)
+	}
+	return origin, key
+}
+
+// TestPsAllNodesFakeNodeGetsNoKey performs the attack of issue 13: a
+// program that reaches the lookupd registers a node whose origin is its
+// own listener, and waits for `gaffer ps --all-nodes` to send it the
+// operator's API key. The CLI sends a key only to the origin it holds
+// that key for (--api-key-for, or the key `gaffer login` saved), never
+// --api-key / $GAFFER_API_KEY; a node without a key is asked without one
+// and its 401 is reported as such.
+func TestPsAllNodesFakeNodeGetsNoKey(t *testing.T) {
+	lk := gaffer.NewLookupd(gaffer.LookupdOptions{})
+	lsrv := httptest.NewServer(lk)
+	t.Cleanup(func() { lsrv.Close(); lk.Close() })
+
+	var mu sync.Mutex
+	var stolen []string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		for _, v := range []string{r.Header.Get("X-Api-Key"), r.Header.Get("Authorization"), r.URL.Query().Get("api_key")} {
+			if v != "" {
+				stolen = append(stolen, r.URL.Path+": "+v)
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		w.Write([]byte(`{"error":"unauthorized","reason":"an API key is needed","errno":401}`))
+	}))
+	t.Cleanup(fake.Close)
+	ws, _, err := gaffer.WSDial(context.Background(), "ws"+strings.TrimPrefix(lsrv.URL, "http")+"/ws", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	if err := ws.WriteJSON(map[string]any{"type": "IDENTIFY", "msgid": "1", "name": "fakenode", "origin": fake.URL, "version": "0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ws.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+
+	origin, key := anKeyNode(t, lsrv.URL)
+	waitFor(t, 10*time.Second, "both nodes registered", func() bool { return len(lk.Nodes()) == 2 })
+	checkNothingStolen := func(what string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(stolen) > 0 {
+			t.Fatalf("%s: the fake node received credentials: %q", what, stolen)
+		}
+	}
+	userCfg := "GAFFER_CONFIG=" + filepath.Join(t.TempDir(), "gaffer.ini")
+
+	// The global key (flag and environment) goes to no listed node: the
+	// real one answers 401, reported with the way to give its key.
+	out, errOut, code := anRun(t, []string{userCfg, "GAFFER_API_KEY=" + key}, "--api-key", key, "ps", "--all-nodes", "-L", lsrv.URL)
+	checkNothingStolen("--api-key and $GAFFER_API_KEY")
+	if code != 1 || !strings.Contains(out, "fakenode") || !strings.Contains(out, "--api-key-for") || strings.Contains(out, "app.secure") {
+		t.Fatalf("global key: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, origin) && !strings.Contains(line, "unauthorized") {
+			t.Fatalf("the keyless node's line does not say unauthorized: %q", line)
+		}
+	}
+
+	// --api-key-for ORIGIN=KEY: that origin only.
+	out, errOut, code = anRun(t, []string{userCfg}, "--api-key-for", origin+"="+key, "ps", "--all-nodes", "-L", lsrv.URL)
+	checkNothingStolen("--api-key-for")
+	if code != 0 || !strings.Contains(out, "app.secure") || !strings.Contains(out, "running") {
+		t.Fatalf("--api-key-for: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = anRun(t, []string{userCfg}, "--api-key-for", "no-equals-sign", "ps", "--all-nodes", "-L", lsrv.URL); code != 2 || !strings.Contains(errOut, "ORIGIN=KEY") {
+		t.Fatalf("bad --api-key-for: exit %d, %q", code, errOut)
+	}
+
+	// The key `gaffer login` saved for the node's origin.
+	if out, errOut, code = anRun(t, []string{userCfg}, "-g", origin, "login", "-u", "admin", "-p", "pw"); code != 0 {
+		t.Fatalf("login: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = anRun(t, []string{userCfg, "GAFFER_API_KEY=" + key}, "ps", "--all-nodes", "-L", lsrv.URL)
+	checkNothingStolen("the key saved by login")
+	if code != 0 || !strings.Contains(out, "app.secure") {
+		t.Fatalf("saved key: exit %d\n%s%s", code, out, errOut)
+	}
 }

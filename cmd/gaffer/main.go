@@ -64,6 +64,7 @@ type globals struct {
 	certfile             string
 	keyfile              string
 	cacert               string
+	apiKeyFor            multiFlag // ORIGIN=KEY, for ps --all-nodes (allnodes.go)
 	procfileSet, rootSet bool
 	verbose, veryVerbose bool // -v, --vv: for start
 }
@@ -145,6 +146,8 @@ Global options (they may also follow the command):
                              (also -g, --gafferd-http-address; default $GAFFERD_ADDRESS,
                              else `+gaffer.DefaultEndpoint+`)
   --api-key KEY              API key (default $GAFFER_API_KEY, else the key saved by login)
+  --api-key-for ORIGIN=KEY   the key of one node, for ps --all-nodes (repeatable; --api-key
+                             is never sent to the nodes a lookupd lists)
   --certfile, --keyfile F    TLS client certificate and key
   --cacert F                 CA certificates that sign gafferd's certificate
   -v, --vv                   verbose output of start (--vv: every lifecycle event too)
@@ -185,6 +188,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&g.endpoint, n, "", "gafferd address")
 	}
 	fs.StringVar(&g.apiKey, "api-key", "", "API key")
+	fs.Var(&g.apiKeyFor, "api-key-for", "ORIGIN=KEY: the API key of one node, for ps --all-nodes (repeatable)")
 	fs.StringVar(&g.certfile, "certfile", "", "TLS client certificate")
 	fs.StringVar(&g.keyfile, "keyfile", "", "TLS client key")
 	fs.StringVar(&g.cacert, "cacert", "", "TLS CA certificates")

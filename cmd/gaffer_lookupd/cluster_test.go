@@ -7,6 +7,7 @@ package main
 // "switch" namespace, so that a node's link can really be cut.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer"
 )
 
 // clusterPing is the lookupds' ping interval: a node silent for three of
@@ -139,6 +142,65 @@ func (c *cluster) converged(lk *clusterHost) func() error {
 	}
 }
 
+// clusterKey is the lookupds' node key.
+const clusterKey = "cluster-node-key-7d41"
+
+// fakeNodeRefused plays a program that reaches lk and tries to register
+// a node without the key, then with a wrong one: each IDENTIFY is refused
+// with a clear reason, and lk lists only the real nodes.
+func (c *cluster) fakeNodeRefused(lk *clusterHost) {
+	t := c.t
+	t.Helper()
+	for _, tt := range []struct {
+		key    string
+		reason string
+	}{{"", "node_key_required"}, {"not-the-key", "node_key_refused"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ws, _, err := gaffer.WSDial(ctx, "ws+unix://"+lk.sock+":/ws", nil, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("fake node: dial %s: %v", lk.name, err)
+		}
+		msg := map[string]any{"type": "IDENTIFY", "msgid": "1", "name": "fakenode", "origin": "http://fake.invalid:5000", "version": "0.1"}
+		if tt.key != "" {
+			msg["key"] = tt.key
+		}
+		ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.WriteJSON(msg); err != nil {
+			t.Fatal(err)
+		}
+		_, data, err := ws.ReadMessage()
+		ws.CloseNow()
+		if err != nil || !strings.Contains(string(data), tt.reason) {
+			t.Fatalf("fake node with key %q at %s: reply %s (%v), want %s", tt.key, lk.name, data, err, tt.reason)
+		}
+	}
+	var body struct {
+		Nodes []struct {
+			Origin string `json:"origin"`
+		} `json:"nodes"`
+	}
+	if err := call(lk.client, "GET", "/nodes", "", &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Nodes) != len(c.nodes) {
+		t.Fatalf("%s lists %+v, want the %d real nodes only", lk.name, body.Nodes, len(c.nodes))
+	}
+	for _, n := range body.Nodes {
+		if strings.Contains(n.Origin, "fake") {
+			t.Fatalf("%s lists the fake node: %+v", lk.name, body.Nodes)
+		}
+	}
+	eventually(t, 5*time.Second, lk.name+" logs the refusals", func() error {
+		out := lk.proc.out.String()
+		if !strings.Contains(out, "no node key") || !strings.Contains(out, "wrong node key") {
+			return errors.New("not logged yet")
+		}
+		return nil
+	})
+}
+
 // commit starts a one-off process of a job on node n and returns its pid.
 func (c *cluster) commit(n *clusterHost, job string) int {
 	c.t.Helper()
@@ -162,12 +224,26 @@ func newCluster(t *testing.T, addr func(i int) string, ns func(i int) string) *c
 	gafferd, lookupd := binaries(t)
 	dir := t.TempDir()
 	c := &cluster{t: t, cut: map[*clusterHost]bool{}, commits: map[*clusterHost]map[string][]int{}}
+	// The lookupds take only nodes holding the node key: one from the
+	// command line, one from a file.
+	keyFile := filepath.Join(dir, "node.key")
+	if err := os.WriteFile(keyFile, []byte("# the cluster's node key\n"+clusterKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
 		h := &clusterHost{name: fmt.Sprintf("lookupd%d", i), ns: ns(i), addr: addr(i), bin: lookupd,
 			sock: filepath.Join(dir, fmt.Sprintf("lk%d.sock", i))}
 		h.client = unixClient(h.sock)
 		h.args = []string{"--bind", h.addr, "--bind", "unix:" + h.sock, "--ping-interval", clusterPing.String(), "-v"}
+		if i == 0 {
+			h.args = append(h.args, "--node-key", clusterKey)
+		} else {
+			h.args = append(h.args, "--node-key-file", keyFile)
+		}
 		c.lookupds = append(c.lookupds, h)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gafferd.key"), []byte(clusterKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		h := &clusterHost{name: fmt.Sprintf("gafferd%d", i), ns: ns(2 + i), addr: addr(2 + i), bin: gafferd,
@@ -177,8 +253,12 @@ func newCluster(t *testing.T, addr func(i int) string, ns func(i int) string) *c
 		if err := os.Mkdir(ndir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		ini := fmt.Sprintf("[gaffer]\nrequire_key = false\n\n[process:web%d]\ncmd = sleep\nargs = 3600\nnumprocesses = %d\n\n"+
-			"[process:common]\ncmd = sleep\nargs = 3600\n", i, i+1)
+		key := "lookupd_key = " + clusterKey
+		if i == 1 {
+			key = "lookupd_key_file = ../gafferd.key"
+		}
+		ini := fmt.Sprintf("[gaffer]\nrequire_key = false\n%s\n\n[process:web%d]\ncmd = sleep\nargs = 3600\nnumprocesses = %d\n\n"+
+			"[process:common]\ncmd = sleep\nargs = 3600\n", key, i, i+1)
 		if err := os.WriteFile(filepath.Join(ndir, "gaffer.ini"), []byte(ini), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -204,6 +284,10 @@ func (c *cluster) run(cut, restore func(n *clusterHost)) {
 	// Every node's jobs are found through either lookupd.
 	for _, lk := range c.lookupds {
 		eventually(t, 20*time.Second, "every node registered with "+lk.name, c.converged(lk))
+	}
+	// A program without the key is refused by both and never listed.
+	for _, lk := range c.lookupds {
+		c.fakeNodeRefused(lk)
 	}
 
 	// Killing one lookupd leaves discovery working through the other.

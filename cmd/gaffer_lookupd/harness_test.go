@@ -38,7 +38,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// binaries builds gafferd and gaffer_lookupd once and returns their paths.
+// binaries builds gafferd, gaffer_lookupd and gaffer once and returns the
+// paths of the first two (the third is gaffer in the same directory).
 func binaries(t *testing.T) (gafferd, lookupd string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -51,7 +52,7 @@ func binaries(t *testing.T) (gafferd, lookupd string) {
 			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
 		cmd := exec.Command(goTool, "build", "-o", binDir+string(os.PathSeparator),
-			"github.com/gaffer-go/gaffer/cmd/gafferd", "github.com/gaffer-go/gaffer/cmd/gaffer_lookupd")
+			"github.com/gaffer-go/gaffer/cmd/gafferd", "github.com/gaffer-go/gaffer/cmd/gaffer_lookupd", "github.com/gaffer-go/gaffer/cmd/gaffer")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -3,7 +3,8 @@
 // find which nodes run a job (reference §11).
 //
 //	gaffer_lookupd [--bind 127.0.0.1:5010|unix:/path]... [--certfile F --keyfile F]
-//	               [--pidfile F] [--daemon] [-v] [--ping-interval 15s] [--keys-file F]
+//	               [--pidfile F] [--daemon] [-v] [--ping-interval 15s]
+//	               [--node-key KEY | --node-key-file F]
 package main
 
 import (
@@ -46,17 +47,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		daemon    = fs.Bool("daemon", false, "run in the background")
 		_         = fs.Int("backlog", 128, "listen backlog (the kernel's somaxconn applies)")
 		ping      = fs.Duration("ping-interval", gaffer.DefaultLookupdPingInterval, "interval nodes PING at; a node silent for 3 intervals is dropped")
-		keysFile  = fs.String("keys-file", "", "file of API keys (one a line) accepted from nodes; when set, nodes must send one")
 		logFormat = fs.String("log-format", "text", "text or json")
 		verbose   = fs.Bool("v", false, "debug logging (every connection and protocol error)")
 		version   = fs.Bool("version", false, "print the version and exit")
 		cors      multiFlag
 		binds     multiFlag
+		nodeKeys  multiFlag
+		keyFiles  multiFlag
 	)
+	fs.Var(&nodeKeys, "node-key", "node key: only nodes that send it (gafferd's [gaffer] lookupd_key) are registered (repeatable, to rotate keys)")
+	fs.Var(&keyFiles, "node-key-file", "file of node keys, one a line (# comments); same as --node-key, kept out of the process list (repeatable)")
+	fs.Var(&keyFiles, "keys-file", "same as --node-key-file")
 	fs.Var(&binds, "bind", "listen address host:port, [v6]:port, host (port 5010) or unix:/path (repeatable; default "+gaffer.DefaultLookupdBind+")")
 	fs.Var(&cors, "cors-origin", "origin allowed to read the API from a browser (repeatable; * for any)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gaffer_lookupd [--bind ADDR] [--certfile F --keyfile F] [--pidfile F] [--daemon] [-v] [options]\n\n")
+		fmt.Fprintf(stderr, "usage: gaffer_lookupd [--bind ADDR] [--node-key KEY | --node-key-file F] [--certfile F --keyfile F] [--pidfile F] [--daemon] [-v] [options]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -94,13 +99,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gaffer_lookupd: TLS needs both --certfile and --keyfile (and --cacert needs them)")
 		return 2
 	}
-	var requireKey func(string) bool
-	if *keysFile != "" {
-		keys, err := readKeys(*keysFile)
+	var keys []string
+	for _, k := range nodeKeys {
+		key, ok := gaffer.ParseAPIKeyHeader(k)
+		if !ok {
+			fmt.Fprintln(stderr, "gaffer_lookupd: --node-key: not a valid key (1 to 256 bytes, no spaces or control characters)")
+			return 2
+		}
+		keys = append(keys, key)
+	}
+	for _, f := range keyFiles {
+		more, err := readKeys(f)
 		if err != nil {
-			fmt.Fprintf(stderr, "gaffer_lookupd: --keys-file: %v\n", err)
+			fmt.Fprintf(stderr, "gaffer_lookupd: --node-key-file: %v\n", err)
 			return 1
 		}
+		keys = append(keys, more...)
+	}
+	var requireKey func(string) bool
+	if len(keys) > 0 {
 		requireKey = func(k string) bool {
 			ok := 0
 			for _, want := range keys {
@@ -166,11 +183,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		listeners = append(listeners, l)
 	}
+	if requireKey == nil {
+		for _, l := range listeners {
+			if ta, ok := l.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+				logger.Warn("no --node-key: any program that can reach this lookupd can register a node, and clients will list it", "address", l.Addr().String())
+				break
+			}
+		}
+	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errc <- srv.Serve(l) }()
 		logger.Info("gaffer_lookupd listening", "address", l.Addr().String(), "tls", *certfile != "" && l.Addr().Network() == "tcp",
-			"ping_interval", ping.String(), "require_key", requireKey != nil)
+			"ping_interval", ping.String(), "node_key", requireKey != nil)
 	}
 
 	code := 0
@@ -186,8 +211,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// readKeys reads the accepted API keys: one a line, blank lines and lines
-// starting with # skipped.
+// readKeys reads the accepted node keys: one a line, blank lines and
+// lines starting with # skipped.
 func readKeys(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {

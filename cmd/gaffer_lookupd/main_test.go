@@ -30,6 +30,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--certfile", empty}, 2, "TLS needs both --certfile and --keyfile"},
 		{[]string{"--keys-file", empty}, 1, "holds no key"},
 		{[]string{"--keys-file", badKey}, 1, "badkeys:2: not a valid API key"},
+		{[]string{"--node-key-file", empty}, 1, "--node-key-file: " + empty + " holds no key"},
+		{[]string{"--node-key", "bad key"}, 2, "--node-key: not a valid key"},
 		{[]string{"--bind", "unix:"}, 1, "needs a socket path"},
 		{[]string{"--log-format", "xml"}, 2, "expected text or json"},
 	} {

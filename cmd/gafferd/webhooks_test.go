@@ -13,12 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// NEEDS the daemon wiring of webhooks.go (a Webhooks app started by
-// Daemon.Run): fails until daemon.go starts it.
 func TestWebhookFromConfigRetriedAndSigned(t *testing.T) {
 	type hit struct {
 		delivery, sig string
@@ -28,6 +27,11 @@ func TestWebhookFromConfigRetriedAndSigned(t *testing.T) {
 	var hits []hit
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"default.fjob"`) {
+			// The load of the config's own job, at start-up: not this test's.
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		mu.Lock()
 		hits = append(hits, hit{r.Header.Get("X-Gaffer-Delivery"), r.Header.Get("X-Gaffer-Signature"), body})
 		n := len(hits)
@@ -88,5 +92,107 @@ func TestWebhookFromConfigRetriedAndSigned(t *testing.T) {
 	}
 	if strings.Contains(g.output(), secret) {
 		t.Fatal("the webhook secret appears in gafferd's output")
+	}
+}
+
+// whReceiver records the events POSTed to it, in arrival order; block,
+// when set, makes it never answer.
+type whReceiver struct {
+	mu     sync.Mutex
+	events []string // "<event> <name>"
+	srv    *httptest.Server
+}
+
+func newWhReceiver(t *testing.T, block bool) *whReceiver {
+	rc := &whReceiver{}
+	stop := make(chan struct{})
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ev map[string]any
+		json.Unmarshal(body, &ev)
+		rc.mu.Lock()
+		rc.events = append(rc.events, fmt.Sprintf("%v %v", ev["event"], ev["name"]))
+		rc.mu.Unlock()
+		if block {
+			select {
+			case <-stop:
+			case <-r.Context().Done():
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(func() { close(stop); rc.srv.Close() })
+	return rc
+}
+
+func (rc *whReceiver) seen() []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]string(nil), rc.events...)
+}
+
+func (rc *whReceiver) has(event string) bool {
+	for _, e := range rc.seen() {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
+
+// whConfig adds a [webhooks] section sending the lifecycle events of the
+// config's jobs to url.
+func whConfig(t *testing.T, dir, url string) {
+	t.Helper()
+	path := filepath.Join(dir, "gaffer.ini")
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, []byte("[webhooks]\nload = "+url+"\nspawn = "+url+"\nstop = "+url+"\nexit = "+url+"\n")...)
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWebhooksSeeStartupAndShutdown: the webhooks are subscribed before
+// the configuration's jobs load, so their load and spawn reach the
+// receiver; and gafferd delivers the stop and exit events of its own
+// shutdown before it exits.
+func TestWebhooksSeeStartupAndShutdown(t *testing.T) {
+	rc := newWhReceiver(t, false)
+	dir, _ := stSetup(t)
+	whConfig(t, dir, rc.srv.URL+"/hook")
+	g := stStart(t, dir)
+	g.waitFor(20*time.Second, "the config job's load and spawn at the receiver", func() bool {
+		return rc.has("load default.fjob") && rc.has("spawn default.fjob")
+	})
+	g.stop(syscall.SIGTERM)
+	// gafferd has exited: whatever it delivered is already recorded.
+	got := rc.seen()
+	for _, want := range []string{"stop default.fjob", "exit default.fjob"} {
+		if !rc.has(want) {
+			t.Fatalf("gafferd exited without delivering %q; the receiver got %q", want, got)
+		}
+	}
+	if got[0] != "load default.fjob" {
+		t.Fatalf("first event %q, want the load of the config's job (all: %q)", got[0], got)
+	}
+}
+
+// TestWebhooksDrainIsBounded: a receiver that never answers does not keep
+// a stopping gafferd alive: the queues are drained for a few seconds, then
+// what is left is logged as undelivered.
+func TestWebhooksDrainIsBounded(t *testing.T) {
+	rc := newWhReceiver(t, true)
+	dir, _ := stSetup(t)
+	whConfig(t, dir, rc.srv.URL+"/hook")
+	g := stStart(t, dir)
+	g.waitFor(20*time.Second, "the first delivery attempt", func() bool { return len(rc.seen()) > 0 })
+	began := time.Now()
+	g.stop(syscall.SIGTERM) // fails the test after 30 s
+	t.Logf("gafferd stopped %s after SIGTERM with a receiver that never answers", time.Since(began).Round(time.Millisecond))
+	if !strings.Contains(g.output(), "undelivered") {
+		t.Fatalf("no log line about the undelivered events:\n%s", g.output())
 	}
 }
