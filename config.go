@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultBind is the address gafferd listens on when the configuration
@@ -70,6 +71,13 @@ type Config struct {
 	WebhookSecret string          // [webhooks] secret
 
 	Jobs []SessionJob // sorted by priority (stable: file order, includes after the main file)
+
+	// MaxProcesses ([gaffer] max_processes) bounds the numprocesses and
+	// scale target of every job; MaxGracefulTimeout ([gaffer]
+	// max_graceful_timeout) bounds every graceful_timeout. The jobs of the
+	// file are checked against them at load.
+	MaxProcesses       int
+	MaxGracefulTimeout time.Duration
 
 	// Warnings are things accepted but ignored, as "file:line: message".
 	Warnings []string
@@ -187,6 +195,7 @@ type cfgLoader struct {
 	endpoints []cfgSection
 	ssl       *cfgSection
 	jobs      []SessionJob
+	jobSecs   []cfgSection // the section of each of jobs, same index
 	envs      []cfgSection
 	webhooks  []cfgSection
 }
@@ -404,6 +413,7 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 				return err
 			}
 			l.jobs = append(l.jobs, SessionJob{Session: session, Config: jc})
+			l.jobSecs = append(l.jobSecs, cs)
 		default:
 			return errf("unknown section (want [gaffer], [endpoint:NAME], [process:NAME], [job:NAME], [env:NAME], [webhooks], [ssl], [lookup_ssl] or [auth])")
 		}
@@ -426,6 +436,7 @@ func cfgSplitSpec(spec string) (session, name string) {
 func (l *cfgLoader) finish() (*Config, error) {
 	c := l.cfg
 	c.LogLevel, c.LogFormat, c.Backlog, c.DataDir = "info", "text", 128, c.Dir
+	c.MaxProcesses, c.MaxGracefulTimeout = DefaultMaxProcesses, DefaultMaxGracefulTimeout
 	c.PluginsDir = os.Getenv("GAFFER_PLUGIN_DIR")
 	if c.PluginsDir == "" {
 		c.PluginsDir = filepath.Join(c.Dir, "plugins")
@@ -450,6 +461,9 @@ func (l *cfgLoader) finish() (*Config, error) {
 		return nil, err
 	}
 	if err := l.applyEnvs(); err != nil {
+		return nil, err
+	}
+	if err := l.checkLimits(); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(l.jobs, func(i, j int) bool { return l.jobs[i].Config.Priority < l.jobs[j].Config.Priority })
@@ -561,6 +575,21 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			return errf("empty path")
 		}
 		c.DataDir = l.path(v)
+	case k.Name == "max_processes":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > limMaxProcessesCeiling {
+			return errf("expected an integer from 1 to %d, got %q", limMaxProcessesCeiling, v)
+		}
+		c.MaxProcesses = n
+	case k.Name == "max_graceful_timeout":
+		d, err := cfgParseSeconds(v)
+		if err != nil {
+			return errf("%v", err)
+		}
+		if d < DefaultGracefulTimeout || d > limMaxGracefulCeiling {
+			return errf("expected from %s (the default graceful_timeout) to %s, got %q", limSeconds(DefaultGracefulTimeout), limSeconds(limMaxGracefulCeiling), v)
+		}
+		c.MaxGracefulTimeout = d
 	case k.Name == "cors_origins":
 		c.CORSOrigins = nil
 		for _, o := range cfgList(v) {
@@ -571,7 +600,7 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			c.CORSOrigins = append(c.CORSOrigins, origin)
 		}
 	default:
-		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, include, include_dir)")
+		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, max_processes, max_graceful_timeout, include, include_dir)")
 	}
 	return nil
 }

@@ -154,16 +154,34 @@ func (l *cfgLoader) job(file string, sec *INISection, name string) (JobConfig, e
 		c.Cwd = l.cfg.Dir
 	}
 	if err := c.Validate(); err != nil {
-		reason := AsError(err).Reason
-		line := sec.Line
-		if key, _, ok := strings.Cut(reason, ":"); ok {
-			if k, found := sec.Get(key); found {
-				line = k.Line
-			}
-		}
-		return c, &ConfigError{File: file, Line: line, Section: sec.Name, Msg: reason}
+		return c, cfgJobError(file, sec, err)
 	}
 	return c, nil
+}
+
+// cfgJobError places a validation error of a job on the line of the key
+// its reason starts with ("numprocesses: …"), else on the section header.
+func cfgJobError(file string, sec *INISection, err error) error {
+	reason := AsError(err).Reason
+	line := sec.Line
+	if key, _, ok := strings.Cut(reason, ":"); ok {
+		if k, found := sec.Get(key); found {
+			line = k.Line
+		}
+	}
+	return &ConfigError{File: file, Line: line, Section: sec.Name, Msg: reason}
+}
+
+// checkLimits checks every job against [gaffer] max_processes and
+// max_graceful_timeout (read after the process sections).
+func (l *cfgLoader) checkLimits() error {
+	lim := jobLimits{maxProcesses: l.cfg.MaxProcesses, maxGraceful: l.cfg.MaxGracefulTimeout}
+	for i := range l.jobs {
+		if err := lim.checkJob(&l.jobs[i].Config); err != nil {
+			return cfgJobError(l.jobSecs[i].file, l.jobSecs[i].sec, err)
+		}
+	}
+	return nil
 }
 
 // cfgCommaList splits a comma-separated list, trimming each item and
