@@ -137,6 +137,12 @@ type WebhookConfig struct {
 //     error. [webhooks] sections of several files add up.
 //   - [env:x] naming no job is an error.
 func LoadConfig(path string) (*Config, error) {
+	return loadConfig(path, false)
+}
+
+// loadConfig is LoadConfig; with needFile, a directory without gafferd.ini
+// is an error too (a reload must not read "no file" as "no jobs").
+func loadConfig(path string, needFile bool) (*Config, error) {
 	if path == "" {
 		return nil, &ConfigError{File: "config", Msg: "empty path"}
 	}
@@ -163,6 +169,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if st.IsDir() {
 		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			if needFile {
+				return nil, &ConfigError{File: file, Msg: "no such file: the configuration directory holds no gafferd.ini to read", Err: err}
+			}
 			return l.finish()
 		}
 	}

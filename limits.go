@@ -82,3 +82,58 @@ func (m *Manager) validateJob(c *JobConfig) error {
 func limSeconds(d time.Duration) string {
 	return fmt.Sprintf("%gs", d.Seconds())
 }
+
+// withinLimits checks the jobs to restore at start against the limits in
+// force, which may be lower than when the state was saved. A saved version
+// over them is not restored: a file job loads as the file says instead
+// (the file was checked at load), a job of the API is left out; each is
+// logged, and *unrestored is set so that the state file is copied before
+// it is rewritten.
+func (d *Daemon) withinLimits(jobs []RestoreJob, unrestored *bool) []RestoreJob {
+	lim := d.Manager.opts.limits()
+	out := make([]RestoreJob, 0, len(jobs))
+	for _, rj := range jobs {
+		err := lim.checkJob(&rj.Config)
+		if err == nil {
+			err = lim.checkProcesses("numprocesses", rj.Target)
+		}
+		if err == nil {
+			out = append(out, rj)
+			continue
+		}
+		*unrestored = true
+		full := rj.FullName()
+		for _, fj := range d.cfg.Jobs {
+			if rj.Origin == OriginFile && fj.FullName() == full {
+				d.log.Error("the saved version of a job is over the limits; it loads as the configuration file says", "job", full, "err", err)
+				out = append(out, RestoreJob{Session: fj.Session, Config: fj.Config.Clone(), Target: fj.Config.NumProcesses,
+					Start: fj.Config.Start, Origin: OriginFile})
+				err = nil
+				break
+			}
+		}
+		if err != nil {
+			d.log.Error("cannot restore job: over the limits", "job", full, "origin", rj.Origin, "err", err)
+		}
+	}
+	return out
+}
+
+// checkReloadLimits checks the jobs of a configuration being reloaded
+// against the limits in force before anything changes. The limits
+// themselves are read when gafferd starts (the manager keeps them): a
+// reload that changes them says so in the log, and its jobs are held to
+// the limits in force until the next start.
+func (d *Daemon) checkReloadLimits(cfg *Config) error {
+	lim := d.Manager.opts.limits()
+	if cfg.MaxProcesses != lim.maxProcesses || cfg.MaxGracefulTimeout != lim.maxGraceful {
+		d.log.Warn("max_processes and max_graceful_timeout changed in the configuration: they apply at the next start of gafferd",
+			"max_processes", lim.maxProcesses, "max_graceful_timeout", lim.maxGraceful)
+	}
+	for _, sj := range cfg.Jobs {
+		if err := lim.checkJob(&sj.Config); err != nil {
+			return Errorf(CodeInvalidConfig, 400, "%s: job %s: %s (limits in force since gafferd started); nothing was changed", cfg.Path, sj.FullName(), AsError(err).Reason)
+		}
+	}
+	return nil
+}
