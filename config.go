@@ -133,9 +133,11 @@ type WebhookConfig struct {
 //     which also breaks include cycles. An included file's [gaffer]
 //     section may only hold include and include_dir.
 //   - A job (after [process:x]/[job:x] and the spec forms are resolved)
-//     or an [env:x] defined twice, in one file or across files, is an
+//     or two env sections of one job, in one file or across files, is an
 //     error. [webhooks] sections of several files add up.
-//   - [env:x] naming no job is an error.
+//   - [env:session:x] names the job x of that session. [env:x] names the
+//     job x of whichever session defines one: an error when none does, and
+//     an error naming the candidates (file:line) when several do.
 func LoadConfig(path string) (*Config, error) {
 	return loadConfig(path, false)
 }
@@ -408,10 +410,7 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 				return errf("%v", AsError(err).Reason)
 			}
 			if kind == "env" {
-				if err := l.claim("[env:"+session+"."+name+"]", f.Path, sec); err != nil {
-					return err
-				}
-				l.envs = append(l.envs, cs)
+				l.envs = append(l.envs, cs) // its job is found once every file is read (applyEnvs)
 				continue
 			}
 			if err := l.claim("job "+session+"."+name, f.Path, sec); err != nil {
