@@ -43,18 +43,19 @@ func refused(t *testing.T, a *apiT, method, path, body, want string) {
 
 func TestBadJobInputIsRefusedAndChangesNothing(t *testing.T) {
 	a := newAPI(t, ServerOptions{})
-	self, _ := os.Executable()
-	cmd, _ := json.Marshal(self)
-	a.json("POST", "/jobs/default", `{"name": "keep", "cmd": `+string(cmd)+`, "start": false}`, 200)
+	// Nothing here is started, and the command is harmless: should a
+	// check regress, no fork bomb follows.
+	cmd := `"/bin/sleep 300"`
+	a.json("POST", "/jobs/default", `{"name": "keep", "cmd": `+cmd+`, "start": false}`, 200)
 	job := func(name string, extra string) string {
 		n, _ := json.Marshal(name)
-		return `{"name": ` + string(n) + `, "cmd": ` + string(cmd) + `, "start": false` + extra + `}`
+		return `{"name": ` + string(n) + `, "cmd": ` + cmd + `, "start": false` + extra + `}`
 	}
 	for _, name := range []string{"..", ".", ".x", "x.", "a..b", "a/b", "../etc", "a\x00b", "a\nb", "a\tb", "a b",
 		"a\x7fb", "a\x1bb", "-x", "x-", "é", "a:b", strings.Repeat("a", 10240), strings.Repeat("a", maxNameLen+1)} {
 		refused(t, a, "POST", "/jobs/default", job(name, ""), "name:")
 	}
-	for _, sid := range []string{"a:b", "a.b", "-s", strings.Repeat("s", maxNameLen+1)} {
+	for _, sid := range []string{"a:b", "a.b", "-s", strings.Repeat("s", maxNameLen+1), "%2E%2E", "a%2Fb", "a%00b", "a%0Ab", "%C3%A9"} {
 		refused(t, a, "POST", "/jobs/"+sid, job("ok", ""), "sessionid:")
 	}
 	bad := []struct{ extra, want string }{
@@ -101,8 +102,8 @@ func TestBadJobInputIsRefusedAndChangesNothing(t *testing.T) {
 	refused(t, a, "POST", "/jobs/default/keep/numprocesses", `{"scale": 1e9}`, "scale")
 	refused(t, a, "POST", "/jobs/default/keep/commit", `{"graceful_timeout": 1e9}`, "max_graceful_timeout")
 	// The 0.4 routes go through the same checks.
-	refused(t, a, "POST", "/processes", `{"name": "..", "cmd": `+string(cmd)+`}`, "name")
-	refused(t, a, "POST", "/processes", `{"name": "n", "cmd": `+string(cmd)+`, "numprocesses": 5000}`, "max_processes")
+	refused(t, a, "POST", "/processes", `{"name": "..", "cmd": `+cmd+`, "start": false}`, "name")
+	refused(t, a, "POST", "/processes", `{"name": "n", "cmd": `+cmd+`, "numprocesses": 5000, "start": false}`, "max_processes")
 
 	// What is accepted: the limit itself, numbers and booleans as env text.
 	a.json("POST", "/jobs/default", job("edge."+strings.Repeat("b", maxNameLen-5), `, "numprocesses": 1024, "graceful_timeout": 3600`), 200)
@@ -153,19 +154,19 @@ func TestManagerLimitsFromOptions(t *testing.T) {
 func TestChannelLoadRefusesBadInput(t *testing.T) {
 	e := chNewEnv(t, false)
 	c := chDial(t, e.url, nil)
-	self, _ := os.Executable()
+	const sleep = "/bin/sleep 300"
 	for _, cfg := range []map[string]any{
-		{"name": "..", "cmd": self},
-		{"name": "a\nb", "cmd": self},
-		{"name": "ok", "cmd": self, "numprocesses": 1e9},
-		{"name": "ok", "cmd": self, "env": map[string]any{"A": nil}},
-		{"name": "ok", "cmd": self, "graceful_timeout": 1e9},
+		{"name": "..", "cmd": sleep, "start": false},
+		{"name": "a\nb", "cmd": sleep, "start": false},
+		{"name": "ok", "cmd": sleep, "numprocesses": 1e9, "start": false},
+		{"name": "ok", "cmd": sleep, "env": map[string]any{"A": nil}, "start": false},
+		{"name": "ok", "cmd": sleep, "graceful_timeout": 1e9, "start": false},
 	} {
 		if errno, _ := c.fails("load", cfg); errno != 400 {
 			t.Errorf("load %v: errno %v, want 400", cfg, errno)
 		}
 	}
-	if errno, _ := c.fails("load", map[string]any{"name": "ok", "cmd": self, "start": false}, ".."); errno != 400 {
+	if errno, _ := c.fails("load", map[string]any{"name": "ok", "cmd": sleep, "start": false}, ".."); errno != 400 {
 		t.Errorf("load into session ..: errno %v", errno)
 	}
 	if jobs, _ := e.m.Jobs(""); len(jobs) != 0 {
