@@ -429,16 +429,6 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 	return nil
 }
 
-// cfgSplitSpec splits a section spec: "name" is in session "default";
-// "group:name", "group.name" and "group/name" put the job name in the
-// session group, which comes first (the seed's order).
-func cfgSplitSpec(spec string) (session, name string) {
-	if i := strings.IndexAny(spec, ":./"); i >= 0 {
-		return strings.TrimSpace(spec[:i]), strings.TrimSpace(spec[i+1:])
-	}
-	return "default", spec
-}
-
 // finish applies [gaffer], endpoints, webhooks and env sections, then
 // sorts the jobs.
 func (l *cfgLoader) finish() (*Config, error) {
@@ -583,21 +573,10 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			return errf("empty path")
 		}
 		c.DataDir = l.path(v)
-	case k.Name == "max_processes":
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > limMaxProcessesCeiling {
-			return errf("expected an integer from 1 to %d, got %q", limMaxProcessesCeiling, v)
-		}
-		c.MaxProcesses = n
-	case k.Name == "max_graceful_timeout":
-		d, err := cfgParseSeconds(v)
-		if err != nil {
+	case k.Name == "max_processes" || k.Name == "max_graceful_timeout":
+		if err := cfgLimitKey(c, k.Name, v); err != nil {
 			return errf("%v", err)
 		}
-		if d < DefaultGracefulTimeout || d > limMaxGracefulCeiling {
-			return errf("expected from %s (the default graceful_timeout) to %s, got %q", limSeconds(DefaultGracefulTimeout), limSeconds(limMaxGracefulCeiling), v)
-		}
-		c.MaxGracefulTimeout = d
 	case k.Name == "cors_origins":
 		c.CORSOrigins = nil
 		for _, o := range cfgList(v) {

@@ -16,6 +16,16 @@ import (
 	"time"
 )
 
+// cfgSplitSpec splits a section spec: "name" is in session "default";
+// "group:name", "group.name" and "group/name" put the job name in the
+// session group, which comes first (the seed's order).
+func cfgSplitSpec(spec string) (session, name string) {
+	if i := strings.IndexAny(spec, ":./"); i >= 0 {
+		return strings.TrimSpace(spec[:i]), strings.TrimSpace(spec[i+1:])
+	}
+	return "default", spec
+}
+
 // applyEnvs merges each [env:x] over the env: keys of its job (envJob).
 func (l *cfgLoader) applyEnvs() error {
 	applied := map[string]string{} // full job name → the env section that set it

@@ -9,6 +9,7 @@ package gaffer
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -26,6 +27,29 @@ const (
 	limMaxProcessesCeiling = 100000
 	limMaxGracefulCeiling  = 30 * 24 * time.Hour
 )
+
+// cfgLimitKey reads [gaffer] max_processes (an integer from 1 to 100000)
+// or max_graceful_timeout (seconds or a duration, from the default
+// graceful_timeout, 30 s, to 720 h) into c.
+func cfgLimitKey(c *Config, key, v string) error {
+	if key == "max_processes" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > limMaxProcessesCeiling {
+			return fmt.Errorf("expected an integer from 1 to %d, got %q", limMaxProcessesCeiling, v)
+		}
+		c.MaxProcesses = n
+		return nil
+	}
+	d, err := cfgParseSeconds(v)
+	if err != nil {
+		return err
+	}
+	if d < DefaultGracefulTimeout || d > limMaxGracefulCeiling {
+		return fmt.Errorf("expected from %s (the default graceful_timeout) to %s, got %q", limSeconds(DefaultGracefulTimeout), limSeconds(limMaxGracefulCeiling), v)
+	}
+	c.MaxGracefulTimeout = d
+	return nil
+}
 
 // jobLimits are the bounds in force; zero fields take the defaults.
 type jobLimits struct {
