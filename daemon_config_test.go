@@ -1,7 +1,6 @@
 package gaffer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,36 +14,18 @@ import (
 	"time"
 )
 
-// lockedBuffer is a log sink that a test may read while gafferd writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testDaemon is a Daemon running in the test process on a configuration
 // (file or directory), listening on a loopback port.
 type testDaemon struct {
 	*Daemon
 	url  string
-	log  *lockedBuffer
+	log  *authLogBuffer
 	stop func()
 }
 
 func runTestDaemon(t *testing.T, configPath string) *testDaemon {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &authLogBuffer{}
 	d, err := NewDaemon(DaemonOptions{ConfigPath: configPath, Binds: []string{"127.0.0.1:0"},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {

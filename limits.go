@@ -149,7 +149,10 @@ func (d *Daemon) withinLimits(jobs []RestoreJob, unrestored *bool) []RestoreJob 
 // reload that changes them says so in the log, and its jobs are held to
 // the limits in force until the next start.
 func (d *Daemon) checkReloadLimits(cfg *Config) error {
-	lim := d.Manager.opts.limits()
+	lim := Options{MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout}.limits()
+	if d.Manager != nil {
+		lim = d.Manager.opts.limits()
+	}
 	if cfg.MaxProcesses != lim.maxProcesses || cfg.MaxGracefulTimeout != lim.maxGraceful {
 		d.log.Warn("max_processes and max_graceful_timeout changed in the configuration: they apply at the next start of gafferd",
 			"max_processes", lim.maxProcesses, "max_graceful_timeout", lim.maxGraceful)
