@@ -149,9 +149,11 @@ func (d *Daemon) withinLimits(jobs []RestoreJob, unrestored *bool) []RestoreJob 
 // reload that changes them says so in the log, and its jobs are held to
 // the limits in force until the next start.
 func (d *Daemon) checkReloadLimits(cfg *Config) error {
-	lim := Options{MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout}.limits()
+	var lim jobLimits
 	if d.Manager != nil {
 		lim = d.Manager.opts.limits()
+	} else { // not running yet: the limits it will start with
+		lim = Options{MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout}.limits()
 	}
 	if cfg.MaxProcesses != lim.maxProcesses || cfg.MaxGracefulTimeout != lim.maxGraceful {
 		d.log.Warn("max_processes and max_graceful_timeout changed in the configuration: they apply at the next start of gafferd",
