@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultBind is the address gafferd listens on when the configuration
@@ -74,6 +75,13 @@ type Config struct {
 
 	Jobs []SessionJob // sorted by priority (stable: file order, includes after the main file)
 
+	// MaxProcesses ([gaffer] max_processes) bounds the numprocesses and
+	// scale target of every job; MaxGracefulTimeout ([gaffer]
+	// max_graceful_timeout) bounds every graceful_timeout. The jobs of the
+	// file are checked against them at load.
+	MaxProcesses       int
+	MaxGracefulTimeout time.Duration
+
 	// Warnings are things accepted but ignored, as "file:line: message".
 	Warnings []string
 }
@@ -128,10 +136,18 @@ type WebhookConfig struct {
 //     which also breaks include cycles. An included file's [gaffer]
 //     section may only hold include and include_dir.
 //   - A job (after [process:x]/[job:x] and the spec forms are resolved)
-//     or an [env:x] defined twice, in one file or across files, is an
+//     or two env sections of one job, in one file or across files, is an
 //     error. [webhooks] sections of several files add up.
-//   - [env:x] naming no job is an error.
+//   - [env:session:x] names the job x of that session. [env:x] names the
+//     job x of whichever session defines one: an error when none does, and
+//     an error naming the candidates (file:line) when several do.
 func LoadConfig(path string) (*Config, error) {
+	return loadConfig(path, false)
+}
+
+// loadConfig is LoadConfig; with needFile, a directory without gafferd.ini
+// is an error too (a reload must not read "no file" as "no jobs").
+func loadConfig(path string, needFile bool) (*Config, error) {
 	if path == "" {
 		return nil, &ConfigError{File: "config", Msg: "empty path"}
 	}
@@ -158,6 +174,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if st.IsDir() {
 		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			if needFile {
+				return nil, &ConfigError{File: file, Msg: "no such file: the configuration directory holds no gafferd.ini to read", Err: err}
+			}
 			return l.finish()
 		}
 	}
@@ -190,6 +209,7 @@ type cfgLoader struct {
 	endpoints []cfgSection
 	ssl       *cfgSection
 	jobs      []SessionJob
+	jobSecs   []cfgSection // the section of each of jobs, same index
 	envs      []cfgSection
 	webhooks  []cfgSection
 }
@@ -393,10 +413,7 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 				return errf("%v", AsError(err).Reason)
 			}
 			if kind == "env" {
-				if err := l.claim("[env:"+session+"."+name+"]", f.Path, sec); err != nil {
-					return err
-				}
-				l.envs = append(l.envs, cs)
+				l.envs = append(l.envs, cs) // its job is found once every file is read (applyEnvs)
 				continue
 			}
 			if err := l.claim("job "+session+"."+name, f.Path, sec); err != nil {
@@ -407,6 +424,7 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 				return err
 			}
 			l.jobs = append(l.jobs, SessionJob{Session: session, Config: jc})
+			l.jobSecs = append(l.jobSecs, cs)
 		default:
 			return errf("unknown section (want [gaffer], [endpoint:NAME], [process:NAME], [job:NAME], [env:NAME], [webhooks], [ssl], [lookup_ssl] or [auth])")
 		}
@@ -414,21 +432,12 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 	return nil
 }
 
-// cfgSplitSpec splits a section spec: "name" is in session "default";
-// "group:name", "group.name" and "group/name" put the job name in the
-// session group, which comes first (the seed's order).
-func cfgSplitSpec(spec string) (session, name string) {
-	if i := strings.IndexAny(spec, ":./"); i >= 0 {
-		return strings.TrimSpace(spec[:i]), strings.TrimSpace(spec[i+1:])
-	}
-	return "default", spec
-}
-
 // finish applies [gaffer], endpoints, webhooks and env sections, then
 // sorts the jobs.
 func (l *cfgLoader) finish() (*Config, error) {
 	c := l.cfg
 	c.LogLevel, c.LogFormat, c.Backlog, c.DataDir = "info", "text", 128, c.Dir
+	c.MaxProcesses, c.MaxGracefulTimeout = DefaultMaxProcesses, DefaultMaxGracefulTimeout
 	c.PluginsDir = os.Getenv("GAFFER_PLUGIN_DIR")
 	if c.PluginsDir == "" {
 		c.PluginsDir = filepath.Join(c.Dir, "plugins")
@@ -453,6 +462,9 @@ func (l *cfgLoader) finish() (*Config, error) {
 		return nil, err
 	}
 	if err := l.applyEnvs(); err != nil {
+		return nil, err
+	}
+	if err := l.checkLimits(); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(l.jobs, func(i, j int) bool { return l.jobs[i].Config.Priority < l.jobs[j].Config.Priority })
@@ -566,6 +578,10 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			return errf("empty path")
 		}
 		c.DataDir = l.path(v)
+	case k.Name == "max_processes" || k.Name == "max_graceful_timeout":
+		if err := cfgLimitKey(c, k.Name, v); err != nil {
+			return errf("%v", err)
+		}
 	case k.Name == "cors_origins":
 		c.CORSOrigins = nil
 		for _, o := range cfgList(v) {
@@ -576,7 +592,7 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			c.CORSOrigins = append(c.CORSOrigins, origin)
 		}
 	default:
-		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, lookupd_key, lookupd_key_file, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, include, include_dir)")
+		return errf("unknown key (want bind, http_endpoints, require_key, unix_socket_trusted, daemonize, pidfile, error_log, log_level, log_format, backlog, lookupd_address*, lookupd_key, lookupd_key_file, broadcast_address, plugins_dir, mandatory_plugins, data_dir, cors_origins, max_processes, max_graceful_timeout, include, include_dir)")
 	}
 	return nil
 }

@@ -310,10 +310,14 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"no cmd", "\n[process:web]\nnumprocesses = 2\n", "gaffer.ini:2 (section [process:web]): no cmd"},
 		{"validate names the key line", "[process:web]\ncmd = x\nnumprocesses = -2\n", "gaffer.ini:3 (section [process:web]): numprocesses: must be >= 0"},
 		{"validate labels", "[process:web]\ncmd = x\nredirect_output = a, b, c\n", "gaffer.ini:3 (section [process:web]): redirect_output: at most 2 labels"},
-		{"bad session", "[process:a b:web]\ncmd = x\n", "gaffer.ini:1 (section [process:a b:web]): sessionid: \"a b\" contains a forbidden character ' ' (the session is the part before"},
+		{"bad session", "[process:a b:web]\ncmd = x\n", "gaffer.ini:1 (section [process:a b:web]): sessionid: \"a b\" must not contain ' ' (a name is made of ASCII letters, digits, '_' and '-') (the session is the part before"},
 		{"empty job name", "[process:grp:]\ncmd = x\n", "gaffer.ini:1 (section [process:grp:]): job name: missing"},
 		{"duplicate job", "[process:web]\ncmd = x\n[job:default:web]\ncmd = y\n", "gaffer.ini:3 (section [job:default:web]): job default.web is already defined at "},
-		{"env without job", "[process:web]\ncmd = x\n[env:api]\nA = 1\n", "gaffer.ini:3 (section [env:api]): no job default.api"},
+		{"env without job", "[process:web]\ncmd = x\n[env:api]\nA = 1\n", "gaffer.ini:3 (section [env:api]): no job named api in any session"},
+		{"env without job of its session", "[process:s:web]\ncmd = x\n[env:t:web]\nA = 1\n", "gaffer.ini:3 (section [env:t:web]): no job t.web"},
+		{"env ambiguous", "[process:web]\ncmd = x\n[process:s:web]\ncmd = y\n[env:web]\nA = 1\n",
+			"gaffer.ini:5 (section [env:web]): ambiguous: [env:web] names a job web of several sessions: default.web (gaffer.ini:1), s.web (gaffer.ini:3); write [env:default:web] or [env:s:web]"},
+		{"two env sections of one job", "[process:s:web]\ncmd = x\n[env:web]\nA = 1\n[env:s.web]\nB = 2\n", "gaffer.ini:5 (section [env:s.web]): job s.web already has an env section, at "},
 		{"bad env name", "[process:web]\ncmd = x\nenv: = 1\n", "gaffer.ini:3 (section [process:web]): env:: invalid environment variable name \"\""},
 		{"bad env section name", "[process:web]\ncmd = x\n[env:web]\nA B = 1\n", "gaffer.ini:4 (section [env:web]): invalid environment variable name \"A B\""},
 		{"unknown section", "[proces:web]\ncmd = x\n", "gaffer.ini:1 (section [proces:web]): unknown section"},
@@ -349,7 +353,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error, want %q", tt.want)
 			}
-			msg := strings.TrimPrefix(err.Error(), dir+string(filepath.Separator))
+			msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
 			if !strings.HasPrefix(msg, tt.want) {
 				t.Errorf("error\n %q\nwant prefix\n %q", msg, tt.want)
 			}
@@ -600,4 +604,39 @@ func FuzzLoadConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The seed's [env:dummy] next to [process:test:dummy]: an env section
+// names a job by its name when one session alone defines it; the
+// qualified form keeps working, and an env section in an included file
+// finds a job of the main file.
+func TestEnvSectionFindsItsJob(t *testing.T) {
+	c, _, err := cfgLoad(t, "[process:test:dummy]\ncmd = ./dummy.py\n[env:dummy]\nport = 80\n"+
+		"[process:test:other]\ncmd = x\n[env:test:other]\nA = 1\n"+
+		"[process:web]\ncmd = x\n[process:s.api]\ncmd = x\n[env:s/api]\nB = 2\n[env:web]\nC = 3\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]map[string]string{}
+	for _, j := range c.Jobs {
+		env[j.FullName()] = j.Config.Env
+	}
+	want := map[string]map[string]string{"test.dummy": {"PORT": "80"}, "test.other": {"A": "1"},
+		"default.web": {"C": "3"}, "s.api": {"B": "2"}}
+	if !reflect.DeepEqual(env, want) {
+		t.Fatalf("env = %v, want %v", env, want)
+	}
+
+	dir := cfgWrite(t, map[string]string{
+		"gaffer.ini":   "[gaffer]\ninclude = conf.d/*.ini\n[process:app:worker]\ncmd = x\n",
+		"conf.d/a.ini": "[env:worker]\nQUEUE = jobs\n",
+		"conf.d/b.ini": "[process:batch:worker]\ncmd = y\n",
+	})
+	_, err = LoadConfig(filepath.Join(dir, "gaffer.ini"))
+	for _, want := range []string{"conf.d/a.ini:1 (section [env:worker]): ambiguous", "app.worker (" + filepath.Join(dir, "gaffer.ini") + ":3)",
+		"batch.worker (" + filepath.Join(dir, "conf.d/b.ini") + ":1)", "write [env:app:worker] or [env:batch:worker]"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to contain %q", err, want)
+		}
+	}
 }

@@ -16,19 +16,29 @@ import (
 	"time"
 )
 
-// applyEnvs merges each [env:x] over the env: keys of its job.
+// cfgSplitSpec splits a section spec: "name" is in session "default";
+// "group:name", "group.name" and "group/name" put the job name in the
+// session group, which comes first (the seed's order).
+func cfgSplitSpec(spec string) (session, name string) {
+	if i := strings.IndexAny(spec, ":./"); i >= 0 {
+		return strings.TrimSpace(spec[:i]), strings.TrimSpace(spec[i+1:])
+	}
+	return "default", spec
+}
+
+// applyEnvs merges each [env:x] over the env: keys of its job (envJob).
 func (l *cfgLoader) applyEnvs() error {
+	applied := map[string]string{} // full job name → the env section that set it
 	for _, cs := range l.envs {
-		session, name := cfgSplitSpec(cs.spec)
-		var job *SessionJob
-		for i := range l.jobs {
-			if l.jobs[i].Session == session && l.jobs[i].Config.Name == name {
-				job = &l.jobs[i]
-			}
+		job, err := l.envJob(cs)
+		if err != nil {
+			return err
 		}
-		if job == nil {
-			return &ConfigError{File: cs.file, Line: cs.sec.Line, Section: cs.sec.Name, Msg: fmt.Sprintf("no job %s.%s: an env section needs a [process:%s] or [job:%s] section", session, name, cs.spec, cs.spec)}
+		where := fmt.Sprintf("%s:%d", cs.file, cs.sec.Line)
+		if first, dup := applied[job.FullName()]; dup {
+			return &ConfigError{File: cs.file, Line: cs.sec.Line, Section: cs.sec.Name, Msg: fmt.Sprintf("job %s already has an env section, at %s", job.FullName(), first)}
 		}
+		applied[job.FullName()] = where
 		if job.Config.Env == nil {
 			job.Config.Env = map[string]string{}
 		}
@@ -41,6 +51,39 @@ func (l *cfgLoader) applyEnvs() error {
 		}
 	}
 	return nil
+}
+
+// envJob finds the job of an env section. [env:s:x] (or s.x, s/x) is the
+// job x of session s. [env:x] is the job x of whichever session defines
+// it, as the seed's [env:dummy] next to [process:test:dummy]: no such job,
+// or one in several sessions, is an error that names the candidates.
+func (l *cfgLoader) envJob(cs cfgSection) (*SessionJob, error) {
+	errf := func(format string, args ...any) error {
+		return &ConfigError{File: cs.file, Line: cs.sec.Line, Section: cs.sec.Name, Msg: fmt.Sprintf(format, args...)}
+	}
+	session, name := cfgSplitSpec(cs.spec)
+	qualified := strings.ContainsAny(cs.spec, ":./")
+	var found []int
+	for i := range l.jobs {
+		if l.jobs[i].Config.Name == name && (!qualified || l.jobs[i].Session == session) {
+			found = append(found, i)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return &l.jobs[found[0]], nil
+	case len(found) == 0 && qualified:
+		return nil, errf("no job %s.%s: an env section needs a [process:%s] or [job:%s] section", session, name, cs.spec, cs.spec)
+	case len(found) == 0:
+		return nil, errf("no job named %s in any session: an env section needs a [process:%s] or [process:SESSION:%s] section", name, name, name)
+	}
+	var cands, forms []string
+	for _, i := range found {
+		j, js := l.jobs[i], l.jobSecs[i]
+		cands = append(cands, fmt.Sprintf("%s (%s:%d)", j.FullName(), js.file, js.sec.Line))
+		forms = append(forms, "[env:"+j.Session+":"+name+"]")
+	}
+	return nil, errf("ambiguous: [env:%s] names a job %s of several sessions: %s; write %s", cs.spec, name, strings.Join(cands, ", "), strings.Join(forms, " or "))
 }
 
 func cfgEnvName(n string) error {
@@ -154,16 +197,34 @@ func (l *cfgLoader) job(file string, sec *INISection, name string) (JobConfig, e
 		c.Cwd = l.cfg.Dir
 	}
 	if err := c.Validate(); err != nil {
-		reason := AsError(err).Reason
-		line := sec.Line
-		if key, _, ok := strings.Cut(reason, ":"); ok {
-			if k, found := sec.Get(key); found {
-				line = k.Line
-			}
-		}
-		return c, &ConfigError{File: file, Line: line, Section: sec.Name, Msg: reason}
+		return c, cfgJobError(file, sec, err)
 	}
 	return c, nil
+}
+
+// cfgJobError places a validation error of a job on the line of the key
+// its reason starts with ("numprocesses: …"), else on the section header.
+func cfgJobError(file string, sec *INISection, err error) error {
+	reason := AsError(err).Reason
+	line := sec.Line
+	if key, _, ok := strings.Cut(reason, ":"); ok {
+		if k, found := sec.Get(key); found {
+			line = k.Line
+		}
+	}
+	return &ConfigError{File: file, Line: line, Section: sec.Name, Msg: reason}
+}
+
+// checkLimits checks every job against [gaffer] max_processes and
+// max_graceful_timeout (read after the process sections).
+func (l *cfgLoader) checkLimits() error {
+	lim := jobLimits{maxProcesses: l.cfg.MaxProcesses, maxGraceful: l.cfg.MaxGracefulTimeout}
+	for i := range l.jobs {
+		if err := lim.checkJob(&l.jobs[i].Config); err != nil {
+			return cfgJobError(l.jobSecs[i].file, l.jobSecs[i].sec, err)
+		}
+	}
+	return nil
 }
 
 // cfgCommaList splits a comma-separated list, trimming each item and

@@ -184,7 +184,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	if d.opts.Verbose >= 2 && d.opts.Console != nil {
 		consoleOut = newConsolePrinter(d.opts.Console).output
 	}
-	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut})
+	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut, MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout})
 	if d.opts.Verbose >= 1 && d.opts.Console != nil {
 		go printConsoleEvents(consoleEvents(d.Manager, d.opts.Verbose >= 2), d.opts.Console)
 	}
@@ -311,12 +311,19 @@ func (d *Daemon) shutdown() {
 // the jobs it defined before: added jobs load (and start when their start
 // setting says so), removed jobs unload, changed jobs update, unchanged
 // jobs and their processes are left alone. With dryRun nothing changes.
+// A configuration that cannot be read or is invalid changes nothing: the
+// error (a 400 through the API) says what and where.
 func (d *Daemon) Reload(dryRun bool) (ReloadDiff, error) {
 	if d.opts.ConfigPath == "" {
 		return ReloadDiff{}, Errorf(CodeUnavailable, 503, "gafferd was started without a configuration file")
 	}
-	cfg, err := LoadConfig(d.opts.ConfigPath)
+	// A file that is missing (a directory without gafferd.ini included)
+	// or unreadable is an error that changes nothing, never "no jobs".
+	cfg, err := loadConfig(d.opts.ConfigPath, true)
 	if err != nil {
+		return ReloadDiff{}, err
+	}
+	if err := d.checkReloadLimits(cfg); err != nil {
 		return ReloadDiff{}, err
 	}
 	d.mu.Lock()
@@ -432,7 +439,7 @@ func (d *Daemon) restoreState() error {
 		return err
 	}
 	unrestored := false
-	for _, rj := range MergeState(d.cfg.Jobs, saved) {
+	for _, rj := range d.withinLimits(MergeState(d.cfg.Jobs, saved), &unrestored) {
 		full := rj.FullName()
 		// Loaded stopped, scaled, then started: a job that cannot spawn
 		// yet stays loaded and retries instead of vanishing from the state.

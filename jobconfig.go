@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultGracefulTimeout is the delay between SIGTERM and SIGKILL when a job
@@ -150,45 +151,81 @@ func (c *JobConfig) Validate() error {
 	return nil
 }
 
-// ValidateName checks a session id or job name: non-empty, at most 200
-// bytes, no '/', whitespace or control characters. field names the setting
-// in the error.
+// maxNameLen bounds every name: session ids, job names, stream labels and
+// Procfile process names.
+const maxNameLen = 128
+
+// ValidateName checks a job name against the one name syntax of gaffer:
+// 1 to 128 bytes of ASCII letters, digits, '_', '-' and '.', where '-' and
+// '.' are only allowed inside (not first, not last) and ".." is refused.
+// Session ids, stream labels and Procfile process names follow the same
+// syntax without '.' (ValidateSession, validateLabel). field names the
+// setting in the error.
 func ValidateName(s, field string) error {
-	if s == "" {
-		return errBadRequest("%s: missing", field)
-	}
-	if len(s) > 200 {
-		return errBadRequest("%s: longer than 200 bytes", field)
-	}
-	for _, r := range s {
-		if r == '/' || r <= ' ' || r == 0x7f {
-			return errBadRequest("%s: %q contains a forbidden character %q", field, s, r)
-		}
-	}
-	return nil
+	return checkName(s, field, true)
 }
 
-// ValidateSession checks a session id: a name without '.'.
+// ValidateSession checks a session id: a name without '.' (the '.' of
+// "session.job" separates the two).
 func ValidateSession(s string) error {
-	if err := ValidateName(s, "sessionid"); err != nil {
-		return err
+	return checkName(s, "sessionid", false)
+}
+
+// validateLabel checks a stream label (redirect_output, custom_streams): a
+// name without '.' (STREAM:<pid>.<label> separates them with a '.').
+func validateLabel(l, field string) error {
+	return checkName(l, field, false)
+}
+
+// checkName is the name syntax of ValidateName; dots tells whether '.'
+// is allowed inside.
+func checkName(s, field string, dots bool) error {
+	if s == "" {
+		return errBadRequest("%s: missing (an empty name)", field)
 	}
-	if strings.Contains(s, ".") {
-		return errBadRequest("sessionid: %q must not contain '.'", s)
+	if p := nameProblem(s, dots); p != "" {
+		return errBadRequest("%s: %s %s", field, quoteName(s), p)
 	}
 	return nil
 }
 
-func validateLabel(l, field string) error {
-	if l == "" {
-		return errBadRequest("%s: empty label", field)
+// nameProblem says what is wrong with a non-empty name, or "".
+func nameProblem(s string, dots bool) string {
+	if s == "" {
+		return "is empty"
 	}
-	for _, r := range l {
-		if r <= ' ' || r == '/' || r == '.' || r == 0x7f {
-			return errBadRequest("%s: label %q contains a forbidden character %q", field, l, r)
+	if len(s) > maxNameLen {
+		return fmt.Sprintf("is %d bytes long (a name is at most %d)", len(s), maxNameLen)
+	}
+	allowed := "letters, digits, '_' and '-'"
+	if dots {
+		allowed = "letters, digits, '_', '-' and '.'"
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		case c == '-' || c == '.' && dots:
+			if i == 0 || i == len(s)-1 {
+				return fmt.Sprintf("must not start or end with %q", c)
+			}
+			if c == '.' && s[i-1] == '.' {
+				return `must not contain ".."`
+			}
+		default:
+			r, _ := utf8.DecodeRuneInString(s[i:])
+			return fmt.Sprintf("must not contain %q (a name is made of ASCII %s)", r, allowed)
 		}
 	}
-	return nil
+	return ""
+}
+
+// quoteName quotes a name for an error message, shortened when long.
+func quoteName(s string) string {
+	if len(s) > 40 {
+		return strconv.Quote(s[:32]) + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // SplitName splits a full job name: on the first '.', else the first '/',
@@ -314,10 +351,12 @@ func JobConfigFromMap(m map[string]any) (JobConfig, error) {
 	return c, c.Validate()
 }
 
+// secondsToDuration converts seconds to a Duration, saturating at ±1e9 s
+// (the conversion of a larger float is undefined). Every bound a caller
+// checks afterwards (max_graceful_timeout, …) is far below, so a huge
+// value is still refused, never silently shortened into range.
 func secondsToDuration(f float64) time.Duration {
-	if f > 1e9 {
-		f = 1e9
-	}
+	f = min(max(f, -1e9), 1e9)
 	return time.Duration(f * float64(time.Second))
 }
 
@@ -563,6 +602,9 @@ func mapArgs(k string, v any) ([]string, error) {
 	return mapStrings(k, v)
 }
 
+// mapEnv reads an env object. Values are strings; a number is taken as
+// its text as written ("PORT": 8080 is "8080") and a boolean as "true" or
+// "false", as compose files do; null, objects and lists are refused.
 func mapEnv(k string, v any) (map[string]string, error) {
 	if v == nil {
 		return nil, nil
@@ -587,7 +629,7 @@ func mapEnv(k string, v any) (map[string]string, error) {
 		case bool:
 			env[name] = strconv.FormatBool(x)
 		default:
-			return nil, typeErr(k+"."+name, "a string", val)
+			return nil, typeErr(k+"."+name, "a string (numbers and booleans are taken as their text)", val)
 		}
 	}
 	return env, nil

@@ -83,3 +83,38 @@ func roundTrip(t *testing.T, m map[string]any) map[string]any {
 	}
 	return out
 }
+
+// FuzzNameSyntax checks the invariants of the one name syntax: a name it
+// accepts is 1 to 128 ASCII letters, digits, '_', '-' (and '.' where
+// allowed), neither starts nor ends with '-' or '.', holds no "..", and a
+// session name splits back out of "session.job" whole.
+func FuzzNameSyntax(f *testing.F) {
+	for _, s := range []string{"web", "..", "a.b", "a..b", "-x", "x-", "_", "a/b", "a\x00b", "é", "web-1_x", strings.Repeat("a", 129)} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, dots bool) {
+		err := checkName(s, "name", dots)
+		if err != nil {
+			if e := AsError(err); e.Errno != 400 || !strings.HasPrefix(e.Reason, "name: ") {
+				t.Fatalf("%q: error %v is not a 400 naming the field", s, err)
+			}
+			return
+		}
+		if s == "" || len(s) > maxNameLen || strings.Contains(s, "..") || strings.ContainsAny(s[:1]+s[len(s)-1:], "-.") {
+			t.Fatalf("%q accepted", s)
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' && dots
+			if !ok {
+				t.Fatalf("%q accepted with byte %q", s, c)
+			}
+		}
+		if !dots {
+			if sid, job := SplitName(s + ".j.k"); sid != s || job != "j.k" {
+				t.Fatalf("%q: SplitName gives %q, %q", s, sid, job)
+			}
+		}
+	})
+}

@@ -725,24 +725,21 @@ func TestLegacyNames(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"web": "default.web", "app:web": "app.web", "app.web": "app.web", "default:a.b": "default.a.b",
-		"default:x:y": "default.x:y", "g:x:y": "g.x:y",
 	} {
 		sid, job, err := lgSplit(name)
 		if err != nil || sid+"."+job != want {
 			t.Errorf("lgSplit(%q) = %q, %q, %v; want %s", name, sid, job, err, want)
 		}
 	}
-	for _, bad := range []string{"", ":web", "app:", "a.b:c", "app."} {
+	// ':' is not part of the name syntax (ValidateName): "g:x:y" is refused.
+	for _, bad := range []string{"", ":web", "app:", "a.b:c", "app.", "default:x:y", "g:x:y"} {
 		if _, _, err := lgSplit(bad); err == nil {
 			t.Errorf("lgSplit(%q) accepted", bad)
 		}
 	}
-	// A session with ':' is reached with the dotted form.
+	// A session with ':' cannot exist, so "g:n" is never ambiguous.
 	f := lgNewFixture(t, ServerOptions{}, nil)
-	if err := f.m.Load("a:b", childConfig(t, "c", "sleep", map[string]string{}), nil, false); err != nil {
-		t.Fatal(err)
-	}
-	if v := f.ok("GET", "/processes/a:b.c", "").(map[string]any); v["name"] != "a:b.c" {
-		t.Fatalf("GET /processes/a:b.c: %v", v)
+	if err := f.m.Load("a:b", childConfig(t, "c", "sleep", map[string]string{}), nil, false); err == nil {
+		t.Fatal("a session named a:b was loaded")
 	}
 }

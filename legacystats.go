@@ -16,13 +16,26 @@ import (
 const lgStatsInterval = time.Second
 
 // lgProcStats is a process's stats object in the 0.4 form: pid is the OS
-// pid and id the internal one (our os_pid is kept).
+// pid and id the internal one (our os_pid is kept). Its children (OS
+// processes, with no internal id) get their OS pid as pid too.
 func lgProcStats(st ProcStats) map[string]any {
 	buf, _ := json.Marshal(st)
 	m := map[string]any{}
 	json.Unmarshal(buf, &m)
 	m["id"], m["pid"], m["os_pid"] = st.Pid, st.OSPid, st.OSPid
+	lgChildPids(m)
 	return m
+}
+
+// lgChildPids sets pid to os_pid in every child of a stats object.
+func lgChildPids(m map[string]any) {
+	kids, _ := m["children"].([]any)
+	for _, k := range kids {
+		if c, ok := k.(map[string]any); ok {
+			c["pid"] = c["os_pid"]
+			lgChildPids(c)
+		}
+	}
 }
 
 // lgJobStats is a job's stats object in the 0.4 form.

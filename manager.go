@@ -20,6 +20,12 @@ type Options struct {
 	// SpawnRetryDelay is the wait before trying again to spawn a job whose
 	// last spawn failed (the executable vanished, say). Default 1 s.
 	SpawnRetryDelay time.Duration
+	// MaxProcesses bounds a job's numprocesses and scale target
+	// ([gaffer] max_processes); 0 means DefaultMaxProcesses.
+	MaxProcesses int
+	// MaxGracefulTimeout bounds a job's graceful_timeout and a commit's
+	// ([gaffer] max_graceful_timeout); 0 means DefaultMaxGracefulTimeout.
+	MaxGracefulTimeout time.Duration
 }
 
 // Manager supervises jobs grouped in sessions. It is safe for concurrent
@@ -129,7 +135,7 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 	if err := ValidateSession(sid); err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := m.validateJob(&cfg); err != nil {
 		return err
 	}
 	cfg = cfg.Clone()
@@ -304,7 +310,7 @@ func (m *Manager) unloadLocked(j *job) {
 // start with the new config. start = true also starts a stopped job. The
 // target becomes the new numprocesses.
 func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start bool) error {
-	if err := cfg.Validate(); err != nil {
+	if err := m.validateJob(&cfg); err != nil {
 		return err
 	}
 	cfg = cfg.Clone()
@@ -605,6 +611,9 @@ func (m *Manager) flapLocked(j *job, retry bool) {
 // stopped: it is never restarted and not counted in numprocesses. A
 // graceful timeout of 0 means the job's. It returns the internal pid.
 func (m *Manager) Commit(full string, graceful time.Duration, env map[string]string) (int, error) {
+	if err := m.opts.limits().checkGraceful("graceful_timeout", graceful); err != nil {
+		return 0, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, err := m.jobLocked(full)

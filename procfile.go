@@ -21,7 +21,8 @@ import (
 //	web: ./dummy.sh
 //	worker: sh -c 'while true; do echo "worker $PORT tick"; sleep 1; done'
 //
-// Names are made of letters, digits, '_' and '-'. Blank lines and lines
+// Names are made of letters, digits, '_' and '-' ('-' not first or last,
+// at most 128 bytes: the name syntax of ValidateName without '.'). Blank lines and lines
 // whose first non-blank character is '#' are ignored. Any other line that is
 // not "<name>: <command>" is an error, and so is a name used twice (the
 // original gaffer ignored bad lines and let a duplicate overwrite the first
@@ -37,7 +38,7 @@ type Procfile struct {
 
 // ProcfileEntry is one process type of a Procfile.
 type ProcfileEntry struct {
-	Name    string // process type, [A-Za-z0-9_-]+
+	Name    string // process type (see pfIsName)
 	Command string // the command line, trimmed, as written
 	Line    int    // 1-based line number in the file
 }
@@ -69,21 +70,11 @@ func pfErrorf(file string, line int, format string, args ...any) error {
 // silent truncation.
 const pfMaxLine = 1 << 20
 
-// pfMaxName matches the limit of ValidateName.
-const pfMaxName = 200
-
-// pfIsName reports whether s is a valid process type name: [A-Za-z0-9_-]+.
+// pfIsName reports whether s is a valid process type name: the name
+// syntax of ValidateName without '.' (a process type becomes a job name,
+// and "web.1" names instance 1 of web).
 func pfIsName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-			return false
-		}
-	}
-	return true
+	return nameProblem(s, false) == ""
 }
 
 // ParseProcfile reads a Procfile from r; name is the file name used in
@@ -110,11 +101,8 @@ func ParseProcfile(name string, r io.Reader) (*Procfile, error) {
 			return nil, pfErrorf(name, lineNo, "expected \"<name>: <command>\", found no ':'")
 		}
 		pname, cmd := line[:colon], strings.TrimSpace(line[colon+1:])
-		if !pfIsName(pname) {
-			return nil, pfErrorf(name, lineNo, "invalid process name %q: letters, digits, '_' and '-' only, directly followed by ':'", pname)
-		}
-		if len(pname) > pfMaxName {
-			return nil, pfErrorf(name, lineNo, "process name longer than %d bytes", pfMaxName)
+		if p := nameProblem(pname, false); p != "" {
+			return nil, pfErrorf(name, lineNo, "invalid process name %s: %s; the name is directly followed by ':'", quoteName(pname), p)
 		}
 		if cmd == "" {
 			return nil, pfErrorf(name, lineNo, "process %q has no command", pname)

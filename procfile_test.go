@@ -26,8 +26,8 @@ func TestParseProcfile(t *testing.T) {
 		{"no trailing newline", "web: ./dummy.sh", []ProcfileEntry{{"web", "./dummy.sh", 1}}},
 		{"no space after colon", "web:./dummy.sh -p 1\n", []ProcfileEntry{{"web", "./dummy.sh -p 1", 1}}},
 		{"tabs and trailing blanks", "web:\t ./a b  \t\n", []ProcfileEntry{{"web", "./a b", 1}}},
-		{"dash and underscore", "web-1: a\nmy_worker: b\n-x_: c\n", []ProcfileEntry{
-			{"web-1", "a", 1}, {"my_worker", "b", 2}, {"-x_", "c", 3}}},
+		{"dash and underscore", "web-1: a\nmy_worker: b\n_x-y_: c\n", []ProcfileEntry{
+			{"web-1", "a", 1}, {"my_worker", "b", 2}, {"_x-y_", "c", 3}}},
 		{"order kept, line numbers", "# c\nworker: w\n\nweb: x\nclock: y\n", []ProcfileEntry{
 			{"worker", "w", 2}, {"web", "x", 4}, {"clock", "y", 5}}},
 		{"colon in command", "web: ./srv --bind 0.0.0.0:5000 http://x\n", []ProcfileEntry{
@@ -70,7 +70,9 @@ func TestParseProcfileErrors(t *testing.T) {
 		{"unterminated quote", "web: echo 'a\n", `Procfile:1: process "web": unterminated single quote`},
 		{"unterminated double quote", "a: b\nweb: echo \"a\n", `Procfile:2: process "web": unterminated double quote`},
 		{"trailing backslash", "web: echo a\\\n", `Procfile:1: process "web": trailing backslash`},
-		{"long name", strings.Repeat("a", 201) + ": x\n", "Procfile:1: process name longer than 200 bytes"},
+		{"long name", strings.Repeat("a", 129) + ": x\n", `Procfile:1: invalid process name "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"…: is 129 bytes long (a name is at most 128)`},
+		{"leading dash", "-x: a\n", `Procfile:1: invalid process name "-x": must not start or end with '-'`},
+		{"control character", "we\x01b: a\n", `Procfile:1: invalid process name "we\x01b": must not contain '\x01'`},
 		{"long line", "a: b\n" + "web: " + strings.Repeat("x", pfMaxLine) + "\n", "Procfile:2: line longer than"},
 	}
 	for _, tt := range tests {

@@ -79,8 +79,8 @@ func (m *Manager) Scale(full string, op ScaleOp) (int, error) {
 	if t < 0 {
 		t = 0
 	}
-	if t > 100000 {
-		return 0, Errorf(CodeBadOperation, 400, "scale: %d processes is more than the limit of 100000", t)
+	if err := m.opts.limits().checkProcesses("scale", t); err != nil {
+		return 0, err
 	}
 	j.target = t
 	m.publish("update", "name", j.full)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,11 @@ type StateJob struct {
 	// APIChanged: a file job whose config, target or started/stopped
 	// state differs from the file's (or that was unloaded).
 	APIChanged bool
+	// FileHash is, for a file job, the hash of the file's version of the
+	// job when it was last applied (fileJobHash); "" in state files of
+	// earlier versions. At start, a file job whose hash differs is one
+	// the file changed since: the file wins over the API change.
+	FileHash string
 }
 
 // FullName returns "session.job".
@@ -59,6 +65,7 @@ type stJob struct {
 	State      string         `json:"state"`
 	Config     map[string]any `json:"config"`
 	GracefulNS int64          `json:"graceful_timeout_ns"`
+	FileHash   string         `json:"file_hash,omitempty"`
 }
 
 type stDoc struct {
@@ -105,8 +112,18 @@ func OpenState(dataDir string, logger *slog.Logger) (*StateFile, []StateJob, err
 			os.Remove(p)
 		}
 	}
-	jobs, err := stReadFile(sf.path)
+	jobs, refused, err := stReadJobs(sf.path)
 	if err == nil {
+		if len(refused) > 0 {
+			for _, r := range refused {
+				logger.Error("a saved job is refused by the checks of this gafferd; it is not restored", "path", sf.path, "job", r)
+			}
+			if p, berr := sf.Backup("unrestored"); berr != nil {
+				logger.Error("cannot keep a copy of the state file", "err", berr)
+			} else {
+				logger.Error("the state file was copied before it is rewritten without the refused jobs", "copy", p)
+			}
+		}
 		return sf, jobs, nil
 	}
 	if errors.Is(err, os.ErrNotExist) {
@@ -134,65 +151,79 @@ type stCorrupt struct{ msg string }
 func (e *stCorrupt) Error() string { return e.msg }
 
 // stReadFile reads and checks a state file; a content problem is a
-// *stCorrupt.
+// *stCorrupt, and so is a job that today's checks refuse.
 func stReadFile(path string) ([]StateJob, error) {
+	jobs, refused, err := stReadJobs(path)
+	if err == nil && len(refused) > 0 {
+		return nil, &stCorrupt{msg: refused[0]}
+	}
+	return jobs, err
+}
+
+// stReadJobs reads and checks a state file. A job whose session or config
+// today's checks refuse (a name or a limit an earlier version accepted) is
+// left out and described in refused; a problem of the file itself is a
+// *stCorrupt.
+func stReadJobs(path string) (jobs []StateJob, refused []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	corrupt := func(format string, args ...any) error {
 		return &stCorrupt{msg: fmt.Sprintf(format, args...)}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, corrupt("empty file")
+		return nil, nil, corrupt("empty file")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	var doc stDoc
 	if err := dec.Decode(&doc); err != nil {
-		return nil, corrupt("invalid JSON: %v", err)
+		return nil, nil, corrupt("invalid JSON: %v", err)
 	}
 	if dec.More() {
-		return nil, corrupt("data after the JSON document")
+		return nil, nil, corrupt("data after the JSON document")
 	}
 	if doc.Format != stFormat {
-		return nil, corrupt("unknown format %d (want %d)", doc.Format, stFormat)
+		return nil, nil, corrupt("unknown format %d (want %d)", doc.Format, stFormat)
 	}
-	jobs := make([]StateJob, 0, len(doc.Jobs))
+	jobs = make([]StateJob, 0, len(doc.Jobs))
 	seen := map[string]bool{}
 	for i, sj := range doc.Jobs {
 		where := fmt.Sprintf("jobs[%d]", i)
 		if err := ValidateSession(sj.Session); err != nil {
-			return nil, corrupt("%s: %v", where, err)
+			refused = append(refused, fmt.Sprintf("%s: %v", where, err))
+			continue
 		}
 		if sj.Origin != OriginAPI && sj.Origin != OriginFile {
-			return nil, corrupt("%s: unknown origin %q", where, sj.Origin)
+			return nil, nil, corrupt("%s: unknown origin %q", where, sj.Origin)
 		}
 		switch sj.State {
 		case JobRunning, JobStopped, JobNotStarted, JobFlapping, JobGaveUp, StateUnloaded:
 		default:
-			return nil, corrupt("%s: unknown state %q", where, sj.State)
+			return nil, nil, corrupt("%s: unknown state %q", where, sj.State)
 		}
 		if sj.Target < 0 {
-			return nil, corrupt("%s: negative numprocesses", where)
+			return nil, nil, corrupt("%s: negative numprocesses", where)
 		}
 		cfg, err := JobConfigFromMap(sj.Config)
 		if err != nil {
-			return nil, corrupt("%s: config: %v", where, err)
+			refused = append(refused, fmt.Sprintf("%s (%s.%v): config: %v", where, sj.Session, sj.Config["name"], err))
+			continue
 		}
 		if sj.GracefulNS > 0 {
 			cfg.GracefulTimeout = time.Duration(sj.GracefulNS)
 		}
 		j := StateJob{Session: sj.Session, Config: cfg, Target: sj.Target, State: sj.State,
-			Origin: sj.Origin, APIChanged: sj.APIChanged}
+			Origin: sj.Origin, APIChanged: sj.APIChanged, FileHash: sj.FileHash}
 		if seen[j.FullName()] {
-			return nil, corrupt("%s: job %s appears twice", where, j.FullName())
+			return nil, nil, corrupt("%s: job %s appears twice", where, j.FullName())
 		}
 		seen[j.FullName()] = true
 		jobs = append(jobs, j)
 	}
-	return jobs, nil
+	return jobs, refused, nil
 }
 
 // Save replaces the state file with jobs, atomically: the data goes to a
@@ -202,7 +233,8 @@ func (sf *StateFile) Save(jobs []StateJob) error {
 	doc := stDoc{Format: stFormat, Saved: time.Now().UTC().Format(time.RFC3339Nano), Jobs: make([]stJob, 0, len(jobs))}
 	for _, j := range jobs {
 		doc.Jobs = append(doc.Jobs, stJob{Session: j.Session, Origin: j.Origin, APIChanged: j.APIChanged,
-			Target: j.Target, State: j.State, Config: j.Config.Map(true), GracefulNS: int64(j.Config.GracefulTimeout)})
+			Target: j.Target, State: j.State, Config: j.Config.Map(true), GracefulNS: int64(j.Config.GracefulTimeout),
+			FileHash: j.FileHash})
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -301,7 +333,10 @@ func stWantsRun(s string) bool {
 //     started/stopped state differed from the file's when last saved)
 //     loads with the saved config, target and state: the API change wins
 //     over the file. A file job unloaded through the API stays unloaded.
-//     Editing the file and reloading (SIGHUP) makes the file win again.
+//   - Unless the file changed that job since: the state records the hash
+//     of the file's version of each file job as last applied (at start or
+//     by a reload); when the file's job now hashes differently, the file
+//     wins, at start as a reload (SIGHUP) would make it win.
 //   - A job of the state that the file no longer defines and that came
 //     from the file is not restored, API changes or not: removing a job
 //     from the file removes it, as a reload would.
@@ -318,7 +353,8 @@ func MergeState(fileJobs []SessionJob, saved []StateJob) []RestoreJob {
 		full := fj.FullName()
 		inFile[full] = true
 		s, ok := byName[full]
-		if ok && (s.Origin == OriginAPI || s.APIChanged) {
+		edited := ok && s.Origin == OriginFile && s.FileHash != "" && s.FileHash != fileJobHash(fj)
+		if ok && (s.Origin == OriginAPI || s.APIChanged) && !edited {
 			if s.State == StateUnloaded {
 				continue
 			}
@@ -584,7 +620,7 @@ func StateFromSnapshot(snap []JobSnapshot, fileJobs []SessionJob) []StateJob {
 		loaded[full] = true
 		sj := StateJob{Session: s.Session, Config: s.Config.Clone(), Target: s.Target, State: s.State, Origin: OriginAPI}
 		if fj, ok := files[full]; ok {
-			sj.Origin = OriginFile
+			sj.Origin, sj.FileHash = OriginFile, fileJobHash(fj)
 			want := fj.Config.Clone()
 			normalizeLogConfig(&want)
 			sj.APIChanged = !want.Equal(s.Config) || s.Target != fj.Config.NumProcesses ||
@@ -598,9 +634,20 @@ func StateFromSnapshot(snap []JobSnapshot, fileJobs []SessionJob) []StateJob {
 			continue
 		}
 		out = append(out, StateJob{Session: fj.Session, Config: fj.Config.Clone(), Target: fj.Config.NumProcesses,
-			State: StateUnloaded, Origin: OriginFile, APIChanged: true})
+			State: StateUnloaded, Origin: OriginFile, APIChanged: true, FileHash: fileJobHash(fj)})
 	}
 	return out
+}
+
+// fileJobHash is the hash of a job as the configuration file defines it:
+// SHA-256 of its session, its config (JobConfig.Map with secrets, so that
+// an env edit counts) and its start setting. It changes exactly when an
+// edit of the file changes what the job would load as.
+func fileJobHash(fj SessionJob) string {
+	data, _ := json.Marshal(map[string]any{"session": fj.Session, "config": fj.Config.Map(true),
+		"start": fj.Config.Start, "graceful_timeout_ns": int64(fj.Config.GracefulTimeout)})
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
 }
 
 var _ App = (*StateRecorder)(nil)

@@ -92,7 +92,6 @@ func TestStateCorruptMovedAside(t *testing.T) {
 		"empty":     func([]byte) []byte { return nil },
 		"garbage":   func([]byte) []byte { return []byte("\x00\x01not json") },
 		"format":    func(d []byte) []byte { return bytes.Replace(d, []byte(`"format": 1`), []byte(`"format": 99`), 1) },
-		"bad job":   func(d []byte) []byte { return bytes.Replace(d, []byte(`"name": "web"`), []byte(`"name": "we b"`), 1) },
 		"state": func(d []byte) []byte {
 			return bytes.Replace(d, []byte(`"state": "running"`), []byte(`"state": "dancing"`), 1)
 		},
@@ -475,5 +474,123 @@ func TestStateRecorderStopIgnoresShutdown(t *testing.T) {
 	}
 	if err := rec.Sync(context.Background()); err == nil {
 		t.Fatal("Sync after Stop succeeded")
+	}
+}
+
+// A saved job that this version's checks refuse (a name or a limit an
+// earlier version accepted) is left out, with an error naming it and a
+// copy of the file; the other jobs are restored.
+func TestStateRefusedJobKeepsTheOthers(t *testing.T) {
+	dir := t.TempDir()
+	sf, _, err := OpenState(dir, stQuietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.Save([]StateJob{
+		{Session: "default", Config: stCfg("web", 1), Target: 1, State: JobRunning, Origin: OriginAPI},
+		{Session: "default", Config: stCfg("bad", 1), Target: 1, State: JobRunning, Origin: OriginAPI},
+		{Session: "other", Config: stCfg("w", 1), Target: 1, State: JobRunning, Origin: OriginAPI},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(sf.Path())
+	data = bytes.Replace(data, []byte(`"name": "bad"`), []byte(`"name": ".."`), 1)
+	data = bytes.Replace(data, []byte(`"session": "other"`), []byte(`"session": "o:ther"`), 1)
+	os.WriteFile(sf.Path(), data, 0o600)
+	var logs bytes.Buffer
+	_, jobs, err := OpenState(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].FullName() != "default.web" {
+		t.Fatalf("restored %+v, want default.web alone", jobs)
+	}
+	copies, _ := filepath.Glob(filepath.Join(dir, StateFileName+".unrestored-*"))
+	if len(copies) != 1 {
+		t.Fatalf("copies of the state file: %v", copies)
+	}
+	if kept, _ := os.ReadFile(copies[0]); !bytes.Equal(kept, data) {
+		t.Fatal("the copy differs from the state file")
+	}
+	l := logs.String()
+	for _, want := range []string{"default...", `\"..\" must not start or end with '.'`, `sessionid: \"o:ther\" must not contain ':'`, copies[0]} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log lacks %q:\n%s", want, l)
+		}
+	}
+}
+
+// A file job changed through the API keeps its saved version across a
+// restart until the file changes that job: the state records the hash of
+// the file's version, and a different hash at start makes the file win.
+func TestMergeStateFileEditWins(t *testing.T) {
+	fileV1 := SessionJob{Session: "default", Config: stCfg("web", 1)}
+	gone := SessionJob{Session: "default", Config: stCfg("gone", 1)}
+	// The API scaled web to 5 and unloaded gone; the recorder saw file v1.
+	snap := []JobSnapshot{{Session: "default", Config: fileV1.Config, Target: 5, State: JobRunning}}
+	saved := StateFromSnapshot(snap, []SessionJob{fileV1, gone})
+	for _, s := range saved {
+		if s.FileHash == "" || !s.APIChanged {
+			t.Fatalf("record %+v: want api_changed and a file hash", s)
+		}
+	}
+	// Round trip through the file keeps the hash.
+	sf, _, err := OpenState(t.TempDir(), stQuietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.Save(saved); err != nil {
+		t.Fatal(err)
+	}
+	if saved, err = stReadFile(sf.Path()); err != nil || saved[0].FileHash == "" {
+		t.Fatalf("read back %+v %v", saved, err)
+	}
+
+	byName := func(rs []RestoreJob) map[string]RestoreJob {
+		out := map[string]RestoreJob{}
+		for _, r := range rs {
+			out[r.FullName()] = r
+		}
+		return out
+	}
+	// The file unchanged: the API's changes stay.
+	got := byName(MergeState([]SessionJob{fileV1, gone}, saved))
+	if r, ok := got["default.web"]; !ok || r.Target != 5 {
+		t.Errorf("unedited file: web %+v, want the API's target 5", r)
+	}
+	if _, ok := got["default.gone"]; ok {
+		t.Error("unedited file: the job unloaded through the API came back")
+	}
+	// Each kind of edit of the job in the file makes the file win.
+	edits := map[string]func(*JobConfig){
+		"numprocesses": func(c *JobConfig) { c.NumProcesses = 2 },
+		"cmd":          func(c *JobConfig) { c.Cmd = "/bin/sleep 300" },
+		"env":          func(c *JobConfig) { c.Env = map[string]string{"A": "1"} },
+		"start":        func(c *JobConfig) { c.Start = false },
+		"graceful":     func(c *JobConfig) { c.GracefulTimeout = 31*time.Second + time.Millisecond },
+	}
+	for name, edit := range edits {
+		web, gone2 := fileV1, gone
+		web.Config, gone2.Config = fileV1.Config.Clone(), gone.Config.Clone()
+		edit(&web.Config)
+		edit(&gone2.Config)
+		got := byName(MergeState([]SessionJob{web, gone2}, saved))
+		want := web.Config.NumProcesses
+		if r, ok := got["default.web"]; !ok || r.Target != want || r.Config.Cmd != web.Config.Cmd || r.Start != web.Config.Start {
+			t.Errorf("%s edited: web %+v, want the file's version", name, r)
+		}
+		if _, ok := got["default.gone"]; !ok {
+			t.Errorf("%s edited: the unloaded job the file changed did not come back", name)
+		}
+	}
+	// A state of an earlier version (no hash): the saved version wins, as before.
+	for i := range saved {
+		saved[i].FileHash = ""
+	}
+	web := fileV1
+	web.Config = fileV1.Config.Clone()
+	web.Config.NumProcesses = 2
+	if r := byName(MergeState([]SessionJob{web}, saved))["default.web"]; r.Target != 5 {
+		t.Errorf("no hash: web %+v, want the saved target 5", r)
 	}
 }

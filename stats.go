@@ -3,36 +3,73 @@ package gaffer
 import (
 	"fmt"
 	"math"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
-// ProcStats are the figures of one process: the five fields of the
-// original (reference §8.1) and numeric ones a program can use.
+// ProcStats are the figures of one process: the fields of the documented
+// stats message (mem_info1, mem_info2, cpu, mem, ctime, pid, username,
+// nice, cmdline, children) and numeric ones a program can use.
+//
+// children lists the stats of the process's child processes (each with
+// its own children, at most statsMaxChildren entries in all, statsMaxDepth
+// levels deep). They are not gaffer processes: they have no internal pid,
+// so a child's "pid" is absent and "os_pid" is its OS pid; its cpu is the
+// average since it started. num_children counts the direct children, also
+// past the bound. cmdline is the command line the OS reports (arguments
+// joined by spaces), with the values of the job's secret-looking variables
+// (IsSecretName) replaced by ********, since stats only need the read
+// right. A field the OS does not give is "N/A" (0 for the numeric ones).
 type ProcStats struct {
-	MemInfo1   any     `json:"mem_info1"` // RSS, human-readable ("12M"), or "N/A"
-	MemInfo2   any     `json:"mem_info2"` // VMS, human-readable, or "N/A"
-	CPU        any     `json:"cpu"`       // percent of one core since the last sample, or "N/A"
-	Mem        any     `json:"mem"`       // RSS as a percent of physical memory, or "N/A"
-	CTime      string  `json:"ctime"`     // total CPU time, M:SS.cc
-	RSSBytes   int64   `json:"rss_bytes"`
-	VMSBytes   int64   `json:"vms_bytes"`
-	CPUPercent float64 `json:"cpu_percent"`
-	CPUSeconds float64 `json:"cpu_seconds"`
-	NumThreads int     `json:"num_threads"`
-	NumFDs     int     `json:"num_fds"`
-	Children   int     `json:"children"`
-	Pid        int     `json:"pid,omitempty"`
-	OSPid      int     `json:"os_pid,omitempty"`
+	MemInfo1    any         `json:"mem_info1"` // RSS, human-readable ("12M"), or "N/A"
+	MemInfo2    any         `json:"mem_info2"` // VMS, human-readable, or "N/A"
+	CPU         any         `json:"cpu"`       // percent of one core since the last sample, or "N/A"
+	Mem         any         `json:"mem"`       // RSS as a percent of physical memory, or "N/A"
+	CTime       string      `json:"ctime"`     // total CPU time, M:SS.cc
+	Pid         int         `json:"pid,omitempty"`
+	OSPid       int         `json:"os_pid,omitempty"`
+	Username    string      `json:"username"` // owner (real uid), its number when it has no name, or "N/A"
+	Nice        any         `json:"nice"`     // an integer, or "N/A"
+	Cmdline     string      `json:"cmdline"`  // or "N/A"
+	Children    []ProcStats `json:"children"`
+	RSSBytes    int64       `json:"rss_bytes"`
+	VMSBytes    int64       `json:"vms_bytes"`
+	CPUPercent  float64     `json:"cpu_percent"`
+	CPUSeconds  float64     `json:"cpu_seconds"`
+	NumThreads  int         `json:"num_threads"`
+	NumFDs      int         `json:"num_fds"`
+	NumChildren int         `json:"num_children"`
 }
 
-// rawStats is what the platform code reads about a process.
+// Bounds of the children listed in a stats message.
+const (
+	statsMaxChildren = 64
+	statsMaxDepth    = 4
+)
+
+// rawStats is what the platform code reads about a process from its
+// status (cheap: /metrics reads it for every process).
 type rawStats struct {
 	rss, vms   int64
 	cpuSeconds float64
 	threads    int
 	fds        int
-	children   int
+	nice       int
+	niceOK     bool
+	started    float64 // start time in the platform's clock (see processAge); 0 when unknown
 	ok         bool
+}
+
+// rawDetails is what the platform code reads for a stats message on top
+// of rawStats.
+type rawDetails struct {
+	uid      int // real uid; -1 when unknown
+	cmdline  []string
+	children []int // OS pids of the direct children
 }
 
 // humanSize formats a byte count as the original did: "1023B", "12K",
@@ -63,10 +100,10 @@ func formatCTime(sec float64) string {
 // Stats samples the process's figures now. CPU percent covers the time
 // since the previous sample (or since the start for the first one).
 func (p *Process) Stats() ProcStats {
-	st := ProcStats{Pid: p.ID, OSPid: p.OSPid}
 	raw := readStats(p.OSPid)
+	st := ProcStats{Pid: p.ID, OSPid: p.OSPid, Children: []ProcStats{}}
 	if !raw.ok {
-		st.MemInfo1, st.MemInfo2, st.CPU, st.Mem, st.CTime = "N/A", "N/A", "N/A", "N/A", "N/A"
+		statsUnknown(&st)
 		return st
 	}
 	now := time.Now()
@@ -76,15 +113,26 @@ func (p *Process) Stats() ProcStats {
 	if wall > 0 {
 		cpu = (raw.cpuSeconds - p.lastCPU) / wall * 100
 	}
-	if cpu < 0 {
-		cpu = 0
-	}
 	p.lastCPU, p.lastWall = raw.cpuSeconds, now
 	p.statsMu.Unlock()
-	cpu = math.Round(cpu*10) / 10
+	budget := statsMaxChildren
+	statsFill(&st, raw, cpu, statsMasker(p.Env), 0, &budget)
+	return st
+}
+
+// statsUnknown marks every figure of st as not available.
+func statsUnknown(st *ProcStats) {
+	st.MemInfo1, st.MemInfo2, st.CPU, st.Mem, st.CTime = "N/A", "N/A", "N/A", "N/A", "N/A"
+	st.Username, st.Nice, st.Cmdline = "N/A", "N/A", "N/A"
+}
+
+// statsFill sets the figures of st (whose OSPid is set) from raw, with
+// cpu the percent to report, then its details and its children.
+func statsFill(st *ProcStats, raw rawStats, cpu float64, mask func(string) string, depth int, budget *int) {
+	cpu = math.Round(max(cpu, 0)*10) / 10
 	st.RSSBytes, st.VMSBytes = raw.rss, raw.vms
 	st.CPUPercent, st.CPUSeconds = cpu, raw.cpuSeconds
-	st.NumThreads, st.NumFDs, st.Children = raw.threads, raw.fds, raw.children
+	st.NumThreads, st.NumFDs = raw.threads, raw.fds
 	st.MemInfo1, st.MemInfo2 = humanSize(raw.rss), humanSize(raw.vms)
 	st.CPU = cpu
 	if total := totalMemory(); total > 0 {
@@ -93,5 +141,71 @@ func (p *Process) Stats() ProcStats {
 		st.Mem = "N/A"
 	}
 	st.CTime = formatCTime(raw.cpuSeconds)
-	return st
+	st.Nice = "N/A"
+	if raw.niceOK {
+		st.Nice = raw.nice
+	}
+	det := readDetails(st.OSPid)
+	st.Username = statsUsername(det.uid)
+	st.Cmdline = mask(strings.Join(det.cmdline, " "))
+	st.NumChildren = len(det.children)
+	for _, pid := range det.children {
+		if depth >= statsMaxDepth || *budget <= 0 {
+			break
+		}
+		craw := readStats(pid)
+		if !craw.ok {
+			continue // exited meanwhile
+		}
+		*budget--
+		ccpu := 0.0
+		if age := processAge(craw.started); age > 0 {
+			ccpu = craw.cpuSeconds / age * 100
+		}
+		child := ProcStats{OSPid: pid, Children: []ProcStats{}}
+		statsFill(&child, craw, ccpu, mask, depth+1, budget)
+		st.Children = append(st.Children, child)
+	}
+}
+
+// statsMasker returns a function that replaces, in a command line, the
+// values of env's secret-looking variables (4 bytes or longer) by ********.
+func statsMasker(env map[string]string) func(string) string {
+	var secrets []string
+	for k, v := range env {
+		if len(v) >= 4 && IsSecretName(k) {
+			secrets = append(secrets, v)
+		}
+	}
+	if len(secrets) == 0 {
+		return func(s string) string { return s }
+	}
+	// Longest first, so that a secret holding another is masked whole.
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	return func(s string) string {
+		for _, v := range secrets {
+			s = strings.ReplaceAll(s, v, "********")
+		}
+		return s
+	}
+}
+
+// statsUsers caches uid → user name lookups.
+var statsUsers sync.Map
+
+// statsUsername names a uid: the user's name, else the number ("N/A" when
+// the uid is unknown).
+func statsUsername(uid int) string {
+	if uid < 0 {
+		return "N/A"
+	}
+	if name, ok := statsUsers.Load(uid); ok {
+		return name.(string)
+	}
+	name := strconv.Itoa(uid)
+	if u, err := user.LookupId(name); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	statsUsers.Store(uid, name)
+	return name
 }

@@ -228,3 +228,57 @@ func TestStateConsistentAfterSIGKILLDuringBurst(t *testing.T) {
 		t.Errorf("unexpected jobs restored: %v", have)
 	}
 }
+
+// The README's rule: an API change of a file job survives a restart until
+// the file itself changes that job; then the file's version runs, at a
+// restart as at a SIGHUP.
+func TestStateFileEditWinsAfterRestart(t *testing.T) {
+	dir, script := stSetup(t)
+	g := stStart(t, dir)
+	g.must("POST", "/jobs/default/fjob/numprocesses", `{"scale": "=3"}`)
+	g.waitFor(10*time.Second, "3 processes of fjob", func() bool { return g.pids("default.fjob") == 3 })
+	g.stop(syscall.SIGTERM)
+
+	// No edit: the API's numprocesses survives.
+	g = stStart(t, dir)
+	if n := g.numprocesses("default.fjob"); n != 3 {
+		t.Fatalf("unedited file: numprocesses %d after restart, want the API's 3", n)
+	}
+	g.waitFor(10*time.Second, "3 processes of fjob", func() bool { return g.pids("default.fjob") == 3 })
+	g.stop(syscall.SIGTERM)
+
+	// Edit the job in the file (numprocesses and cmd) while gafferd is
+	// stopped: the file's version runs.
+	script2 := filepath.Join(dir, "watch2.sh")
+	data, _ := os.ReadFile(script)
+	if err := os.WriteFile(script2, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ini := filepath.Join(dir, "gaffer.ini")
+	cfg, _ := os.ReadFile(ini)
+	edited := strings.Replace(strings.Replace(string(cfg), "numprocesses = 1", "numprocesses = 2", 1), "cmd = "+script, "cmd = "+script2, 1)
+	if edited == string(cfg) {
+		t.Fatal("the config was not edited")
+	}
+	os.WriteFile(ini, []byte(edited), 0o644)
+	g = stStart(t, dir)
+	if n := g.numprocesses("default.fjob"); n != 2 {
+		t.Fatalf("edited file: numprocesses %d after restart, want the file's 2", n)
+	}
+	if cmd := g.job("default.fjob").Config["cmd"]; cmd != script2 {
+		t.Fatalf("edited file: cmd %v after restart, want the file's %s", cmd, script2)
+	}
+	g.waitFor(10*time.Second, "2 processes of fjob", func() bool { return g.pids("default.fjob") == 2 })
+
+	// From here the file's version is the one in force: a new API change
+	// survives the next restart again.
+	g.must("POST", "/jobs/default/fjob/numprocesses", `{"scale": "=4"}`)
+	g.stop(syscall.SIGTERM)
+	g = stStart(t, dir)
+	if n := g.numprocesses("default.fjob"); n != 4 {
+		t.Fatalf("after the edit, an API change: numprocesses %d after restart, want 4", n)
+	}
+	if cmd := g.job("default.fjob").Config["cmd"]; cmd != script2 {
+		t.Fatalf("cmd %v, want %s", cmd, script2)
+	}
+}
