@@ -232,6 +232,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		}
 		d.apps = append(d.apps, app)
 	}
+	mtAttach(d) // GET /metrics reports the apps' figures (webhooks)
 	if ready != nil {
 		ready()
 	}
@@ -274,6 +275,7 @@ loop:
 
 // shutdown stops the apps, every process (gracefully) and the listeners.
 func (d *Daemon) shutdown() {
+	mtDetach(d)
 	for i := len(d.apps) - 1; i >= 0; i-- {
 		d.apps[i].Stop()
 	}
