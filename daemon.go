@@ -241,6 +241,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		}
 		d.apps = append(d.apps, app)
 	}
+	mtAttach(d) // GET /metrics reports the apps' figures (webhooks)
 	if ready != nil {
 		ready()
 	}
@@ -283,6 +284,7 @@ loop:
 
 // shutdown stops the apps, every process (gracefully) and the listeners.
 func (d *Daemon) shutdown() {
+	mtDetach(d)
 	for i := len(d.apps) - 1; i >= 0; i-- {
 		if d.apps[i] != App(d.hooks) {
 			d.apps[i].Stop()

@@ -2,8 +2,8 @@ package gaffer
 
 import (
 	"math"
+	"mime"
 	"net/http"
-	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -12,13 +12,25 @@ import (
 	"unicode/utf8"
 )
 
-// GET /metrics: the Prometheus text exposition format (version 0.0.4),
-// written by hand. Job and process figures are given for the jobs the
-// caller's key can read; gafferd's own figures (goroutines, memory, event
-// counters) for any key that passes authentication, as they name no job.
+// GET /metrics: the Prometheus text exposition format (version 0.0.4), or
+// OpenMetrics 1.0 when the Accept header prefers it, written by hand.
+//
+// Job and process figures are given for the jobs the caller's key can
+// read, labelled session and name (not "job", which is the label a
+// Prometheus server gives its scrape target). Per-process figures carry a
+// "slot" label, the process's place in its job (0 to numprocesses-1, a
+// replacement takes the slot of the process it replaces), never its pid:
+// a pid label would make a new series at every restart. gafferd's own
+// figures use the standard process_* and go_* names (metrics_self.go);
+// they and the event counters are given to any key that passes
+// authentication, as they name no job; the webhook counters, which name
+// receivers, to keys that can manage every job.
 
-// MetricsContentType is the Content-Type of GET /metrics.
+// MetricsContentType is the Content-Type of GET /metrics in the text format.
 const MetricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// mtOpenMetricsType is the Content-Type of GET /metrics in OpenMetrics.
+const mtOpenMetricsType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 // mtJobStates lists the states of the gaffer_job_state state set.
 var mtJobStates = []string{JobRunning, JobStopped, JobNotStarted, JobFlapping, JobGaveUp}
@@ -67,29 +79,40 @@ func (f *mtFamily) add(v float64, labels ...string) {
 	f.samples = append(b, '\n')
 }
 
-// bytes renders every family that has samples.
-func (mw *mtWriter) bytes() []byte {
+// bytes renders every family that has samples in the text format, or in
+// OpenMetrics: there a counter family is named without its _total suffix
+// (its samples keep it), HELP escapes double quotes too, and the
+// exposition ends with "# EOF".
+func (mw *mtWriter) bytes(openMetrics bool) []byte {
 	var b []byte
 	for _, f := range mw.fams {
 		if len(f.samples) == 0 {
 			continue
 		}
+		name := f.name
+		if openMetrics && f.typ == "counter" {
+			name = strings.TrimSuffix(name, "_total")
+		}
 		b = append(b, "# HELP "...)
-		b = append(b, f.name...)
+		b = append(b, name...)
 		b = append(b, ' ')
-		b = mtEscape(b, f.help, false)
+		b = mtEscape(b, f.help, openMetrics)
 		b = append(b, "\n# TYPE "...)
-		b = append(b, f.name...)
+		b = append(b, name...)
 		b = append(b, ' ')
 		b = append(b, f.typ...)
 		b = append(b, '\n')
 		b = append(b, f.samples...)
 	}
+	if openMetrics {
+		b = append(b, "# EOF\n"...)
+	}
 	return b
 }
 
 // mtEscape appends s escaped as the format wants: backslash and newline
-// always, the double quote in label values. Invalid UTF-8 is replaced.
+// always, the double quote in label values (and in OpenMetrics HELP).
+// Invalid UTF-8 is replaced.
 func mtEscape(b []byte, s string, quote bool) []byte {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
@@ -121,12 +144,44 @@ func mtAppendValue(b []byte, v float64) []byte {
 	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }
 
+// mtWantsOpenMetrics tells whether an Accept header prefers OpenMetrics to
+// the text format: its q is above zero and not below that of text/plain
+// (or of the wildcards that stand for it).
+func mtWantsOpenMetrics(accept string) bool {
+	om, text := -1.0, -1.0
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		switch mt {
+		case "application/openmetrics-text":
+			om = max(om, q)
+		case "text/plain", "text/*", "*/*":
+			text = max(text, q)
+		}
+	}
+	return om > 0 && om >= text
+}
+
 // handleMetrics serves GET /metrics.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	body := s.metrics(caller(r)).bytes()
+	om := mtWantsOpenMetrics(r.Header.Get("Accept"))
+	body := s.metrics(caller(r)).bytes(om)
 	h := w.Header()
-	h.Set("Content-Type", MetricsContentType)
+	if om {
+		h.Set("Content-Type", mtOpenMetricsType)
+	} else {
+		h.Set("Content-Type", MetricsContentType)
+	}
 	h.Set("Cache-Control", "no-cache")
+	h.Set("Vary", "Accept")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(200)
 	if r.Method != http.MethodHead {
@@ -138,8 +193,6 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 func (s *Server) metrics(k *Key) *mtWriter {
 	mw := &mtWriter{}
 	info := mw.family("gaffer_build_info", "gauge", "Version of gafferd (always 1).")
-	goroutines := mw.family("gaffer_goroutines", "gauge", "Goroutines of gafferd.")
-	selfRSS := mw.family("gaffer_resident_memory_bytes", "gauge", "Resident memory of gafferd itself.")
 	published := mw.family("gaffer_events_published_total", "counter", "Events published on the event bus.")
 	drops := mw.family("gaffer_events_dropped_total", "counter", "Events lost because a subscriber's queue was full (the subscriber is cut off).")
 
@@ -152,31 +205,32 @@ func (s *Server) metrics(k *Key) *mtWriter {
 	state := mw.family("gaffer_job_state", "gauge", "State of the job: 1 for the current state, 0 for the others.")
 	spawnErr := mw.family("gaffer_job_spawn_failing", "gauge", "1 while the job's processes cannot be spawned (see spawn_error in the job info).")
 
-	pinfo := mw.family("gaffer_process_info", "gauge", "One live process: its internal pid, OS pid and whether it is committed (always 1).")
-	start := mw.family("gaffer_process_start_time_seconds", "gauge", "Start time of the process, in seconds since the Unix epoch.")
-	cpu := mw.family("gaffer_process_cpu_seconds_total", "counter", "User and system CPU time of the process.")
-	rss := mw.family("gaffer_process_resident_memory_bytes", "gauge", "Resident memory of the process.")
-	vms := mw.family("gaffer_process_virtual_memory_bytes", "gauge", "Virtual memory of the process.")
-	fds := mw.family("gaffer_process_open_fds", "gauge", "Open file descriptors of the process.")
-	threads := mw.family("gaffer_process_threads", "gauge", "Threads of the process.")
+	start := mw.family("gaffer_process_start_time_seconds", "gauge", "Start time of the process in its slot, in seconds since the Unix epoch.")
+	cpu := mw.family("gaffer_process_cpu_seconds_total", "counter", "User and system CPU time of the process in its slot (restarts from 0 with a new process).")
+	rss := mw.family("gaffer_process_resident_memory_bytes", "gauge", "Resident memory of the process in its slot.")
+	vms := mw.family("gaffer_process_virtual_memory_bytes", "gauge", "Virtual memory of the process in its slot.")
+	fds := mw.family("gaffer_process_open_fds", "gauge", "Open file descriptors of the process in its slot.")
+	threads := mw.family("gaffer_process_threads", "gauge", "Threads of the process in its slot.")
 
 	info.add(1, "version", Version, "compat", CompatVersion, "goversion", runtime.Version())
-	goroutines.add(float64(runtime.NumGoroutine()))
-	if mtResourceStats {
-		if raw := readStats(os.Getpid()); raw.ok {
-			selfRSS.add(float64(raw.rss))
-		}
-	}
 	published.add(float64(s.m.Events().Published()))
 	drops.add(float64(s.m.Events().Drops()))
 
 	jobs := s.m.AllJobInfo(func(string) bool { return false })
+	slots := mtSlotsOf(s.m)
+	slots.keepJobs(jobs)
 	for _, j := range jobs {
+		procs, err := s.m.JobProcesses(j.Name)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		sort.Slice(procs, func(a, b int) bool { return procs[a].ID < procs[b].ID })
+		slot := slots.assign(j.Name, procs)
 		if !k.CanRead(j.Name) {
 			continue
 		}
-		sid, _ := SplitName(j.Name)
-		jl := []string{"session", sid, "job", j.Name}
+		sid, name := SplitName(j.Name)
+		jl := []string{"session", sid, "name", name}
 		desired.add(float64(j.MaxProcesses), jl...)
 		running.add(float64(j.Running), jl...)
 		committed.add(float64(j.RunningOut), jl...)
@@ -190,10 +244,10 @@ func (s *Server) metrics(k *Key) *mtWriter {
 			if st == j.State {
 				v = 1
 			}
-			state.add(v, "session", sid, "job", j.Name, "state", st)
+			state.add(v, "session", sid, "name", name, "state", st)
 		}
 		if !slices.Contains(mtJobStates, j.State) {
-			state.add(1, "session", sid, "job", j.Name, "state", j.State)
+			state.add(1, "session", sid, "name", name, "state", j.State)
 		}
 		failing := 0.0
 		if j.SpawnError != "" {
@@ -201,15 +255,8 @@ func (s *Server) metrics(k *Key) *mtWriter {
 		}
 		spawnErr.add(failing, jl...)
 
-		procs, err := s.m.JobProcesses(j.Name)
-		if err != nil {
-			continue // unloaded meanwhile
-		}
-		sort.Slice(procs, func(a, b int) bool { return procs[a].ID < procs[b].ID })
 		for _, p := range procs {
-			pid := strconv.Itoa(p.ID)
-			pl := []string{"session", sid, "job", j.Name, "pid", pid}
-			pinfo.add(1, "session", sid, "job", j.Name, "pid", pid, "os_pid", strconv.Itoa(p.OSPid), "committed", strconv.FormatBool(p.Once))
+			pl := []string{"session", sid, "name", name, "slot", strconv.Itoa(slot[p.ID])}
 			start.add(float64(p.Created.UnixNano())/1e9, pl...)
 			if !mtResourceStats {
 				continue
@@ -225,6 +272,10 @@ func (s *Server) metrics(k *Key) *mtWriter {
 			threads.add(float64(raw.threads), pl...)
 		}
 	}
+	if k.CanManageAll() {
+		mtWebhookFigures(mw, s)
+	}
+	mtSelfFigures(mw)
 	return mw
 }
 

@@ -2,7 +2,9 @@ package gaffer
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,6 +37,24 @@ var (
 // the rest of its family, a family declared twice, a duplicate series, or
 // a missing final newline.
 func mtParse(t *testing.T, text string) ([]mtSample, map[string]string) {
+	t.Helper()
+	return mtParseFormat(t, text, false)
+}
+
+// mtParseOpenMetrics checks text against OpenMetrics 1.0 the same way: a
+// counter family is named without _total and its samples with it, HELP
+// may escape double quotes, and the exposition ends with "# EOF". The
+// types are returned by sample name.
+func mtParseOpenMetrics(t *testing.T, text string) ([]mtSample, map[string]string) {
+	t.Helper()
+	body, ok := strings.CutSuffix(text, "# EOF\n")
+	if !ok || strings.Contains(body, "# EOF") {
+		t.Fatalf("an OpenMetrics exposition ends with one # EOF line: %q", text[max(0, len(text)-80):])
+	}
+	return mtParseFormat(t, body, true)
+}
+
+func mtParseFormat(t *testing.T, text string, om bool) ([]mtSample, map[string]string) {
 	t.Helper()
 	if text == "" || !strings.HasSuffix(text, "\n") {
 		t.Fatalf("the exposition must end with a newline: %q", text)
@@ -75,7 +96,7 @@ func mtParse(t *testing.T, text string) ([]mtSample, map[string]string) {
 				}
 				helps[name] = true
 				if len(f) == 4 {
-					mtUnescape(t, f[3], false, fail)
+					mtUnescape(t, f[3], om, fail)
 				}
 			case "TYPE":
 				if _, ok := types[name]; ok {
@@ -84,16 +105,26 @@ func mtParse(t *testing.T, text string) ([]mtSample, map[string]string) {
 				if len(f) != 4 || !slices.Contains([]string{"counter", "gauge", "histogram", "summary", "untyped"}, f[3]) {
 					fail("bad TYPE")
 				}
+				if om && f[3] == "counter" && strings.HasSuffix(name, "_total") {
+					fail("an OpenMetrics counter family is named without _total")
+				}
 				types[name] = f[3]
 			}
 			continue
 		}
 		s := mtParseSample(t, line, fail)
-		if types[s.name] == "" {
-			fail("sample before the TYPE of %s", s.name)
+		fam := s.name
+		if om && types[current] == "counter" {
+			var ok bool
+			if fam, ok = strings.CutSuffix(s.name, "_total"); !ok {
+				fail("an OpenMetrics counter sample is named <family>_total")
+			}
 		}
-		if s.name != current {
-			fail("sample of %s inside family %s", s.name, current)
+		if types[fam] == "" {
+			fail("sample before the TYPE of %s", fam)
+		}
+		if fam != current {
+			fail("sample of %s inside family %s", fam, current)
 		}
 		var keys []string
 		for k, v := range s.labels {
@@ -107,18 +138,23 @@ func mtParse(t *testing.T, text string) ([]mtSample, map[string]string) {
 		series[id] = true
 		out = append(out, s)
 	}
+	bySample := map[string]string{}
 	for name, typ := range types {
-		if typ == "counter" && !strings.HasSuffix(name, "_total") {
+		if typ == "counter" && !om && !strings.HasSuffix(name, "_total") {
 			t.Errorf("counter %s does not end in _total", name)
 		}
 		if !helps[name] {
 			t.Errorf("family %s has no HELP", name)
 		}
-		if !strings.HasPrefix(name, "gaffer_") {
-			t.Errorf("family %s is not named gaffer_…", name)
+		if !strings.HasPrefix(name, "gaffer_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "go_") {
+			t.Errorf("family %s is not named gaffer_…, process_… or go_…", name)
 		}
+		if om && typ == "counter" {
+			name += "_total"
+		}
+		bySample[name] = typ
 	}
-	return out, types
+	return out, bySample
 }
 
 // mtUnescape decodes an escaped HELP text or label value, failing on an
@@ -267,24 +303,57 @@ func TestMetricsEscaping(t *testing.T) {
 	mw := &mtWriter{}
 	f := mw.family("gaffer_test_total", "counter", "Back\\slash and\nnewline \"kept\".")
 	mw.family("gaffer_empty", "gauge", "No sample: not written.")
-	f.add(1.5, "job", "a\\b\"c\nd", "other", "x")
-	f.add(math.Inf(1), "job", "inf")
-	f.add(1e21, "job", "big")
-	text := string(mw.bytes())
+	f.add(1.5, "name", "a\\b\"c\nd", "other", "x")
+	f.add(math.Inf(1), "name", "inf")
+	f.add(1e21, "name", "big")
+	text := string(mw.bytes(false))
 	want := "# HELP gaffer_test_total Back\\\\slash and\\nnewline \"kept\".\n" +
 		"# TYPE gaffer_test_total counter\n" +
-		"gaffer_test_total{job=\"a\\\\b\\\"c\\nd\",other=\"x\"} 1.5\n" +
-		"gaffer_test_total{job=\"inf\"} +Inf\n" +
-		"gaffer_test_total{job=\"big\"} 1e+21\n"
+		"gaffer_test_total{name=\"a\\\\b\\\"c\\nd\",other=\"x\"} 1.5\n" +
+		"gaffer_test_total{name=\"inf\"} +Inf\n" +
+		"gaffer_test_total{name=\"big\"} 1e+21\n"
 	if text != want {
 		t.Fatalf("got\n%s\nwant\n%s", text, want)
 	}
 	samples, _ := mtParse(t, text)
-	if samples[0].labels["job"] != "a\\b\"c\nd" || samples[0].value != 1.5 {
+	if samples[0].labels["name"] != "a\\b\"c\nd" || samples[0].value != 1.5 {
 		t.Fatalf("round trip: %+v", samples[0])
 	}
 	if got := string(mtEscape(nil, "bad\xffutf8", true)); got != "bad\uFFFDutf8" {
 		t.Fatalf("invalid UTF-8 escaped as %q", got)
+	}
+	// OpenMetrics: the counter family loses _total, HELP escapes quotes,
+	// and # EOF ends it.
+	om := string(mw.bytes(true))
+	wantOM := "# HELP gaffer_test Back\\\\slash and\\nnewline \\\"kept\\\".\n" +
+		"# TYPE gaffer_test counter\n" +
+		"gaffer_test_total{name=\"a\\\\b\\\"c\\nd\",other=\"x\"} 1.5\n" +
+		"gaffer_test_total{name=\"inf\"} +Inf\n" +
+		"gaffer_test_total{name=\"big\"} 1e+21\n# EOF\n"
+	if om != wantOM {
+		t.Fatalf("OpenMetrics: got\n%s\nwant\n%s", om, wantOM)
+	}
+	if samples, types := mtParseOpenMetrics(t, om); len(samples) != 3 || types["gaffer_test_total"] != "counter" {
+		t.Fatalf("OpenMetrics parse: %v %v", samples, types)
+	}
+}
+
+func TestMetricsAcceptNegotiation(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"":                             false,
+		"text/plain":                   false,
+		"*/*":                          false,
+		"application/openmetrics-text": true,
+		// What Prometheus 2.42 sends.
+		"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1": true,
+		"text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5":                                                                       false,
+		"application/openmetrics-text;q=0":                           false,
+		"application/openmetrics-text; version=1.0.0; charset=utf-8": true,
+		"garbage;;;,=": false,
+	} {
+		if got := mtWantsOpenMetrics(accept); got != want {
+			t.Errorf("Accept %q: OpenMetrics %v, want %v", accept, got, want)
+		}
 	}
 }
 
@@ -327,8 +396,16 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("GET /metrics: %d %q\n%s", st, h.Get("Content-Type"), body)
 	}
 	samples, types := mtParse(t, string(body))
+	for _, s := range samples {
+		if _, ok := s.labels["job"]; ok {
+			t.Errorf("%s has a job label (Prometheus renames it exported_job)", s.name)
+		}
+		if _, ok := s.labels["pid"]; ok {
+			t.Errorf("%s has a pid label (a new series at every restart)", s.name)
+		}
+	}
 
-	jl := []string{"session", "default", "job", "default.web"}
+	jl := []string{"session", "default", "name", "web"}
 	if v := mtMust(t, samples, "gaffer_job_desired_processes", jl...); v != 2 {
 		t.Errorf("desired %v", v)
 	}
@@ -340,15 +417,15 @@ func TestMetrics(t *testing.T) {
 		if s == JobRunning {
 			want = 1
 		}
-		if v := mtMust(t, samples, "gaffer_job_state", "job", "default.web", "state", s); v != want {
+		if v := mtMust(t, samples, "gaffer_job_state", "name", "web", "state", s); v != want {
 			t.Errorf("state %s = %v, want %v", s, v, want)
 		}
 	}
-	if v := mtMust(t, samples, "gaffer_job_state", "job", odd+".w", "session", odd, "state", JobStopped); v != 1 {
+	if v := mtMust(t, samples, "gaffer_job_state", "name", "w", "session", odd, "state", JobStopped); v != 1 {
 		t.Errorf("state of %s: %v", odd, v)
 	}
 	ci, _ := m.JobInfo("default.crash", false)
-	cl := []string{"job", "default.crash"}
+	cl := []string{"session", "default", "name", "crash"}
 	if v := mtMust(t, samples, "gaffer_job_restarts_total", cl...); v != float64(ci.Restarts) || v < 1 {
 		t.Errorf("restarts %v, job info says %d", v, ci.Restarts)
 	}
@@ -363,13 +440,11 @@ func TestMetrics(t *testing.T) {
 	}
 
 	procs, _ := m.JobProcesses("default.web")
-	for _, p := range procs {
-		pl := []string{"job", "default.web", "pid", strconv.Itoa(p.ID)}
-		if v := mtMust(t, samples, "gaffer_process_info", append(pl, "os_pid", strconv.Itoa(p.OSPid), "committed", "false")...); v != 1 {
-			t.Errorf("info %v", v)
-		}
+	sort.Slice(procs, func(a, b int) bool { return procs[a].ID < procs[b].ID })
+	for i, p := range procs {
+		pl := append(jl, "slot", strconv.Itoa(i))
 		if v := mtMust(t, samples, "gaffer_process_start_time_seconds", pl...); math.Abs(v-float64(p.Created.UnixNano())/1e9) > 1e-3 {
-			t.Errorf("start time %v, created %v", v, p.Created)
+			t.Errorf("slot %d: start time %v, created %v", i, v, p.Created)
 		}
 		if mtResourceStats {
 			if v := mtMust(t, samples, "gaffer_process_resident_memory_bytes", pl...); v <= 0 {
@@ -386,8 +461,28 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	if v := mtMust(t, samples, "gaffer_goroutines"); v < 1 {
+	if v := mtMust(t, samples, "go_goroutines"); v < 1 {
 		t.Errorf("goroutines %v", v)
+	}
+	if v := mtMust(t, samples, "go_threads"); v < 1 {
+		t.Errorf("threads %v", v)
+	}
+	if v := mtMust(t, samples, "go_memstats_heap_alloc_bytes"); v <= 0 || v > mtMust(t, samples, "go_memstats_sys_bytes") {
+		t.Errorf("heap in use %v, more than obtained from the system", v)
+	}
+	if v := mtMust(t, samples, "process_cpu_seconds_total"); v <= 0 {
+		t.Errorf("own cpu %v", v)
+	}
+	if v := mtMust(t, samples, "process_max_fds"); v < 1 {
+		t.Errorf("max fds %v", v)
+	}
+	if v := mtMust(t, samples, "process_start_time_seconds"); v > float64(time.Now().Unix()+1) || v < float64(time.Now().Add(-24*time.Hour).Unix()) {
+		t.Errorf("own start time %v", v)
+	}
+	if mtResourceStats {
+		if mtMust(t, samples, "process_resident_memory_bytes") <= 0 || mtMust(t, samples, "process_open_fds") < 1 {
+			t.Errorf("own rss or fds is 0")
+		}
 	}
 	if v := mtMust(t, samples, "gaffer_events_published_total"); v < 10 {
 		t.Errorf("published %v", v)
@@ -395,13 +490,10 @@ func TestMetrics(t *testing.T) {
 	if v := mtMust(t, samples, "gaffer_events_dropped_total"); v < 1 || v > float64(m.Events().Drops()) {
 		t.Errorf("drops %v, bus says %d", v, m.Events().Drops())
 	}
-	if mtResourceStats && mtMust(t, samples, "gaffer_resident_memory_bytes") <= 0 {
-		t.Errorf("own rss is 0")
-	}
 	if mtMust(t, samples, "gaffer_build_info", "version", Version) != 1 {
 		t.Errorf("build info")
 	}
-	if types["gaffer_job_restarts_total"] != "counter" || types["gaffer_job_state"] != "gauge" {
+	if types["gaffer_job_restarts_total"] != "counter" || types["gaffer_job_state"] != "gauge" || types["process_cpu_seconds_total"] != "counter" {
 		t.Errorf("types: %v", types)
 	}
 
@@ -410,7 +502,83 @@ func TestMetrics(t *testing.T) {
 	}
 	f.fail("POST", "/metrics", "", 405, "method_not_allowed")
 
+	// OpenMetrics, as a Prometheus server asks for it.
+	req, _ := http.NewRequest("GET", f.srv.URL+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	omBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/openmetrics-text; version=1.0.0; charset=utf-8" {
+		t.Fatalf("OpenMetrics Content-Type %q", ct)
+	}
+	omSamples, omTypes := mtParseOpenMetrics(t, string(omBody))
+	if omTypes["gaffer_job_restarts_total"] != "counter" || omTypes["process_cpu_seconds_total"] != "counter" {
+		t.Errorf("OpenMetrics types: %v", omTypes)
+	}
+	if v := mtMust(t, omSamples, "gaffer_job_restarts_total", cl...); v != float64(ci.Restarts) {
+		t.Errorf("OpenMetrics restarts %v", v)
+	}
+
 	mtPromtool(t, m, body)
+}
+
+// TestMetricsSlots: a restarted process takes the slot of the one it
+// replaces, so a job's per-process series stay as many as its processes.
+func TestMetricsSlots(t *testing.T) {
+	f := lgNewFixture(t, ServerOptions{}, nil)
+	m := f.m
+	web := childConfig(t, "web", "sleep", nil)
+	web.NumProcesses = 3
+	if err := m.Load("default", web, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	f.procsOf("default.web")
+	waitFor(t, 10*time.Second, "3 processes", func() bool {
+		wi, _ := m.JobInfo("default.web", false)
+		return wi.Running == 3
+	})
+	slotsOf := func() map[string]float64 { // slot → start time
+		_, _, body := f.do("GET", "/metrics", "")
+		samples, _ := mtParse(t, string(body))
+		out := map[string]float64{}
+		for _, s := range samples {
+			if s.name == "gaffer_process_start_time_seconds" && s.labels["name"] == "web" {
+				out[s.labels["slot"]] = s.value
+			}
+		}
+		return out
+	}
+	before := slotsOf()
+	if len(before) != 3 || before["0"] == 0 || before["1"] == 0 || before["2"] == 0 {
+		t.Fatalf("slots %v, want 0, 1 and 2", before)
+	}
+	procs, _ := m.JobProcesses("default.web")
+	sort.Slice(procs, func(a, b int) bool { return procs[a].ID < procs[b].ID })
+	for round := 0; round < 2; round++ {
+		victim := procs[1] // the middle one: slot 1
+		if err := m.Kill(victim.ID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the replacement", func() bool {
+			wi, _ := m.JobInfo("default.web", false)
+			return wi.Running == 3 && !slices.Contains(wi.Processes, victim.ID)
+		})
+		after := slotsOf()
+		if len(after) != 3 {
+			t.Fatalf("round %d: slots %v, want 3", round, after)
+		}
+		if after["0"] != before["0"] || after["2"] != before["2"] || after["1"] == before["1"] {
+			t.Fatalf("round %d: the replacement did not take slot 1: before %v, after %v", round, before, after)
+		}
+		before = after
+		procs, _ = m.JobProcesses("default.web")
+		sort.Slice(procs, func(a, b int) bool { return procs[a].ID < procs[b].ID })
+		// Keep the victim in slot 1: the newest process is last by pid.
+		procs = []*Process{procs[0], procs[2], procs[1]}
+	}
 }
 
 // mtPromtool runs `promtool check metrics` on the exposition when promtool
@@ -492,8 +660,8 @@ func TestMetricsPermissions(t *testing.T) {
 		samples, _ := mtParse(t, string(body))
 		jobs := map[string]bool{}
 		for _, s := range samples {
-			if j := s.labels["job"]; j != "" {
-				jobs[j] = true
+			if n := s.labels["name"]; n != "" && s.labels["session"] != "" {
+				jobs[s.labels["session"]+"."+n] = true
 			}
 		}
 		var got []string
@@ -504,10 +672,10 @@ func TestMetricsPermissions(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("key %s sees jobs %v, want %v", key[:6], got, want)
 		}
-		if _, ok := mtFind(samples, "gaffer_goroutines"); !ok {
+		if _, ok := mtFind(samples, "go_goroutines"); !ok {
 			t.Errorf("gafferd's own figures are missing for key %s", key[:6])
 		}
-		if _, ok := mtFind(samples, "gaffer_process_start_time_seconds", "job", want[0]); !ok {
+		if _, ok := mtFind(samples, "gaffer_process_start_time_seconds", "session", "app", "name", "web"); !ok {
 			t.Errorf("no process figures for %s", want[0])
 		}
 	}

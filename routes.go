@@ -49,6 +49,7 @@ func (s *Server) routes() {
 	s.streamRoutes()
 	s.legacyRoutes()
 	s.metricsRoutes()
+	s.openapiRoutes()
 	mx.HandleFunc("/channel/websocket", s.serveControlChannel)
 	s.sockjsRoutes()
 	s.uiRoutes()

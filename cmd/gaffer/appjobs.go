@@ -60,18 +60,18 @@ func inactiveState(info gaffer.JobInfo) string {
 	return info.State
 }
 
-// setupAppJobsOp is unload, reload, ps:start and ps:stop: on the named
-// jobs, or on every job of an app after a confirmation. For unload and
-// reload an argument that is not a job of the app but the name of an
+// setupAppJobsOp is unload, reload, restart, ps:start and ps:stop: on the
+// named jobs, or on every job of an app after a confirmation. For unload,
+// reload and restart an argument that is not a job of the app but the name of an
 // application (or ".") stands for that whole application.
 func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
 	var fromFile *string
-	if op == "unload" || op == "reload" {
+	if op == "unload" || op == "reload" || op == "restart" {
 		fromFile = fs.String("from-file", "", "take the job names from this JSON job file")
 	}
-	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "start": "started", "stop": "stopped"}[op]
+	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "restart": "restarted", "start": "started", "stop": "stopped"}[op]
 	return func(args []string) error {
 		_, app, err := c.appOf(*appFlag)
 		if err != nil {
@@ -94,6 +94,8 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 				return cl.Unload(c.ctx, full)
 			case "reload":
 				return cl.ReloadJob(c.ctx, full)
+			case "restart":
+				return restartJob(c, cl, full)
 			case "start":
 				return cl.StartJob(c.ctx, full)
 			default:
@@ -120,7 +122,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 			} else if !ok {
 				return fmt.Errorf("'%s' not found", app)
 			}
-			q := map[string]string{"unload": "Do you want to unload '%s'?", "reload": "Do you want to reload '%s'?",
+			q := map[string]string{"unload": "Do you want to unload '%s'?", "reload": "Do you want to reload '%s'?", "restart": "Do you want to restart '%s'?",
 				"start": "Do you want to start all jobs in '%s'", "stop": "Do you want to stop all jobs in '%s'"}[op]
 			if err := c.confirm(*noInput, fmt.Sprintf(q, app)); err != nil {
 				return err
@@ -145,7 +147,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 		if len(args) == 0 {
 			return wholeApp(app)
 		}
-		appsToo := op == "unload" || op == "reload"
+		appsToo := op == "unload" || op == "reload" || op == "restart"
 		failed := false
 		for _, arg := range args {
 			if op == "stop" && isPid(arg) {
@@ -186,7 +188,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 					}
 				}
 			}
-			if err := c.confirm(*noInput || op == "start" || op == "stop", fmt.Sprintf("Do you want to %s '%s'?", op, full)); err != nil {
+			if err := c.confirm(*noInput || op == "start" || op == "stop" || op == "restart", fmt.Sprintf("Do you want to %s '%s'?", op, full)); err != nil {
 				return err
 			}
 			if err := do(full); err != nil {
@@ -202,7 +204,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 				failed = true
 				continue
 			}
-			if op == "unload" || op == "reload" {
+			if appsToo {
 				fmt.Fprintf(c.stdout, "job '%s' %s\n", arg, past)
 			} else {
 				fmt.Fprintf(c.stdout, "'%s' %s\n", arg, past)
@@ -213,6 +215,20 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 		}
 		return nil
 	}
+}
+
+// restartJob restarts the processes of a job (POST …/state 2), or starts
+// it when it is stopped, as restart does in supervisorctl, pm2 and
+// systemctl.
+func restartJob(c *cli, cl *gaffer.Client, full string) error {
+	info, err := cl.JobInfo(c.ctx, full)
+	if err != nil {
+		return err
+	}
+	if info.State == gaffer.JobStopped || info.State == gaffer.JobNotStarted {
+		return cl.StartJob(c.ctx, full)
+	}
+	return cl.ReloadJob(c.ctx, full)
 }
 
 func jobNamesFromFile(path string) ([]string, error) {

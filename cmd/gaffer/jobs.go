@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/statustable"
 )
 
 // The commands that drive a gafferd: apps, load, unload, reload, ps, ps:*,
@@ -407,22 +408,27 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 				continue
 			}
 			fmt.Fprintf(c.stdout, "=== %s: `%s`\n", name, commandLine(pj.Job.Config))
-			fmt.Fprintf(c.stdout, "Total CPU: %s Total MEM: %s\n\n", num2(pj.Stats.CPU), num2(pj.Stats.Mem))
+			// 0.5.2 printed the CPU time after "up for"; this is the
+			// uptime, and the header says so.
+			var rss int64
+			for _, st := range pj.Stats.Stats {
+				rss += st.RSSBytes
+			}
+			fmt.Fprintf(c.stdout, "Total CPU: %s Total MEM: %s (%s); up for: time since start\n\n",
+				percent(pj.Stats.CPU), percent(pj.Stats.Mem), statustable.Bytes(rss))
 			for _, p := range pj.Processes {
-				up := time.Since(time.Unix(0, int64(p.CreateTime*1e9))).Round(time.Second)
-				if up < 0 {
-					up = 0
-				}
-				fmt.Fprintf(c.stdout, "%s.%d: up for %s\n", name, p.Pid, up)
+				up := time.Since(time.Unix(0, int64(p.CreateTime*1e9)))
+				fmt.Fprintf(c.stdout, "%s.%d: up for %s\n", name, p.Pid, statustable.Duration(up))
 			}
 		}
 		return nil
 	}
 }
 
-func num2(v any) string {
+// percent formats a figure of the stats (a number, or "N/A") as a percent.
+func percent(v any) string {
 	if f, ok := v.(float64); ok {
-		return fmt.Sprintf("%.2f", f)
+		return fmt.Sprintf("%.2f%%", f)
 	}
 	return fmt.Sprint(v)
 }

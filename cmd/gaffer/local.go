@@ -173,6 +173,16 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 	if len(insts) == 0 {
 		return errors.New("nothing to run: every process type has a count of 0")
 	}
+	// Like foreman, the names are padded to the longest one ("system"
+	// included), so that the "|" column lines up.
+	width := len("system")
+	for _, d := range display {
+		width = max(width, len(d))
+	}
+	for full, d := range display {
+		display[full] = fmt.Sprintf("%-*s", width, d)
+	}
+	system := fmt.Sprintf("%-*s", width, "system")
 	if err := gaffer.SetSubreaper(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		slog.Debug("subreaper", "err", err)
 	}
@@ -238,7 +248,7 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 		}
 	}()
 	shutdown := func() {
-		printer.Line("system", "sending SIGTERM to all processes")
+		printer.Line(system, "sending SIGTERM to all processes")
 		kill := make(chan os.Signal, 2)
 		signal.Notify(kill, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(kill)
@@ -247,7 +257,7 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 		go func() {
 			select {
 			case <-kill:
-				printer.Line("system", "sending SIGKILL to all processes")
+				printer.Line(system, "sending SIGKILL to all processes")
 				cancel()
 			case <-ctx.Done():
 			}

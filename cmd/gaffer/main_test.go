@@ -432,9 +432,10 @@ func TestStartForeground(t *testing.T) {
 		close(lines)
 	}()
 	prefix := `^\d\d:\d\d:\d\d `
-	webRE := regexp.MustCompile(prefix + `web\.(1|2) \| dummy \d+$`)
+	// The names are padded to the longest, worker.1, as foreman does.
+	webRE := regexp.MustCompile(prefix + `web\.(1|2)    \| dummy \d+$`)
 	workerRE := regexp.MustCompile(prefix + `worker\.1 \| worker 5100 tick: hello world$`)
-	startedRE := regexp.MustCompile(prefix + `\S+ \| started with pid (\d+)$`)
+	startedRE := regexp.MustCompile(prefix + `\S+ +\| started with pid (\d+)$`)
 	var all []string
 	groups := map[int]bool{}
 	web := map[string]bool{}
@@ -480,9 +481,14 @@ func TestStartForeground(t *testing.T) {
 		t.Fatal("gaffer start did not stop on SIGINT")
 	}
 	text := strings.Join(all, "\n")
-	for _, s := range []string{"system | sending SIGTERM to all processes", "web.1 | dummy: got SIGTERM, exiting", "web.1 | exited with code 0"} {
+	for _, s := range []string{"system   | sending SIGTERM to all processes", "web.1    | dummy: got SIGTERM, exiting", "web.1    | exited with code 0"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("output lacks %q:\n%s", s, text)
+		}
+	}
+	for _, l := range all {
+		if i := strings.Index(l, " | "); i != len("15:04:05 worker.1") {
+			t.Errorf("the | column is not aligned at %d: %q", len("15:04:05 worker.1"), l)
 		}
 	}
 	// No process of the three groups (the jobs and their children, such

@@ -9,8 +9,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/statustable"
 )
 
 func init() {
@@ -108,19 +110,16 @@ whatever the object says.`,
 			}
 			return c.output(asJSON, info.Running)
 		}),
-		one("status", "Return the status of a template (active or stopped)", func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error {
-			info, err := cl.JobInfo(c.ctx, full)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return c.output(true, gaffer.LegacyStatus{Active: info.Active, Running: info.Running, MaxProcesses: info.MaxProcesses})
-			}
-			if info.Active {
-				return c.output(false, "active")
-			}
-			return c.output(false, "stopped")
-		}),
+		&command{name: "status", usage: "[--json] [<name>|<pid>]",
+			short: "Show the status table of every process, or the status of a template (active or stopped)",
+			long: `Without a name: one row per process of every template (job, internal pid, OS
+pid, state, uptime, restarts, cpu, memory, last exit), coloured on a terminal
+unless NO_COLOR is set; --json prints the rows as JSON. With a name: "active"
+or "stopped", as gafferctl 0.4 printed it (--json: active, running and
+max_processes).`,
+			setup: setupStatus},
+		&command{name: "restart", usage: "<name>|<pid>...", short: "Restart the processes of templates (a stopped template starts)",
+			setup: setupRestart},
 		one("pids", "Get the process ids of a template", func(c *ctl, cl *gaffer.Client, full string, asJSON bool) error {
 			pids, err := cl.JobPids(c.ctx, full)
 			if err != nil {
@@ -199,7 +198,15 @@ func setupProcesses(c *ctl, fs *flag.FlagSet) func([]string) error {
 		for i, j := range jobs {
 			names[i] = gaffer.LegacyName(j)
 		}
-		return c.output(*asJSON, names)
+		if *asJSON {
+			return c.output(true, names)
+		}
+		for _, n := range names { // one per line, for scripts (0.4 printed a Python list)
+			if _, err := fmt.Fprintln(c.stdout, n); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 
@@ -400,6 +407,77 @@ func setupKill(c *ctl, fs *flag.FlagSet) func([]string) error {
 		}
 		if err != nil {
 			return err
+		}
+		return c.output(false, "ok")
+	}
+}
+
+func setupStatus(c *ctl, fs *flag.FlagSet) func([]string) error {
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		switch len(args) {
+		case 0:
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			rows, err := statustable.Collect(c.ctx, cl, nil, time.Now())
+			if err != nil {
+				return err
+			}
+			for i := range rows {
+				rows[i].Job = gaffer.LegacyName(rows[i].Job)
+			}
+			if *asJSON {
+				return c.output(true, rows)
+			}
+			return statustable.Print(c.stdout, rows, statustable.UseColor(c.stdout))
+		case 1:
+		default:
+			return usagef("status takes at most one name (or pid)")
+		}
+		cl, full, err := c.resolve(args[0])
+		if err != nil {
+			return err
+		}
+		info, err := cl.JobInfo(c.ctx, full)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return c.output(true, gaffer.LegacyStatus{Active: info.Active, Running: info.Running, MaxProcesses: info.MaxProcesses})
+		}
+		if info.Active {
+			return c.output(false, "active")
+		}
+		return c.output(false, "stopped")
+	}
+}
+
+// setupRestart restarts the processes of each template (POST …/state 2),
+// or starts it when it is stopped, as restart does in supervisorctl.
+func setupRestart(c *ctl, fs *flag.FlagSet) func([]string) error {
+	return func(args []string) error {
+		if len(args) == 0 {
+			return usagef("restart needs at least one name (or pid)")
+		}
+		for _, a := range args {
+			cl, full, err := c.resolve(a)
+			if err != nil {
+				return err
+			}
+			info, err := cl.JobInfo(c.ctx, full)
+			if err != nil {
+				return err
+			}
+			if info.State == gaffer.JobStopped || info.State == gaffer.JobNotStarted {
+				err = cl.StartJob(c.ctx, full)
+			} else {
+				err = cl.ReloadJob(c.ctx, full)
+			}
+			if err != nil {
+				return err
+			}
 		}
 		return c.output(false, "ok")
 	}

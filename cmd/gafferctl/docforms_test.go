@@ -69,7 +69,7 @@ func TestDocumentedAdminForms(t *testing.T) {
 	url, cl := startGafferd(t)
 	ctx := context.Background()
 	// 0.4 accepted the global options after the command.
-	want(t, ctlRun(t, "", "processes", "--connect="+url), 0, "[]\n")
+	want(t, ctlRun(t, "", "processes", "--connect="+url), 0, "")
 	want(t, ctlRun(t, "", "add_process", "name", "sleep 300", "--connect", url, "--start"), 0, "name\n")
 	// gafferctl start name / add name 3 / stop name, with GAFFERD_ADDRESS.
 	env := []string{"GAFFERD_ADDRESS=" + url}
@@ -80,7 +80,7 @@ func TestDocumentedAdminForms(t *testing.T) {
 	waitFor(t, 20*time.Second, "name started", func() bool { a, _ := cl.JobActive(ctx, "default.name"); return a })
 
 	// A mistake: one error line, one usage line, exit 2.
-	for _, args := range [][]string{{"status"}, {"add", "name", "x"}, {"processes", "--nosuch"}, {"--nosuch"}, {"nosuch"}} {
+	for _, args := range [][]string{{"status", "a", "b"}, {"add", "name", "x"}, {"processes", "--nosuch"}, {"--nosuch"}, {"nosuch"}} {
 		r := ctlRun(t, "", args...)
 		lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
 		if r.code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "gafferctl") || !strings.HasPrefix(lines[1], "usage: gafferctl ") {
@@ -107,6 +107,6 @@ func TestAPIKeyFromTheEnvironment(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "unauthorized") {
 		t.Fatalf("no key: %d %q", r.code, r.stderr)
 	}
-	want(t, ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url, "GAFFER_API_KEY=" + key}, "", "processes"), 0, "[]\n")
-	want(t, ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url}, "", "processes", "--api-key", key), 0, "[]\n")
+	want(t, ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url, "GAFFER_API_KEY=" + key}, "", "processes", "--json"), 0, "[]\n")
+	want(t, ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url}, "", "processes", "--api-key", key, "--json"), 0, "[]\n")
 }

@@ -250,7 +250,7 @@ func TestCurlLegacyAPI(t *testing.T) {
 
 	// /metrics as any scraper reads it.
 	metrics, code := curl(t, base+"/metrics")
-	if code != 200 || !strings.Contains(metrics, `gaffer_job_desired_processes{session="default",job="default.somename"} 1`+"\n") {
+	if code != 200 || !strings.Contains(metrics, `gaffer_job_desired_processes{session="default",name="somename"} 1`+"\n") {
 		t.Fatalf("GET /metrics: %d\n%s", code, metrics)
 	}
 	if promtool, err := exec.LookPath("promtool"); err == nil {

@@ -108,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_           = fs.Int("backlog", 128, "listen backlog (the kernel's somaxconn applies)")
 		errorLog    = fs.String("error-log", "", "log `FILE` (- for stderr)")
 		logLevel    = fs.String("log-level", "", "log `LEVEL`: critical, error, warning, info or debug")
-		logFormat   = fs.String("log-format", "", "log `FORMAT`: text or json")
+		logFormat   = fs.String("log-format", "", "log `FORMAT`: text, json or journal (default journal when stderr is systemd's journal stream, else text)")
 		requireKey  = fs.Bool("require-key", false, "require an API key on every route")
 		dataDir     = fs.String("data-dir", "", "`DIR` where keys, users and state are kept (default: next to the config)")
 		createAdmin = fs.Bool("create-admin-user", false, "create an admin user and key, then exit")
@@ -156,14 +156,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return daemonize(stderr)
 	}
 
-	d, err := gaffer.NewDaemon(gaffer.DaemonOptions{ConfigPath: config})
+	// A first read for the log settings; its warnings wait for the logger.
+	d, err := gaffer.NewDaemon(gaffer.DaemonOptions{ConfigPath: config, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Fprintf(stderr, "gafferd: %v\n", err)
 		return 1
 	}
 	cfg := d.Config()
 	level := firstNonEmpty(*logLevel, cfg.LogLevel, "info")
-	format := firstNonEmpty(*logFormat, cfg.LogFormat, "text")
+	format := *logFormat
 	logPath := firstNonEmpty(*errorLog, cfg.ErrorLog)
 	logOut := stderr
 	if logPath != "" && logPath != "-" {
@@ -175,12 +176,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		logOut = f
 	}
+	if format == "" {
+		format = firstNonEmpty(cfg.LogFormat, "text")
+		if format == "text" && onJournal(logOut) {
+			format = "journal"
+		}
+	}
 	logger, err := newLogger(logOut, level, format)
 	if err != nil {
 		fmt.Fprintf(stderr, "gafferd: %v\n", err)
 		return 2
 	}
 	slog.SetDefault(logger)
+	fatal := "gafferd: " // under the journal, the last words are errors
+	if format == "journal" {
+		fatal = journalPriority(slog.LevelError) + fatal
+	}
 
 	verbose := 0
 	if *v1 {
@@ -197,7 +208,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	d, err = gaffer.NewDaemon(opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "gafferd: %v\n", err)
+		fmt.Fprintf(stderr, "%s%v\n", fatal, err)
 		return 1
 	}
 
@@ -208,13 +219,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := firstNonEmpty(*pidfile, cfg.Pidfile)
 	if pf != "" {
 		if err := gaffer.WritePidfile(pf); err != nil {
-			fmt.Fprintf(stderr, "gafferd: %v\n", err)
+			fmt.Fprintf(stderr, "%s%v\n", fatal, err)
 			return 1
 		}
 		defer gaffer.RemovePidfile(pf)
 	}
 	if err := d.Run(context.Background(), nil); err != nil {
-		fmt.Fprintf(stderr, "gafferd: %v\n", err)
+		fmt.Fprintf(stderr, "%s%v\n", fatal, err)
 		return 1
 	}
 	return 0
@@ -249,8 +260,10 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, hopts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	case "journal":
+		return slog.New(newJournalHandler(w, hopts)), nil
 	}
-	return nil, fmt.Errorf("unknown log format %q (use text or json)", format)
+	return nil, fmt.Errorf("unknown log format %q (use text, json or journal)", format)
 }
 
 // adminCommand runs --create-admin-user or --list-admins.
