@@ -180,7 +180,7 @@ func TestStaleSpawnTimerDoesNothing(t *testing.T) {
 		t.Fatal("no retry timer")
 	}
 	time.Sleep(100 * time.Millisecond) // the timer fires and waits for the lock
-	m.cancelTimersLocked(j)             // too late to stop it
+	m.cancelTimersLocked(j)            // too late to stop it
 	sentinel := time.AfterFunc(time.Hour, func() {})
 	defer sentinel.Stop()
 	j.spawnTimer = sentinel // the job's current timer

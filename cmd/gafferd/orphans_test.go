@@ -270,3 +270,47 @@ func (d *daemon) instanceOfRunning() string {
 	}
 	return doc.Instance
 }
+
+// A second SIGTERM during the graceful stop stops at once: the child that
+// ignores SIGTERM would otherwise hold gafferd for its 300 s.
+func TestSecondStopSignalKillsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, dir, baseConfig+`
+[process:stubborn]
+cmd = sh -c 'trap "" TERM; echo ignoring; exec sleep 310'
+redirect_output = stdout, stderr
+graceful_timeout = 300
+`)
+	d.waitFor(10*time.Second, "the child to ignore SIGTERM", func() bool {
+		return strings.Contains(d.output(), "ignoring")
+	})
+	pids := d.osPids("default.stubborn")
+	t.Cleanup(func() {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.waitFor(10*time.Second, "the graceful stop to begin", func() bool {
+		return strings.Contains(d.output(), "msg=stopping")
+	})
+	select {
+	case <-d.done:
+		t.Fatal("gafferd did not wait for the graceful timeout")
+	case <-time.After(500 * time.Millisecond):
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("gafferd still waits after a second SIGTERM")
+	}
+	for _, p := range pids {
+		if processAlive(p) {
+			t.Fatalf("process %d survived the second stop signal", p)
+		}
+	}
+	if !strings.Contains(d.output(), "second stop signal") {
+		t.Fatalf("not logged:\n%s", d.output())
+	}
+}
