@@ -37,7 +37,8 @@ type escapeSweeper struct {
 type escapeKey struct{ inst, id, job string }
 
 type escapeEntry struct {
-	leader      int // the process's OS pid, never swept by the sweeper itself
+	leader      int  // the process's OS pid, never swept by the sweeper itself
+	group       bool // the group of the leader gets the group signals (not for an adopted process)
 	leaderAlive bool
 	killAt      time.Time
 	termed      map[int]bool
@@ -51,9 +52,10 @@ func newEscapeSweeper(log *slog.Logger, live func(inst, id string) bool) *escape
 }
 
 // add sweeps the descendants of the process with markers inst and id
-// (OS pid leader) until grace has passed.
-func (s *escapeSweeper) add(inst, id string, leader int, grace time.Duration) {
-	s.put(escapeKey{inst: inst, id: id}, &escapeEntry{leader: leader, leaderAlive: true,
+// (OS pid leader) until grace has passed; group says that the members of
+// the leader's group are reached by its group signals.
+func (s *escapeSweeper) add(inst, id string, leader int, group bool, grace time.Duration) {
+	s.put(escapeKey{inst: inst, id: id}, &escapeEntry{leader: leader, group: group, leaderAlive: true,
 		killAt: time.Now().Add(grace), termed: map[int]bool{}})
 }
 
@@ -144,11 +146,14 @@ func (s *escapeSweeper) loop() {
 			s.mu.Unlock()
 			return
 		}
-		keys := make(map[escapeKey]int, len(s.entries)) // key -> leader pid while alive
+		keys := make(map[escapeKey]int, len(s.entries)) // key -> leader pid while alive (negative: no group signal)
 		for k, e := range s.entries {
 			keys[k] = 0
 			if e.leaderAlive {
 				keys[k] = e.leader
+				if !e.group {
+					keys[k] = -e.leader
+				}
 			}
 		}
 		s.mu.Unlock()
@@ -208,15 +213,20 @@ func (k escapeKey) matches(inst, id, job string, ok bool) bool {
 	return job == k.job
 }
 
-// scan finds the processes that carry the markers of each key (leaders
-// excepted, and for a job, processes the manager still runs).
+// scan finds the processes that carry the markers of each key: leaders
+// and the members of their groups excepted, and for a job, the processes
+// the manager still runs.
 func (s *escapeSweeper) scan(keys map[escapeKey]int) map[escapeKey][]int {
 	insts := map[string]bool{}
-	leaders := map[int]bool{}
+	leaders := map[int]bool{} // alive leaders: never swept
+	groups := map[int]bool{}  // their groups, when the group signals reach them
 	for k, leader := range keys {
 		insts[k.inst] = true
 		if leader > 0 {
 			leaders[leader] = true
+			groups[leader] = true
+		} else if leader < 0 {
+			leaders[-leader] = true
 		}
 	}
 	self := os.Getpid()
@@ -229,7 +239,10 @@ func (s *escapeSweeper) scan(keys map[escapeKey]int) map[escapeKey][]int {
 		if !ok || !insts[inst] {
 			continue
 		}
-		if st, ok := readProcStat(pid); !ok || st.state == 'Z' {
+		st, ok := readProcStat(pid)
+		if !ok || st.state == 'Z' || groups[st.pgid] {
+			// Gone, or in the group of a leader that is alive: the group
+			// signal reaches it (a second SIGTERM could mean "now" to it).
 			continue
 		}
 		if _, ok := keys[escapeKey{inst: inst, id: id}]; ok {

@@ -126,7 +126,7 @@ func (m *Manager) stopProcLocked(j *job, p *Process, graceful time.Duration) err
 		graceful = p.graceful
 	}
 	leader := p.OSPid
-	m.esc.add(p.markInst, p.markID, leader, graceful)
+	m.esc.add(p.markInst, p.markID, leader, !p.adopted, graceful)
 	if graceful <= 0 {
 		return m.signalGroupLocked(p, syscall.SIGKILL)
 	}
