@@ -135,8 +135,9 @@ func (m *Manager) jobLocked(full string) (*job, error) {
 }
 
 // Load adds a job to session sid and, when start is true, starts it. env
-// is merged over the job's env. A job that cannot spawn its first process
-// is not left loaded: Load returns the spawn error.
+// is merged over the job's env. It returns once the processes are
+// spawned; a job that cannot spawn them is not left loaded: Load returns
+// the spawn error.
 func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start bool) error {
 	if err := ValidateSession(sid); err != nil {
 		return err
@@ -195,7 +196,7 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 	m.mu.Unlock()
 	if err := first.wait(); err != nil {
 		m.mu.Lock()
-		if !j.removed && len(j.procs) == 0 {
+		if !j.removed {
 			m.unloadLocked(j)
 		}
 		m.mu.Unlock()
