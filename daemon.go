@@ -277,7 +277,23 @@ loop:
 		}
 	}
 	sdNotify("STOPPING=1")
+	// A second stop signal during the graceful stop stops at once.
+	stopped := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT {
+					d.log.Warn("second stop signal: killing every process now", "signal", sig.String())
+					d.Manager.forceStop()
+				}
+			case <-stopped:
+				return
+			}
+		}
+	}()
 	d.shutdown()
+	close(stopped)
 	wg.Wait()
 	return runErr
 }
@@ -299,6 +315,7 @@ func (d *Daemon) shutdown() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		d.Manager.Shutdown(ctx)
 		cancel()
+		d.Manager.closeLedger() // after Shutdown: records the detached processes left running
 	}
 	if d.hooks != nil {
 		// After the manager: the shutdown's stop and exit events go out.
@@ -436,6 +453,10 @@ func (d *Daemon) restoreState() error {
 		}
 		return nil
 	}
+	if err := d.Manager.useDataDir(d.DataDir()); err != nil {
+		return err
+	}
+	defer d.Manager.releaseUnclaimed()
 	sf, saved, err := OpenState(d.DataDir(), d.log)
 	if err != nil {
 		return err
@@ -451,7 +472,7 @@ func (d *Daemon) restoreState() error {
 			continue
 		}
 		if rj.Target != rj.Config.NumProcesses {
-			d.Manager.Scale(full, ScaleOp{Set: true, Value: rj.Target})
+			d.Manager.setTarget(full, rj.Target)
 		}
 		if rj.Start {
 			if err := d.Manager.StartJob(full); err != nil {

@@ -13,7 +13,9 @@
 // falls behind is cut off rather than waited for.
 //
 // Children are reaped by one goroutine (SIGCHLD + wait4), never by one
-// blocked thread per child.
+// blocked thread per child, and forked by one goroutine locked to an OS
+// thread that never exits (spawner.go), outside the manager's lock:
+// PR_SET_PDEATHSIG ties a child to the thread that forked it.
 package gaffer
 
 import (

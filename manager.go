@@ -1,12 +1,10 @@
 package gaffer
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -15,7 +13,9 @@ type Options struct {
 	// Logger receives the manager's log lines; nil means slog.Default().
 	Logger *slog.Logger
 	// Output, when set, is called with every chunk of output of every
-	// process, from the pipe's reader goroutine: it must be quick.
+	// process, from the pipe's reader goroutine: it must be quick. The
+	// data is valid only during the call (the buffer is reused): copy it
+	// to keep it. A panic in Output is logged and the output goes on.
 	Output func(p *Process, label string, data []byte)
 	// SpawnRetryDelay is the wait before trying again to spawn a job whose
 	// last spawn failed (the executable vanished, say). Default 1 s.
@@ -39,14 +39,20 @@ type Manager struct {
 
 	sessions     map[string]*session
 	sessionOrder []string
-	procs        map[int]*Process // live processes (running or stopping) by internal pid
-	procJob      map[int]*job
+	procs        map[int]*Process // running processes by internal pid (the "running list")
+	stopping     map[int]*Process // stopped, not yet exited
+	released     map[int]*Process // detached processes Shutdown left running
+	procJob      map[int]*job     // the job of every process of procs and stopping
+	inflight     int              // spawns forked or forking, not yet registered
 	nextPID      int
 	shutdown     bool
-	allGone      chan struct{} // closed when procs empties during shutdown
+	allGone      chan struct{} // closed when everything is gone during shutdown
 	gen          uint64        // bumped by every event; see JobInfoJSON
 	infoCache    map[string]*infoCacheEntry
 	sinks        map[string]map[string]OutputSink
+	esc          *escapeSweeper
+	ledger       *ledger               // nil: no record of the processes (leftovers.go)
+	adoptable    map[string][]*Process // detached processes of an earlier gafferd, by job
 }
 
 type session struct {
@@ -81,6 +87,9 @@ type job struct {
 	spawnErr            string
 	removed             bool
 	sinks               jobSinks
+	queue               []*spawnReq        // kept-alive spawns waiting for the job's worker
+	working             bool               // the job's spawn worker runs
+	inflight            map[*spawnReq]bool // forking now (kept-alive and committed)
 }
 
 // NewManager returns a Manager with no job.
@@ -93,10 +102,13 @@ func NewManager(opts Options) *Manager {
 	}
 	var b [8]byte
 	rand.Read(b[:])
-	return &Manager{
+	m := &Manager{
 		opts: opts, log: opts.Logger, bus: NewBus(), instance: hex.EncodeToString(b[:]),
-		sessions: map[string]*session{}, procs: map[int]*Process{}, procJob: map[int]*job{},
+		sessions: map[string]*session{}, procs: map[int]*Process{}, stopping: map[int]*Process{},
+		released: map[int]*Process{}, procJob: map[int]*job{},
 	}
+	m.esc = newEscapeSweeper(m.log, m.isLiveMarker)
+	return m
 }
 
 // Events returns the manager's event bus.
@@ -129,8 +141,9 @@ func (m *Manager) jobLocked(full string) (*job, error) {
 }
 
 // Load adds a job to session sid and, when start is true, starts it. env
-// is merged over the job's env. A job that cannot spawn its first process
-// is not left loaded: Load returns the spawn error.
+// is merged over the job's env. It returns once the processes are
+// spawned; a job that cannot spawn them is not left loaded: Load returns
+// the spawn error.
 func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start bool) error {
 	if err := ValidateSession(sid); err != nil {
 		return err
@@ -150,14 +163,20 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 			return err
 		}
 	}
+	if cfg.Detach && (cfg.RedirectInput || len(cfg.CustomStreams) > 0 ||
+		(len(cfg.RedirectOutput) > 0 && cfg.Logfile == "" && cfg.StdoutLogfile == "" && cfg.StderrLogfile == "")) {
+		m.log.Warn("a detached process has no pipe to gafferd: redirect_output, redirect_input and custom_streams "+
+			"are ignored (its output goes to its log files, else to /dev/null)", "job", sid+"."+cfg.Name)
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.shutdown {
+		m.mu.Unlock()
 		return Errorf(CodeUnavailable, 503, "gafferd is shutting down")
 	}
 	s, ok := m.sessions[sid]
 	if ok {
 		if _, exists := s.jobs[cfg.Name]; exists {
+			m.mu.Unlock()
 			return Errorf(CodeConflict, 409, "job %s.%s is already loaded", sid, cfg.Name)
 		}
 	} else {
@@ -166,7 +185,7 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 		m.sessionOrder = append(m.sessionOrder, sid)
 	}
 	j := &job{session: sid, name: cfg.Name, full: sid + "." + cfg.Name, cfg: cfg, env: copyEnv(env),
-		target: cfg.NumProcesses, state: JobNotStarted}
+		target: cfg.NumProcesses, state: JobNotStarted, inflight: map[*spawnReq]bool{}}
 	if cfg.Flapping != nil {
 		j.flap = newFlapState(*cfg.Flapping)
 	}
@@ -175,11 +194,19 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 	m.openSinksLocked(j)
 	m.publish("load", "name", j.full)
 	m.publish("create", "name", j.full)
+	m.adoptLocked(j)
+	var first spawnBatch
 	if start {
-		if err := m.startLocked(j); err != nil {
+		first = m.startLocked(j)
+	}
+	m.mu.Unlock()
+	if err := first.wait(); err != nil {
+		m.mu.Lock()
+		if !j.removed {
 			m.unloadLocked(j)
-			return err
 		}
+		m.mu.Unlock()
+		return err
 	}
 	return nil
 }
@@ -196,8 +223,9 @@ func copyEnv(env map[string]string) map[string]string {
 }
 
 // startLocked starts a job: it un-stops it, resets the flapping history and
-// spawns up to the target. Scaling done before is kept.
-func (m *Manager) startLocked(j *job) error {
+// spawns up to the target. Scaling done before is kept. It returns the
+// spawns it asked for.
+func (m *Manager) startLocked(j *job) spawnBatch {
 	m.cancelTimersLocked(j)
 	j.state = JobRunning
 	j.spawnErr = ""
@@ -210,18 +238,24 @@ func (m *Manager) startLocked(j *job) error {
 	return m.manageLocked(j)
 }
 
-// StartJob starts a stopped (or never started) job.
+// StartJob starts a stopped (or never started) job. It returns once the
+// processes it starts are spawned, with the error of the first spawn
+// that failed.
 func (m *Manager) StartJob(full string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j, err := m.jobLocked(full)
 	if err != nil {
+		m.mu.Unlock()
 		return err
 	}
+	var first spawnBatch
 	if j.state == JobRunning {
-		return m.manageLocked(j)
+		first = m.manageLocked(j)
+	} else {
+		first = m.startLocked(j)
 	}
-	return m.startLocked(j)
+	m.mu.Unlock()
+	return first.wait()
 }
 
 // StopJob stops every process of the job, committed ones included, and
@@ -233,18 +267,20 @@ func (m *Manager) StopJob(full string) error {
 	if err != nil {
 		return err
 	}
-	m.stopJobLocked(j, JobStopped)
-	return nil
+	return m.stopJobLocked(j, JobStopped)
 }
 
-func (m *Manager) stopJobLocked(j *job, state string) {
+func (m *Manager) stopJobLocked(j *job, state string) error {
 	m.cancelTimersLocked(j)
 	j.state = state
 	m.publish("stop", "name", j.full)
 	m.publish("job."+j.full+".stop", "name", j.full)
 	m.publish("proc."+j.full+".stop", "name", j.full)
-	m.stopAllProcsLocked(j)
-	m.stopOrphansLocked(j)
+	err := m.stopAllProcsLocked(j)
+	// Descendants of processes that exited before (a daemon a crashed
+	// process left behind) carry the job's marker.
+	m.esc.addJob(m.instance, j.full, j.cfg.GracefulTimeout)
+	return err
 }
 
 func (m *Manager) cancelTimersLocked(j *job) {
@@ -258,12 +294,19 @@ func (m *Manager) cancelTimersLocked(j *job) {
 	}
 }
 
-func (m *Manager) stopAllProcsLocked(j *job) {
+// stopAllProcsLocked stops every process of the job, cancels its queued
+// spawns and marks the spawns in flight to be stopped as they register.
+func (m *Manager) stopAllProcsLocked(j *job) error {
+	m.cancelSpawnsLocked(j)
 	procs := append(append([]*Process(nil), j.procs...), j.commits...)
 	j.procs, j.commits = nil, nil
+	var errs []error
 	for _, p := range procs {
-		m.stopProcLocked(j, p, 0)
+		if err := m.stopProcLocked(j, p, 0); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	return joinSignalErrors(errs)
 }
 
 // Unload stops a job's processes and removes it (and its session when it
@@ -275,11 +318,10 @@ func (m *Manager) Unload(full string) error {
 	if err != nil {
 		return err
 	}
-	m.unloadLocked(j)
-	return nil
+	return m.unloadLocked(j)
 }
 
-func (m *Manager) unloadLocked(j *job) {
+func (m *Manager) unloadLocked(j *job) error {
 	s := m.sessions[j.session]
 	delete(s.jobs, j.name)
 	for i, n := range s.order {
@@ -301,8 +343,9 @@ func (m *Manager) unloadLocked(j *job) {
 	delete(m.infoCache, j.full)
 	m.publish("unload", "name", j.full)
 	m.publish("delete", "name", j.full)
-	m.stopJobLocked(j, JobStopped)
+	err := m.stopJobLocked(j, JobStopped)
 	m.closeSinksLocked(j)
+	return err
 }
 
 // Update replaces the config of an existing job: its processes (committed
@@ -319,9 +362,9 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j, err := m.jobLocked(sid + "." + cfg.Name)
 	if err != nil {
+		m.mu.Unlock()
 		return err
 	}
 	m.cancelTimersLocked(j)
@@ -338,13 +381,16 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	m.openSinksLocked(j)
 	m.stopAllProcsLocked(j)
 	m.publish("update", "name", j.full)
+	var first spawnBatch
 	if start || j.state == JobRunning || j.state == JobFlapping {
 		if j.state != JobRunning {
-			return m.startLocked(j)
+			first = m.startLocked(j)
+		} else {
+			first = m.manageLocked(j)
 		}
-		return m.manageLocked(j)
 	}
-	return nil
+	m.mu.Unlock()
+	return first.wait()
 }
 
 // ReloadJob restarts every process of a job with its current config
@@ -352,28 +398,32 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 // unless the job is stopped, a full new set starts right away.
 func (m *Manager) ReloadJob(full string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j, err := m.jobLocked(full)
 	if err != nil {
+		m.mu.Unlock()
 		return err
 	}
 	m.cancelTimersLocked(j)
 	if j.flap != nil {
 		j.flap.reset()
 	}
+	m.publish("restart", "name", j.full)
+	m.publish("job."+j.full+".restart", "name", j.full)
 	m.stopAllProcsLocked(j)
 	if j.state == JobFlapping || j.state == JobGaveUp {
 		j.state = JobRunning
 	}
+	var first spawnBatch
 	if j.state == JobRunning {
-		return m.manageLocked(j)
+		first = m.manageLocked(j)
 	}
-	return nil
+	m.mu.Unlock()
+	return first.wait()
 }
 
 // StopAll stops every process of the job (committed ones included)
-// without changing its target: kept-alive processes are replaced as they
-// exit, a rolling restart.
+// without changing its target: the kept-alive processes are replaced at
+// once, a rolling restart.
 func (m *Manager) StopAll(full string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -381,198 +431,64 @@ func (m *Manager) StopAll(full string) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, p := range append(append([]*Process(nil), j.procs...), j.commits...) {
-		m.stopProcLocked(j, p, 0)
+		if err := m.stopProcLocked(j, p, 0); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	m.manageLocked(j)
+	return joinSignalErrors(errs)
 }
 
 // manageLocked spawns or reaps processes so that a running job has its
-// target number of kept-alive processes; the oldest are reaped first.
-func (m *Manager) manageLocked(j *job) error {
+// target number of kept-alive processes; the oldest are reaped first. It
+// counts the spawns queued and in flight, so that the target is never
+// overshot. It returns the spawns it queued, for callers that wait for
+// them (without the lock).
+func (m *Manager) manageLocked(j *job) spawnBatch {
 	if j.state != JobRunning || m.shutdown || j.removed {
 		return nil
 	}
-	for len(j.procs) > j.target {
+	have := len(j.procs) + len(j.queue) + j.liveInflight()
+	for have > j.target && len(j.queue) > 0 {
+		r := j.queue[len(j.queue)-1]
+		j.queue = j.queue[:len(j.queue)-1]
+		r.finish(errSpawnCancelled)
+		have--
+	}
+	for have > j.target && len(j.procs) > 0 {
 		p := j.procs[0]
 		m.publish("reap", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 		m.publish("job."+j.full+".reap", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 		m.publish(procEvent(p.ID, "reap"), "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 		m.stopProcLocked(j, p, 0)
+		have--
 	}
-	for len(j.procs) < j.target {
-		if _, err := m.spawnLocked(j, false, nil, 0); err != nil {
-			j.spawnErr = err.Error()
-			m.publish("spawn_error", "name", j.full, "reason", err.Error())
-			m.publish("job."+j.full+".spawn_error", "name", j.full, "reason", err.Error())
-			m.log.Error("spawn failed", "job", j.full, "err", err)
-			if j.spawnTimer == nil {
-				j.spawnTimer = time.AfterFunc(m.opts.SpawnRetryDelay, func() {
-					m.mu.Lock()
-					defer m.mu.Unlock()
-					j.spawnTimer = nil
-					m.manageLocked(j)
-				})
-			}
-			return err
+	for r := range j.inflight {
+		if have <= j.target {
+			break
+		}
+		if !r.once && !r.doomed {
+			r.doomed = true // stopped as soon as it registers
+			have--
 		}
 	}
-	return nil
+	var batch spawnBatch
+	for ; have < j.target; have++ {
+		r := &spawnReq{j: j, done: make(chan struct{})}
+		j.queue = append(j.queue, r)
+		batch = append(batch, r)
+	}
+	if len(j.queue) > 0 && !j.working {
+		j.working = true
+		go m.spawnWorker(j)
+	}
+	return batch
 }
 
 func procEvent(pid int, what string) string {
 	return "proc." + itoa(pid) + "." + what
-}
-
-// spawnLocked starts one process of the job.
-func (m *Manager) spawnLocked(j *job, once bool, extraEnv map[string]string, graceful time.Duration) (*Process, error) {
-	m.nextPID++
-	id := m.nextPID
-	spec := &spawnSpec{id: id, job: j.full, cfg: &j.cfg, env: j.env, extraEnv: extraEnv, once: once,
-		instance: m.instance, ringSize: j.cfg.RingSize, onOutput: m.outputFunc(j)}
-	p, err := spawnProcess(spec, m.onExit)
-	if err != nil {
-		return nil, err
-	}
-	p.graceful = j.cfg.GracefulTimeout
-	if once && graceful > 0 {
-		p.graceful = graceful
-	}
-	m.procs[id] = p
-	m.procJob[id] = j
-	if once {
-		j.commits = append(j.commits, p)
-	} else {
-		j.procs = append(j.procs, p)
-	}
-	m.publish("spawn", "name", j.full, "pid", id, "os_pid", p.OSPid)
-	if !once {
-		m.publish("job."+j.full+".spawn", "name", j.full, "pid", id, "os_pid", p.OSPid)
-		m.publish("proc."+j.full+".spawn", "name", j.full, "pid", id, "os_pid", p.OSPid)
-	}
-	return p, nil
-}
-
-// stopProcLocked removes p from its job's lists, publishes stop_process,
-// sends SIGTERM to its process group and arms the SIGKILL timer. A
-// graceful timeout of 0 means the process's own.
-func (m *Manager) stopProcLocked(j *job, p *Process, graceful time.Duration) {
-	j.procs = removeProc(j.procs, p)
-	j.commits = removeProc(j.commits, p)
-	if p.stopping || p.exited {
-		return
-	}
-	p.stopping = true
-	m.publish("stop_process", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-	if graceful <= 0 {
-		graceful = p.graceful
-	}
-	if graceful <= 0 {
-		signalGroup(p, syscall.SIGKILL)
-		return
-	}
-	signalGroup(p, syscall.SIGTERM)
-	p.stopTimer = time.AfterFunc(graceful, func() { m.killStopping(p) })
-}
-
-// killStopping is the graceful timer: SIGKILL to whatever is left of the
-// process and its group.
-func (m *Manager) killStopping(p *Process) {
-	m.mu.Lock()
-	exited := p.exited
-	m.mu.Unlock()
-	if !exited {
-		// Not reaped yet: its pid (and so its group id) cannot be reused.
-		signalGroup(p, syscall.SIGKILL)
-		return
-	}
-	// The leader is gone but members of its group outlived it: find them
-	// by their marker so that a reused pid is never hit.
-	killMarked(m.instance, p.ID, syscall.SIGKILL)
-}
-
-func removeProc(list []*Process, p *Process) []*Process {
-	for i, q := range list {
-		if q == p {
-			return append(list[:i], list[i+1:]...)
-		}
-	}
-	return list
-}
-
-// onExit is called by the reaper when a child has exited.
-func (m *Manager) onExit(p *Process, ws syscall.WaitStatus) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	p.exited = true
-	p.exitedAt = now
-	if ws.Exited() {
-		p.exitStatus = ws.ExitStatus()
-	}
-	if ws.Signaled() {
-		p.termSignal = int(ws.Signal())
-	}
-	close(p.exitCh)
-	if p.stopTimer != nil {
-		// Keep the timer only if members of the group are still alive.
-		if syscall.Kill(-p.OSPid, 0) != nil {
-			p.stopTimer.Stop()
-		}
-	}
-	j := m.procJob[p.ID]
-	delete(m.procs, p.ID)
-	delete(m.procJob, p.ID)
-	if p.stdin != nil {
-		p.stdin.Close()
-	}
-	if j == nil {
-		return
-	}
-	status := p.exitStatus
-	j.lastExit = &status
-	payload := []any{"name", j.full, "pid", p.ID, "os_pid", p.OSPid, "exit_status", p.exitStatus,
-		"term_signal", p.termSignal, "once", p.Once}
-	m.publish("exit", payload...)
-	m.publish("job."+j.full+".exit", payload...)
-	m.publish("proc."+j.full+".exit", payload...)
-	m.publish(procEvent(p.ID, "exit"), payload...)
-	if m.shutdown && len(m.procs) == 0 && m.allGone != nil {
-		close(m.allGone)
-		m.allGone = nil
-	}
-	wasKept := !p.Once && containsProc(j.procs, p)
-	j.procs = removeProc(j.procs, p)
-	j.commits = removeProc(j.commits, p)
-	if j.removed || m.shutdown || j.state != JobRunning || p.Once {
-		return
-	}
-	if !wasKept {
-		// Deliberately stopped (stop_process, stopall, reap): not a crash.
-		m.manageLocked(j)
-		return
-	}
-	j.restarts++
-	if j.flap != nil {
-		switch j.flap.exit(now, now.Sub(p.Created)) {
-		case FlapRetry:
-			m.flapLocked(j, true)
-			return
-		case FlapGiveUp:
-			m.flapLocked(j, false)
-			return
-		}
-	}
-	m.manageLocked(j)
-}
-
-func containsProc(list []*Process, p *Process) bool {
-	for _, q := range list {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // flapLocked stops a flapping job and, when retry, schedules its restart.
@@ -615,65 +531,26 @@ func (m *Manager) Commit(full string, graceful time.Duration, env map[string]str
 		return 0, err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j, err := m.jobLocked(full)
 	if err != nil {
+		m.mu.Unlock()
 		return 0, err
 	}
 	if m.shutdown {
+		m.mu.Unlock()
 		return 0, Errorf(CodeUnavailable, 503, "gafferd is shutting down")
 	}
-	p, err := m.spawnLocked(j, true, env, graceful)
+	r := &spawnReq{j: j, once: true, extraEnv: env, graceful: graceful, done: make(chan struct{})}
+	m.takeReqLocked(r)
+	m.mu.Unlock()
+	p, err := spawnProcess(r.spec, m.onExit)
+	m.mu.Lock()
+	m.registerLocked(r, p, err)
+	m.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	return p.ID, nil
-}
-
-// StopProcess stops one process (SIGTERM, SIGKILL after its graceful
-// timeout). A kept-alive process is replaced when its exit is seen.
-func (m *Manager) StopProcess(pid int) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.procs[pid]
-	if !ok {
-		return errNotFound("process %d not found", pid)
-	}
-	m.stopProcLocked(m.procJob[pid], p, 0)
-	return nil
-}
-
-// Kill sends sig to one process and publishes proc.<pid>.kill.
-func (m *Manager) Kill(pid int, sig syscall.Signal) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.procs[pid]
-	if !ok {
-		return errNotFound("process %d not found", pid)
-	}
-	m.publish(procEvent(pid, "kill"), "name", p.Job, "pid", pid, "signum", int(sig))
-	if !p.exited {
-		syscall.Kill(p.OSPid, sig)
-	}
-	return nil
-}
-
-// KillAll sends sig to every process of the job, committed ones included.
-func (m *Manager) KillAll(full string, sig syscall.Signal) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j, err := m.jobLocked(full)
-	if err != nil {
-		return err
-	}
-	m.publish("job."+j.full+".kill", "name", j.full, "signum", int(sig))
-	for _, p := range append(append([]*Process(nil), j.procs...), j.commits...) {
-		m.publish(procEvent(p.ID, "kill"), "name", j.full, "pid", p.ID, "signum", int(sig))
-		if !p.exited {
-			syscall.Kill(p.OSPid, sig)
-		}
-	}
-	return nil
 }
 
 // Send writes data to a process's stdin (stream "" or "stdin") or to one
@@ -684,112 +561,4 @@ func (m *Manager) Send(pid int, data []byte, stream string) error {
 		return errNotFound("process %d not found", pid)
 	}
 	return p.Write(stream, data)
-}
-
-// Shutdown stops every job (detached processes are left running) and
-// waits until every process has exited or ctx ends. New loads are
-// refused from then on.
-func (m *Manager) Shutdown(ctx context.Context) error {
-	m.mu.Lock()
-	m.shutdown = true
-	for _, sid := range m.sessionOrder {
-		s := m.sessions[sid]
-		for _, n := range s.order {
-			j := s.jobs[n]
-			m.cancelTimersLocked(j)
-			j.state = JobStopped
-			m.publish("stop", "name", j.full)
-			m.publish("job."+j.full+".stop", "name", j.full)
-			for _, p := range append(append([]*Process(nil), j.procs...), j.commits...) {
-				if j.cfg.Detach {
-					// Detached processes outlive gafferd (reference §15 #40).
-					delete(m.procs, p.ID)
-					delete(m.procJob, p.ID)
-					continue
-				}
-				m.stopProcLocked(j, p, 0)
-			}
-			j.procs, j.commits = nil, nil
-			m.stopOrphansLocked(j)
-		}
-	}
-	var wait chan struct{}
-	if len(m.procs) > 0 {
-		m.allGone = make(chan struct{})
-		wait = m.allGone
-	}
-	m.mu.Unlock()
-	if wait == nil {
-		return nil
-	}
-	select {
-	case <-wait:
-		return nil
-	case <-ctx.Done():
-		m.mu.Lock()
-		for _, p := range m.procs {
-			signalGroup(p, syscall.SIGKILL)
-		}
-		m.mu.Unlock()
-		return ctx.Err()
-	}
-}
-
-// stopOrphansLocked signals descendants of the job's processes that
-// escaped their process group and were re-parented to gafferd (a double
-// fork): they are recognised by the markers in their environment.
-func (m *Manager) stopOrphansLocked(j *job) {
-	var orphans []int
-	for _, pid := range ownChildren() {
-		if m.isOwnChildLocked(pid) {
-			continue
-		}
-		if v, ok := environValue(pid, markerVar); !ok || v != m.instance {
-			continue
-		}
-		if v, ok := environValue(pid, "GAFFER_JOB"); !ok || v != j.full {
-			continue
-		}
-		orphans = append(orphans, pid)
-	}
-	if len(orphans) == 0 {
-		return
-	}
-	for _, pid := range orphans {
-		syscall.Kill(pid, syscall.SIGTERM)
-	}
-	grace := j.cfg.GracefulTimeout
-	inst, full := m.instance, j.full
-	time.AfterFunc(grace, func() {
-		for _, pid := range orphans {
-			if v, ok := environValue(pid, markerVar); ok && v == inst {
-				if g, ok := environValue(pid, "GAFFER_JOB"); ok && g == full {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-	})
-}
-
-func (m *Manager) isOwnChildLocked(osPid int) bool {
-	for _, p := range m.procs {
-		if p.OSPid == osPid {
-			return true
-		}
-	}
-	return false
-}
-
-// killMarked sends sig to every process whose environment carries this
-// manager's instance marker and the internal pid id (GAFFER_PID).
-func killMarked(instance string, id int, sig syscall.Signal) {
-	want := itoa(id)
-	for _, pid := range allPids() {
-		if v, ok := environValue(pid, markerVar); !ok || v != instance {
-			continue
-		}
-		if v, ok := environValue(pid, "GAFFER_PID"); ok && v == want {
-			syscall.Kill(pid, sig)
-		}
-	}
 }

@@ -3,9 +3,11 @@ package gaffer
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,14 +42,32 @@ type Process struct {
 	ioDone        chan struct{}
 	exitCh        chan struct{}
 
+	detach     bool
+	startTicks uint64 // start time in /proc (clock ticks after boot), 0 if unknown
+	// The markers of its environment (GAFFER_INSTANCE, GAFFER_PID): its
+	// descendants carry them too. An adopted process keeps the ones of
+	// the gafferd that spawned it.
+	markInst, markID string
+
 	// Guarded by the Manager's mutex.
+	registered bool // in the manager's tables (a spawn registers after its fork)
 	stopping   bool
+	released   bool // detached, left running by Shutdown
 	stopTimer  *time.Timer
 	graceful   time.Duration
 	exited     bool
 	exitStatus int
 	termSignal int
 	exitedAt   time.Time
+	// pidfd names the OS process for good (Linux 5.3+; -1: none): a
+	// signal through it can never reach a process that reused the pid.
+	// Closed once the exit is handled; used only with the Manager's
+	// mutex held, so that it is never used after the close.
+	pidfd int
+	// adopted: not our child but a detached process of an earlier
+	// gafferd (leftovers.go); its exit is seen through pidf.
+	adopted bool
+	pidf    *os.File
 
 	statsMu  sync.Mutex
 	lastCPU  float64 // seconds
@@ -130,6 +150,7 @@ type spawnSpec struct {
 	instance string
 	ringSize int
 	onOutput func(p *Process, label string, data []byte)
+	log      *slog.Logger
 }
 
 var devNull struct {
@@ -279,7 +300,9 @@ func resolveIDs(cfg *JobConfig) (uid, gid *int, err error) {
 	return uid, gid, nil
 }
 
-// spawnProcess starts the OS process. onExit is called by the reaper.
+// spawnProcess starts the OS process. onExit is called by the reaper. It
+// runs without the Manager's lock: the PATH lookup, the user lookup and
+// the fork may block.
 func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Process, error) {
 	cfg := s.cfg
 	env := buildEnv(s)
@@ -293,9 +316,9 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 	}
 	p := &Process{
 		ID: s.id, Job: s.job, Once: s.once, Cmd: argv[0], Args: argv[1:], Env: env,
-		UID: uid, GID: gid, Cwd: cfg.Cwd, outLabels: append([]string(nil), cfg.RedirectOutput...),
-		streams: map[string]*Stream{}, custom: map[string]*os.File{}, redirectInput: cfg.RedirectInput,
-		ioDone: make(chan struct{}), exitCh: make(chan struct{}),
+		UID: uid, GID: gid, Cwd: cfg.Cwd, streams: map[string]*Stream{}, custom: map[string]*os.File{},
+		ioDone: make(chan struct{}), exitCh: make(chan struct{}), detach: cfg.Detach,
+		markInst: s.instance, markID: strconv.Itoa(s.id), pidfd: -1,
 	}
 	null, err := openDevNull()
 	if err != nil {
@@ -319,68 +342,98 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 		return nil, err
 	}
 	files := []uintptr{null.Fd(), null.Fd(), null.Fd()}
-	if cfg.RedirectInput {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fail(err)
-		}
-		childEnds = append(childEnds, r)
-		p.stdin = w
-		files[0] = r.Fd()
-	}
 	type reader struct {
 		label string
 		f     *os.File
 	}
 	var readers []reader
-	for i, label := range cfg.RedirectOutput {
-		if i == 1 && label == cfg.RedirectOutput[0] {
-			files[2] = files[1] // merged: one pipe, order kept
-			continue
+	if cfg.Detach {
+		// A detached process outlives gafferd: no pipe to gafferd (it
+		// would get EPIPE or SIGPIPE once gafferd is gone). Its output
+		// goes to its log files, written by the process itself, or to
+		// /dev/null.
+		for i, path := range detachedLogs(cfg) {
+			if path == "" {
+				continue
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				return fail(Errorf(CodeSpawnFailed, 400, "%s: log file: %v", cfg.Name, err))
+			}
+			childEnds = append(childEnds, f)
+			files[1+i] = f.Fd()
 		}
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fail(err)
+	} else {
+		p.outLabels = append([]string(nil), cfg.RedirectOutput...)
+		p.redirectInput = cfg.RedirectInput
+		if cfg.RedirectInput {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fail(err)
+			}
+			childEnds = append(childEnds, r)
+			p.stdin = w
+			files[0] = r.Fd()
 		}
-		childEnds = append(childEnds, w)
-		parentReads = append(parentReads, r)
-		files[1+i] = w.Fd()
-		readers = append(readers, reader{label, r})
-	}
-	for _, label := range cfg.CustomStreams {
-		fds, err := socketPair()
-		if err != nil {
-			return fail(err)
+		for i, label := range cfg.RedirectOutput {
+			if i == 1 && label == cfg.RedirectOutput[0] {
+				files[2] = files[1] // merged: one pipe, order kept
+				continue
+			}
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fail(err)
+			}
+			childEnds = append(childEnds, w)
+			parentReads = append(parentReads, r)
+			files[1+i] = w.Fd()
+			readers = append(readers, reader{label, r})
 		}
-		parent := os.NewFile(uintptr(fds[0]), "custom:"+label)
-		child := os.NewFile(uintptr(fds[1]), "custom-child:"+label)
-		childEnds = append(childEnds, child)
-		p.custom[label] = parent
-		p.customOrder = append(p.customOrder, label)
-		files = append(files, child.Fd())
-		readers = append(readers, reader{label, parent})
+		for _, label := range cfg.CustomStreams {
+			fds, err := socketPair()
+			if err != nil {
+				return fail(err)
+			}
+			parent := os.NewFile(uintptr(fds[0]), "custom:"+label)
+			child := os.NewFile(uintptr(fds[1]), "custom-child:"+label)
+			childEnds = append(childEnds, child)
+			p.custom[label] = parent
+			p.customOrder = append(p.customOrder, label)
+			files = append(files, child.Fd())
+			readers = append(readers, reader{label, parent})
+		}
 	}
 	envList := make([]string, 0, len(env))
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
 	sort.Strings(envList)
-	attr := &syscall.ProcAttr{Dir: cfg.Cwd, Env: envList, Files: files, Sys: sysProcAttr(cfg.Detach, uid, gid)}
-	pid, err := theReaper.spawn(func() (int, error) {
-		return syscall.ForkExec(path, argv, attr)
-	}, func(ws syscall.WaitStatus) { onExit(p, ws) })
+	sys := sysProcAttr(cfg.Detach, uid, gid)
+	pidfd := -1
+	setDeathSignal(sys, cfg.Detach, &pidfd)
+	attr := &syscall.ProcAttr{Dir: cfg.Cwd, Env: envList, Files: files, Sys: sys}
+	var pid int
+	theSpawner.do(func() {
+		pid, err = theReaper.spawn(func() (int, error) {
+			return syscall.ForkExec(path, argv, attr)
+		}, func(ws syscall.WaitStatus) { onExit(p, ws) })
+	})
 	if err != nil {
 		return fail(Errorf(CodeSpawnFailed, 400, "cannot start %q: %v", path, err))
 	}
+	p.pidfd = pidfd
 	p.OSPid = pid
 	p.Created = time.Now()
 	p.lastWall = p.Created
+	if st, ok := readProcStat(pid); ok {
+		p.startTicks = st.startTime
+	}
 	closeAll(childEnds)
 	for _, rd := range readers {
 		st := NewStream(rd.label, s.ringSize)
 		p.streams[rd.label] = st
 		p.ioWG.Add(1)
-		go p.readLoop(rd.f, st, s.onOutput)
+		go p.readLoop(rd.f, st, s.onOutput, s.log)
 	}
 	go func() {
 		p.ioWG.Wait()
@@ -389,17 +442,33 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 	return p, nil
 }
 
+// detachedLogs returns the files a detached process writes its stdout
+// and stderr to ("" for /dev/null).
+func detachedLogs(cfg *JobConfig) [2]string {
+	out, errs := cfg.StdoutLogfile, cfg.StderrLogfile
+	if out == "" {
+		out = cfg.Logfile
+	}
+	if errs == "" {
+		errs = cfg.Logfile
+	}
+	return [2]string{out, errs}
+}
+
 // readBufPool holds the read buffers: a pipe reader takes one only while
 // data is ready, so a thousand idle processes hold no buffer at all.
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // readLoop drains one output pipe until EOF, whatever the subscribers do.
-func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, string, []byte)) {
+// A panic of the ring, a sink or the output hook is logged with its stack
+// and the loop goes on draining: the process stays supervised.
+func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, string, []byte), log *slog.Logger) {
 	defer p.ioWG.Done()
 	defer st.Close()
 	defer f.Close()
+	guard := &outputGuard{log: log, pid: p.ID, job: p.Job, label: st.Label}
 	if onOutput != nil {
-		defer onOutput(p, st.Label, nil) // end of this writer's output
+		defer guard.call(func() { onOutput(p, st.Label, nil) }) // end of this writer's output
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -422,9 +491,9 @@ func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, strin
 			}
 			if n > 0 {
 				data := (*buf)[:n]
-				st.Write(data)
+				guard.call(func() { st.Write(data) })
 				if onOutput != nil {
-					onOutput(p, st.Label, data)
+					guard.call(func() { onOutput(p, st.Label, data) })
 				}
 			}
 			readBufPool.Put(buf)
@@ -436,11 +505,43 @@ func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, strin
 	}
 }
 
-// signalGroup sends sig to the process group of p (its own, created at
-// spawn), falling back to the process alone.
-func signalGroup(p *Process, sig syscall.Signal) error {
-	if err := syscall.Kill(-p.OSPid, sig); err == nil {
-		return nil
-	}
-	return syscall.Kill(p.OSPid, sig)
+// outputGuard runs the consumers of a pipe's output and turns their
+// panics into log lines: the first with its stack, then at most one a
+// minute with the count.
+type outputGuard struct {
+	log      *slog.Logger
+	pid      int
+	job      string
+	label    string
+	panics   int
+	lastLog  time.Time
+	unlogged int
+}
+
+func (g *outputGuard) call(fn func()) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		g.panics++
+		log := g.log
+		if log == nil {
+			log = slog.Default()
+		}
+		now := time.Now()
+		if g.panics == 1 {
+			log.Error("panic in an output consumer; output keeps being drained", "job", g.job, "pid", g.pid,
+				"stream", g.label, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			g.lastLog = now
+			return
+		}
+		g.unlogged++
+		if now.Sub(g.lastLog) >= time.Minute {
+			log.Error("more panics in an output consumer", "job", g.job, "pid", g.pid, "stream", g.label,
+				"count", g.unlogged, "last", fmt.Sprint(v))
+			g.lastLog, g.unlogged = now, 0
+		}
+	}()
+	fn()
 }

@@ -41,7 +41,7 @@ func SetReapAll(all bool) {
 	theReaper.mu.Unlock()
 }
 
-// spawnLocked runs fork (a function that starts a child and returns its
+// spawn runs fork (a function that starts a child and returns its
 // pid) and registers onExit for the pid, with the registry locked so that
 // an exit reaped in between cannot be lost.
 func (r *reaper) spawn(fork func() (int, error), onExit func(syscall.WaitStatus)) (int, error) {
@@ -63,6 +63,23 @@ func (r *reaper) spawn(fork func() (int, error), onExit func(syscall.WaitStatus)
 		r.poke()
 	}
 	return pid, err
+}
+
+// ifUnreaped runs fn, with the registry locked, if pid is a registered
+// child that has not been reaped: while it runs, the pid (and the process
+// group named after it) cannot be freed and reused, since freeing it
+// takes the wait4 that needs this lock. It reports whether fn ran. (The
+// one hole is a wait4(-1) elsewhere in the program, outside this reaper,
+// that reaps a registered child: reapKnown then finds ECHILD, and until
+// it does the pid is registered but may be free.)
+func (r *reaper) ifUnreaped(pid int, fn func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.waiters[pid]; !ok {
+		return false
+	}
+	fn()
+	return true
 }
 
 func (r *reaper) poke() {

@@ -356,10 +356,16 @@ func (s *Server) handleJobPids(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, caller(r).CanRead(full)) {
 		return
 	}
-	pids, err := s.m.Pids(full)
+	// The kept-alive processes, then the committed ones, as job info
+	// lists them.
+	procs, err := s.m.JobProcesses(full)
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	pids := make([]int, 0, len(procs))
+	for _, p := range procs {
+		pids = append(pids, p.ID)
 	}
 	writeJSON(w, 200, map[string]any{"pids": pids})
 }

@@ -64,14 +64,38 @@ func parseScaleString(s string, bad func() (ScaleOp, error)) (ScaleOp, error) {
 }
 
 // Scale changes the job's target (clamped at 0) and, when it runs, spawns
-// or reaps (oldest first) to reach it. It returns the new target.
+// or reaps (oldest first) to reach it; it returns once the processes it
+// asked for are spawned (the manager is not locked meanwhile). A job
+// loaded without being started and with no process to start (a template
+// for commits, numprocesses 0) starts when a scale gives it processes, as
+// the 0.5.2 client expects; one that holds processes back keeps waiting
+// for its start, and so does a stopped job, with its new target. It
+// returns the new target.
 func (m *Manager) Scale(full string, op ScaleOp) (int, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j, err := m.jobLocked(full)
 	if err != nil {
+		m.mu.Unlock()
 		return 0, err
 	}
+	before := j.target
+	t, err := m.setTargetLocked(j, op)
+	if err != nil {
+		m.mu.Unlock()
+		return 0, err
+	}
+	var batch spawnBatch
+	if j.state == JobNotStarted && before == 0 && t > 0 {
+		batch = m.startLocked(j)
+	} else {
+		batch = m.manageLocked(j)
+	}
+	m.mu.Unlock()
+	batch.wait() // a failed spawn is retried and reported in the job's info
+	return t, nil
+}
+
+func (m *Manager) setTargetLocked(j *job, op ScaleOp) (int, error) {
 	t := j.target + op.Value
 	if op.Set {
 		t = op.Value
@@ -84,6 +108,18 @@ func (m *Manager) Scale(full string, op ScaleOp) (int, error) {
 	}
 	j.target = t
 	m.publish("update", "name", j.full)
-	m.manageLocked(j)
 	return t, nil
+}
+
+// setTarget changes a job's target without spawning or starting anything
+// (gafferd restoring its state before it starts the jobs that ran).
+func (m *Manager) setTarget(full string, n int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.jobLocked(full)
+	if err != nil {
+		return err
+	}
+	_, err = m.setTargetLocked(j, ScaleOp{Set: true, Value: n})
+	return err
 }

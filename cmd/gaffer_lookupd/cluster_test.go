@@ -109,8 +109,11 @@ func (c *cluster) truth() (view, error) {
 			if err := call(n.client, "GET", "/jobs/default/"+job+"/pids", "", &body); err != nil {
 				return nil, err
 			}
+			// The job's pids include its commits (issue 14); a commit is
+			// counted once either way.
 			pids := append(slices.Clone(body.Pids), c.commits[n]["default."+job]...)
 			slices.Sort(pids)
+			pids = slices.Compact(pids)
 			full := "default." + job
 			if v[full] == nil {
 				v[full] = map[string][]int{}
