@@ -297,16 +297,17 @@ func authCanGrant(creator *Key, perms Permissions) bool {
 	return true
 }
 
-// AnonymousKey is the caller when require_key is off: every check passes
+// anonymousKey is the caller when require_key is off: every check passes
 // except CanCreateKey and CanCreateUser (reference §2.1). The auth routes
 // treat it as "no key" (401).
-var AnonymousKey = &Key{
+var anonymousKey = &Key{
 	Label:       "anonymous",
 	Permissions: Permissions{Admin: true, Manage: []string{"*"}, Write: []string{"*"}, Read: []string{"*"}},
 	anonymous:   true,
 }
 
-// IsAnonymous reports whether k is the AnonymousKey (or a copy of it).
+// IsAnonymous reports whether k is the caller of a server without
+// require_key (every right but creating keys and users), or a copy of it.
 func (k *Key) IsAnonymous() bool { return k != nil && k.anonymous }
 
 type authCtxKey struct{}
@@ -316,13 +317,15 @@ func WithKey(ctx context.Context, k *Key) context.Context {
 	return context.WithValue(ctx, authCtxKey{}, k)
 }
 
-// KeyFrom returns the caller's key stored by WithKey, or AnonymousKey when
-// there is none.
+// KeyFrom returns the caller's key stored by WithKey. Without one it returns
+// the anonymous caller of a server without require_key (IsAnonymous: every
+// right but creating keys and users), which is what the HTTP layer runs
+// requests with when keys are off; with keys on it always stores a key.
 func KeyFrom(ctx context.Context) *Key {
 	if k, ok := ctx.Value(authCtxKey{}).(*Key); ok && k != nil {
 		return k
 	}
-	return AnonymousKey
+	return anonymousKey
 }
 
 // authMaxKeyLen bounds an API key as carried in a header or a message.

@@ -81,7 +81,7 @@ func TestAuthPermissionRules(t *testing.T) {
 }
 
 func TestAuthAnonymousKey(t *testing.T) {
-	a := AnonymousKey
+	a := anonymousKey
 	if !a.IsAdmin() || !a.CanManage("x.y") || !a.CanWrite("x") || !a.CanRead("*") || !a.CanManageAll() || !a.CanReadAll() {
 		t.Error("the anonymous key fails a check it should pass")
 	}
@@ -91,14 +91,14 @@ func TestAuthAnonymousKey(t *testing.T) {
 	if !a.Clone().IsAnonymous() {
 		t.Error("a copy of the anonymous key is not anonymous")
 	}
-	if KeyFrom(context.Background()) != AnonymousKey {
+	if KeyFrom(context.Background()) != anonymousKey {
 		t.Error("KeyFrom without a key")
 	}
 	k := &Key{Key: "abc"}
 	if KeyFrom(WithKey(context.Background(), k)) != k {
 		t.Error("KeyFrom(WithKey(k)) != k")
 	}
-	if KeyFrom(WithKey(context.Background(), nil)) != AnonymousKey {
+	if KeyFrom(WithKey(context.Background(), nil)) != anonymousKey {
 		t.Error("KeyFrom(WithKey(nil))")
 	}
 }
@@ -133,7 +133,7 @@ func TestAuthCanGrant(t *testing.T) {
 	if !authCanGrant(&Key{Permissions: Permissions{Admin: true}}, Permissions{Admin: true, Manage: []string{"*"}}) {
 		t.Error("an admin cannot grant admin")
 	}
-	if authCanGrant(AnonymousKey, Permissions{}) || authCanGrant(nil, Permissions{}) {
+	if authCanGrant(anonymousKey, Permissions{}) || authCanGrant(nil, Permissions{}) {
 		t.Error("the anonymous or nil key can grant")
 	}
 }

@@ -210,7 +210,7 @@ func TestAuthStoreCreateKeyRules(t *testing.T) {
 	if _, err := s.CreateKey(plain, "x", Permissions{}, nil); err == nil {
 		t.Error("a key without create_key created a key")
 	}
-	if _, err := s.CreateKey(AnonymousKey, "x", Permissions{}, nil); err == nil {
+	if _, err := s.CreateKey(anonymousKey, "x", Permissions{}, nil); err == nil {
 		t.Error("the anonymous key created a key")
 	}
 	_, err := s.CreateKey(ck, "x", Permissions{Admin: true}, nil)

@@ -196,14 +196,14 @@ func (s *Server) chLogger() *slog.Logger {
 
 // chInitialKey returns the key a new websocket runs with, and whether the
 // client must still authenticate in-band. Without require_key it is
-// AnonymousKey. Otherwise a key already established by the HTTP layer
+// anonymousKey. Otherwise a key already established by the HTTP layer
 // (X-Api-Key, a trusted unix socket) or a valid X-Api-Key header on the
 // upgrade request is used.
 func (s *Server) chInitialKey(r *http.Request) (*Key, bool) {
 	if !s.requireKey {
-		return AnonymousKey, false
+		return anonymousKey, false
 	}
-	if k := KeyFrom(r.Context()); k != nil && k != AnonymousKey && (k.Key != "" || k.IsAdmin()) {
+	if k := KeyFrom(r.Context()); k != nil && k != anonymousKey && (k.Key != "" || k.IsAdmin()) {
 		return k, false
 	}
 	if raw := r.Header.Get("X-Api-Key"); raw != "" {

@@ -117,8 +117,8 @@ func (s *Server) handler(li listenerInfo) http.Handler {
 			writeError(w, err)
 			return
 		}
-		if key != AnonymousKey {
-			// KeyFrom gives AnonymousKey for a request without one: no
+		if key != anonymousKey {
+			// KeyFrom gives anonymousKey for a request without one: no
 			// copy of the request is needed when auth is off.
 			r = r.WithContext(WithKey(r.Context(), key))
 		}
@@ -162,42 +162,64 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) {
 	h.Add("Vary", "Origin")
 }
 
-// publicPath lists the routes that need no key.
-func publicPath(r *http.Request) bool {
-	switch r.URL.Path {
-	case "/", "/ping", "/version", "/auth", "/favicon.ico":
-		return true
-	}
+// publicRoute reports whether r may reach its handler without a key while
+// require_key is on. The list is explicit; every other route needs a key:
+//
+//   - /, /ping, /version, /favicon.ico: nothing secret;
+//   - /auth: it takes HTTP Basic credentials instead (rate-limited);
+//   - /ui, /ui/…: the console's static files (the console asks for a key
+//     before it asks the API for any data);
+//   - /_plugin/<name>/…: plugin sites, static files like the console;
+//   - /channel, /channel/…: SockJS, which authenticates in-band (AUTH:<key>)
+//     and binds each session to the client that opened it (sockjs.go);
+//   - websocket upgrades of /channel/websocket and /<pid>/channel[/<stream>],
+//     which authenticate in-band too.
+//
+// A websocket upgrade header on any other route changes nothing: the
+// request is plain HTTP and needs its key like any other.
+func publicRoute(r *http.Request) bool {
 	p := r.URL.Path
-	// The websockets authenticate in-band (AUTH:<key>) when no header is sent.
-	if IsWebSocketUpgrade(r) {
+	switch p {
+	case "/", "/ping", "/version", "/favicon.ico", "/auth", "/ui":
+		return true
+	case "/channel/websocket":
+		return IsWebSocketUpgrade(r)
+	}
+	if strings.HasPrefix(p, "/ui/") || strings.HasPrefix(p, "/_plugin/") {
 		return true
 	}
-	if strings.HasPrefix(p, "/channel") || strings.HasPrefix(p, "/ui/") || p == "/ui" || strings.HasPrefix(p, "/_plugin/") {
+	if p == "/channel" || strings.HasPrefix(p, "/channel/") {
 		return true
 	}
-	return false
+	return IsWebSocketUpgrade(r) && isIOChannelPath(p)
 }
 
-// TrustedKey is the caller over a trusted unix socket: it may do
+// isIOChannelPath reports whether p is /<pid>/channel or
+// /<pid>/channel/<stream>.
+func isIOChannelPath(p string) bool {
+	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	return (len(segs) == 2 || len(segs) == 3) && isDigits(segs[0]) && segs[1] == "channel" && (len(segs) == 2 || segs[2] != "")
+}
+
+// trustedKey is the caller over a trusted unix socket: it may do
 // everything.
-var TrustedKey = &Key{Key: "", Label: "unix socket (trusted)", Permissions: Permissions{Admin: true}}
+var trustedKey = &Key{Key: "", Label: "unix socket (trusted)", Permissions: Permissions{Admin: true}}
 
 // authenticate finds the caller's key: X-Api-Key (or ?api_key= on GET,
 // for EventSource, which cannot set headers).
 func (s *Server) authenticate(r *http.Request, li listenerInfo) (*Key, error) {
 	if !s.requireKey {
-		return AnonymousKey, nil
+		return anonymousKey, nil
 	}
 	if li.unix && s.trustUnix {
-		return TrustedKey, nil
+		return trustedKey, nil
 	}
 	raw := r.Header.Get("X-Api-Key")
 	if raw == "" && r.Method == http.MethodGet {
 		raw = r.URL.Query().Get("api_key")
 	}
 	if raw == "" {
-		if publicPath(r) {
+		if publicRoute(r) {
 			return noKey, nil
 		}
 		return nil, Errorf(CodeUnauthorized, 401, "this route needs an API key in the X-Api-Key header")
@@ -231,7 +253,7 @@ func allow(w http.ResponseWriter, ok bool) bool {
 // audit logs a state-changing request: who, what, result.
 func (s *Server) audit(r *http.Request, status int) {
 	who := "anonymous"
-	if k := KeyFrom(r.Context()); k != nil && k != AnonymousKey {
+	if k := KeyFrom(r.Context()); k != nil && k != anonymousKey {
 		who = k.Label
 		if who == "" {
 			who = "unlabelled key"

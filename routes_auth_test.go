@@ -193,3 +193,50 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestAuthGateUpgradeHeaderIsNotAKey is the attack of issue 13: websocket
+// upgrade headers on a plain route used to skip the auth gate, so /metrics
+// and /stats answered without a key. Only the listed public routes (and the
+// in-band-authenticated websockets) pass without a key now.
+func TestAuthGateUpgradeHeaderIsNotAKey(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyMatrix(t, store)
+	a := newAPI(t, ServerOptions{Auth: store, RequireKey: true})
+	upgrade := []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+		"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
+	for _, p := range []string{"/metrics", "/stats", "/jobs", "/pids", "/sessions", "/processes", "/wstreams/1", "/jobs/app/web",
+		"/channelx", "/1/stats", "/streams/1/stdout", "/watch"} {
+		code, _, body := a.do("GET", p, "", upgrade...)
+		if code != 401 {
+			t.Errorf("GET %s with upgrade headers and no key: %d %s, want 401", p, code, body)
+		}
+		if !contains(body, `"unauthorized"`) {
+			t.Errorf("GET %s: not the JSON error shape: %s", p, body)
+		}
+	}
+	// With a key the upgrade headers are ignored: plain HTTP.
+	code, _, body := a.do("GET", "/metrics", "", append(upgrade, "X-Api-Key", keys.read)...)
+	if code != 200 || !contains(body, "gaffer_build_info") {
+		t.Errorf("GET /metrics with a key and upgrade headers: %d %s", code, body)
+	}
+	// The public list still passes without a key.
+	for p, want := range map[string]int{"/": 200, "/ping": 200, "/version": 200, "/ui/": 200, "/channel/info": 200, "/channel": 200} {
+		if code, _, body := a.do("GET", p, ""); code != want {
+			t.Errorf("GET %s without a key: %d %s, want %d", p, code, body, want)
+		}
+	}
+	// The in-band websockets still upgrade without a header key, and
+	// then ask for AUTH.
+	ws, _, err := WSDial(t.Context(), "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/channel/websocket", nil, nil)
+	if err != nil {
+		t.Fatalf("control channel without a header key: %v", err)
+	}
+	ws.WriteText("AUTH:" + keys.admin)
+	if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), "auth_success") {
+		t.Fatalf("AUTH on the control channel: %q %v", msg, err)
+	}
+	ws.Close(WSCloseNormal, "")
+}
