@@ -15,6 +15,7 @@ package gaffer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -34,6 +35,10 @@ var (
 	chQueueLen    = 1024
 	chQueueBytes  = int64(8 << 20)
 	chAuthTimeout = 30 * time.Second
+	// chMaxTopics bounds the distinct topics of one connection: each has
+	// a forwarder goroutine and a bus or stream subscription. A SUB past
+	// it is refused with "too_many_subscriptions".
+	chMaxTopics = 100
 )
 
 // chDefaultStatsInterval is the sampling period of STATS topics (the
@@ -264,6 +269,10 @@ func (s *Server) runControlChannel(ws chTransport, r *http.Request) {
 	}
 	c.w = chNewWriter(ws, c.log)
 	defer c.cleanup()
+	// Server.Shutdown cancels the request's context (a SockJS session's
+	// never is: SockJS.Close ends those).
+	stop := context.AfterFunc(r.Context(), func() { c.w.closeAfter(WSCloseGoingAway, "server shutting down") })
+	defer stop()
 	if needAuth {
 		c.w.sendJSON(map[string]any{"event": "gaffer:auth_success"})
 	}
@@ -449,6 +458,10 @@ func (c *chConn) subscribe(raw string) {
 	if sub, ok := c.subs[t.name]; ok {
 		sub.count++
 		c.subSuccess(t.name)
+		return
+	}
+	if len(c.subs) >= chMaxTopics {
+		c.subError(t.name, "too_many_subscriptions")
 		return
 	}
 	quit := make(chan struct{})

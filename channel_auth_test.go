@@ -1,6 +1,7 @@
 package gaffer
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -108,5 +109,37 @@ func TestChannelCommandKeyMatrix(t *testing.T) {
 		if p, ok := e.m.Process(pid); (!ok || p.exited) && r.name != "stop_process" && r.name != "stopall" && r.name != "stop_job" {
 			t.Fatalf("process %d gone after %s", pid, r.name)
 		}
+	}
+}
+
+// TestChannelTopicCap: each distinct topic costs a goroutine and a bus
+// subscription; a connection may hold chMaxTopics of them, and a SUB past
+// that is refused with too_many_subscriptions (it used to be unbounded).
+func TestChannelTopicCap(t *testing.T) {
+	e := chNewEnv(t, false)
+	c := chDial(t, e.url, nil)
+	base := chBusSubs(e.m)
+	for i := range chMaxTopics {
+		if m := c.sub(fmt.Sprintf("EVENTS:t%d", i)); m["event"] != "gaffer:subscription_success" {
+			t.Fatalf("SUB %d: %v", i, m)
+		}
+	}
+	// The same topic again is only a reference count: allowed.
+	if m := c.sub("EVENTS:t0"); m["event"] != "gaffer:subscription_success" {
+		t.Fatalf("SUB of a topic already held: %v", m)
+	}
+	for i := range 50 {
+		m := c.sub(fmt.Sprintf("EVENTS:more%d", i))
+		if r := chSubReason(t, m); r != "too_many_subscriptions" {
+			t.Fatalf("SUB past the cap: %s", r)
+		}
+	}
+	if n := chBusSubs(e.m) - base; n != chMaxTopics {
+		t.Fatalf("%d bus subscriptions for one connection, want %d", n, chMaxTopics)
+	}
+	// Releasing one makes room for one.
+	c.unsub("EVENTS:t1")
+	if m := c.sub("EVENTS:again"); m["event"] != "gaffer:subscription_success" {
+		t.Fatalf("SUB after an UNSUB: %v", m)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,8 +47,16 @@ type Server struct {
 	mux         *http.ServeMux
 	checkOrigin func(*http.Request) bool
 
+	// baseCtx is the parent of every request's context on the listeners
+	// of Serve; Shutdown cancels it, which ends the streams (feeds,
+	// long polls, SockJS receivers, the control channel).
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	sockjs     *SockJS // the control channel's SockJS server
+
 	mu      sync.Mutex
 	servers []*http.Server
+	closed  bool // Shutdown was called: Serve serves nothing more
 }
 
 // NewServer returns the API server for a manager.
@@ -61,6 +70,7 @@ func NewServer(opts ServerOptions) *Server {
 		s.cors[strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")] = true
 	}
 	s.checkOrigin = s.originAllowed
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routes()
 	for p, h := range opts.Extra {
@@ -405,11 +415,21 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves the API on l until Shutdown.
+// shutdownGrace bounds Shutdown when its context has no deadline.
+const shutdownGrace = 10 * time.Second
+
+// Serve serves the API on l until Shutdown. After Shutdown it closes l at
+// once and returns nil.
 func (s *Server) Serve(l net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return s.baseCtx }}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
 	s.servers = append(s.servers, srv)
 	s.mu.Unlock()
 	err := srv.Serve(l)
@@ -419,15 +439,58 @@ func (s *Server) Serve(l net.Listener, h http.Handler) error {
 	return err
 }
 
-// Shutdown stops every listener; open streams are closed.
-func (s *Server) Shutdown(ctx context.Context) {
+// Shutdown stops every listener (and any Serve called later). Streams
+// (feeds, long polls, websockets of the control channel, SockJS sessions)
+// are ended at once; other requests in flight may finish until ctx is
+// done (or, when ctx is nil or has no deadline, for shutdownGrace), after
+// which their connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	s.closed = true
 	servers := s.servers
 	s.servers = nil
 	s.mu.Unlock()
-	for _, srv := range servers {
-		srv.Close()
+	s.cancelBase()
+	if ctx == nil {
+		ctx = context.Background()
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, shutdownGrace)
+		defer cancel()
+	}
+	var wg sync.WaitGroup
+	if s.sockjs != nil {
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			s.sockjs.Close()
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-closed:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	var forced atomic.Bool
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				forced.Store(true)
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if forced.Load() {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // parsePid parses an internal pid path segment ([0-9]+).

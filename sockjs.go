@@ -93,9 +93,10 @@ type SockJS struct {
 	log       *slog.Logger
 
 	mu       sync.Mutex
-	sessions map[string]*sjSession // HTTP sessions by id
-	open     int                   // HTTP and websocket sessions alive
-	wg       sync.WaitGroup        // onSession goroutines
+	sessions map[string]*sjSession   // HTTP sessions by id
+	all      map[*sjSession]struct{} // HTTP and websocket sessions not yet released
+	open     int                     // HTTP and websocket sessions alive
+	wg       sync.WaitGroup          // onSession goroutines
 }
 
 // SockJSHandler returns a SockJS server with the default options that
@@ -132,14 +133,14 @@ func NewSockJS(prefix string, opts SockJSOptions, onSession func(SockJSSession))
 		opts.Logger = slog.Default()
 	}
 	return &SockJS{prefix: strings.TrimSuffix(prefix, "/"), opts: opts, onSession: onSession,
-		log: opts.Logger, sessions: map[string]*sjSession{}}
+		log: opts.Logger, sessions: map[string]*sjSession{}, all: map[*sjSession]struct{}{}}
 }
 
 // Close closes every session and waits for their onSession to return.
 func (h *SockJS) Close() {
 	h.mu.Lock()
 	var all []*sjSession
-	for _, s := range h.sessions {
+	for s := range h.all {
 		all = append(all, s)
 	}
 	h.mu.Unlock()
@@ -311,6 +312,7 @@ func (h *SockJS) newSession(id string, r *http.Request, inMap bool) *sjSession {
 		inMap: inMap, wakeOut: make(chan struct{}, 1), wakeIn: make(chan struct{}, 1), inSpace: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	h.open++
+	h.all[s] = struct{}{}
 	if inMap {
 		h.sessions[id] = s
 		s.timer = time.AfterFunc(h.opts.DisconnectDelay, s.expire)
@@ -352,9 +354,10 @@ func (h *SockJS) forget(s *sjSession) {
 }
 
 // released counts a session that is closed and gone.
-func (h *SockJS) released() {
+func (h *SockJS) released(s *sjSession) {
 	h.mu.Lock()
 	h.open--
+	delete(h.all, s)
 	h.mu.Unlock()
 }
 

@@ -248,6 +248,6 @@ func (s *sjSession) release() {
 	s.gone = true
 	s.mu.Unlock()
 	if !gone {
-		s.h.released()
+		s.h.released(s)
 	}
 }
