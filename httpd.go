@@ -365,12 +365,23 @@ func (s *Server) Listen(ep EndpointConfig) (net.Listener, http.Handler, error) {
 	return l, s.handler(li), nil
 }
 
+// tlsCipherSuites are the TLS 1.2 suites offered: AEAD ciphers with forward
+// secrecy only (ECDHE with AES-GCM or ChaCha20-Poly1305), none of the CBC or
+// RSA-key-exchange suites Go's defaults still include. TLS 1.3 suites are
+// all of that kind and not configurable.
+var tlsCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 func serverTLSConfig(ep EndpointConfig) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(ep.CertFile, ep.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: TLS: %w", ep.Name, err)
 	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+		CipherSuites: tlsCipherSuites}
 	if ep.ClientCAFile != "" {
 		pem, err := os.ReadFile(ep.ClientCAFile)
 		if err != nil {

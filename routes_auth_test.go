@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -239,4 +240,49 @@ func TestAuthGateUpgradeHeaderIsNotAKey(t *testing.T) {
 		t.Fatalf("AUTH on the control channel: %q %v", msg, err)
 	}
 	ws.Close(WSCloseNormal, "")
+}
+
+// TestTLSOnlyAEADSuites: a TLS 1.2 client that offers only a CBC suite
+// (Go's server defaults accept TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA) is
+// refused; of every TLS 1.2 suite Go knows, only the ECDHE AEAD ones
+// connect.
+func TestTLSOnlyAEADSuites(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir, "server", false)
+	m := newTestManager(t)
+	s := NewServer(ServerOptions{Manager: m})
+	l, h, err := s.Listen(EndpointConfig{Name: "tls", Bind: "127.0.0.1:0", CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l, h)
+	t.Cleanup(func() { s.Shutdown(nil) })
+	pool := x509.NewCertPool()
+	pemData, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemData)
+	dial := func(suite uint16) error {
+		c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1",
+			MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA); err == nil {
+		t.Fatal("a client restricted to TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA connected")
+	}
+	aead := map[uint16]bool{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: true, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: true,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: true}
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if !slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			continue
+		}
+		err := dial(cs.ID)
+		if aead[cs.ID] && err != nil {
+			t.Errorf("%s refused: %v", cs.Name, err)
+		}
+		if !aead[cs.ID] && err == nil {
+			t.Errorf("%s accepted", cs.Name)
+		}
+	}
 }
