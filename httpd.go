@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,6 +47,7 @@ type Server struct {
 	reload      func(bool) (ReloadDiff, error)
 	mux         *http.ServeMux
 	checkOrigin func(*http.Request) bool
+	bodyTimeout time.Duration // see bodyReadTimeout
 
 	// baseCtx is the parent of every request's context on the listeners
 	// of Serve; Shutdown cancels it, which ends the streams (feeds,
@@ -65,7 +67,8 @@ func NewServer(opts ServerOptions) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{m: opts.Manager, auth: opts.Auth, requireKey: opts.RequireKey && opts.Auth != nil,
-		trustUnix: opts.UnixSocketTrusted, cors: map[string]bool{}, log: opts.Logger, reload: opts.Reload}
+		trustUnix: opts.UnixSocketTrusted, cors: map[string]bool{}, log: opts.Logger, reload: opts.Reload,
+		bodyTimeout: bodyReadTimeout}
 	for _, o := range opts.CORSOrigins {
 		s.cors[strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")] = true
 	}
@@ -109,6 +112,7 @@ type listenerInfo struct {
 // Handler returns the handler for one listener.
 func (s *Server) handler(li listenerInfo) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.limitBodyRead(w, r)
 		if li.loopback && !hostAllowed(r.Host, li.bindHost) {
 			writeError(w, Errorf(CodeForbidden, 403, "Host %q is not allowed on a loopback listener (DNS rebinding protection)", r.Host))
 			return
@@ -134,6 +138,55 @@ func (s *Server) handler(li listenerInfo) http.Handler {
 		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// bodyReadTimeout is how long a client has to send a request body on the
+// routes that are not streams (http.Server's ReadHeaderTimeout bounds the
+// head). Without it, a client sending a body slowly, or never finishing it,
+// holds its connection and goroutine forever.
+const bodyReadTimeout = 30 * time.Second
+
+// limitBodyRead sets a read deadline for r's body, cleared once the body
+// has been read to its end, so that the connection's later reads (the
+// server watching for the client going away, the next request's head) are
+// not cut. Requests without a body (GET feeds, websocket upgrades, SockJS
+// receivers) and POST /streams/<pid>/<label> (stdin, which may stream) keep
+// no deadline.
+func (s *Server) limitBodyRead(w http.ResponseWriter, r *http.Request) {
+	if s.bodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/streams/") {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) != nil {
+		return // not a connection with deadlines (a test recorder)
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.bodyTimeout}
+}
+
+// deadlineBody clears the body's read deadline once the body has been read
+// to its end, and names the timeout when it strikes.
+type deadlineBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	done    bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF && !b.done:
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The deadline stays: what is left of the body is not waited for,
+		// and the connection closes after the answer.
+		err = fmt.Errorf("the body did not arrive within %v", b.timeout)
+	}
+	return n, err
 }
 
 // hostAllowed is the DNS-rebinding check: on a loopback listener, the

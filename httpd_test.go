@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +22,15 @@ type serveT struct {
 	done chan error // Serve's result
 }
 
-func newServeT(t *testing.T, opts ServerOptions) *serveT {
+func newServeT(t *testing.T, opts ServerOptions, edits ...func(*Server)) *serveT {
 	t.Helper()
 	if opts.Manager == nil {
 		opts.Manager = newTestManager(t)
 	}
 	s := NewServer(opts)
+	for _, edit := range edits {
+		edit(s)
+	}
 	l, h, err := s.Listen(EndpointConfig{Name: "test", Bind: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -210,5 +214,120 @@ func TestServerShutdownClosesControlChannel(t *testing.T) {
 			t.Fatalf("control channel after Shutdown: %v, want a 1001 close", err)
 		}
 		break
+	}
+}
+
+// TestBodyReadTimeout is the slow-body attack of issue 13: connections
+// sending part of a body to POST /jobs/default used to stay open forever.
+// Each is now answered 400 and closed once the body timeout passes.
+func TestBodyReadTimeout(t *testing.T) {
+	st := newServeT(t, ServerOptions{}, func(s *Server) { s.bodyTimeout = 300 * time.Millisecond })
+	var conns []net.Conn
+	for range 50 {
+		conns = append(conns, st.rawRequest(t, "POST /jobs/default HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": "))
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		data, err := io.ReadAll(c) // the server answers, then closes
+		if err != nil {
+			t.Fatalf("connection %d was not cut: %v (%q)", i, err, data)
+		}
+		if !strings.HasPrefix(string(data), "HTTP/1.1 400") || !strings.Contains(string(data), "did not arrive within") {
+			t.Fatalf("connection %d: %q", i, data)
+		}
+	}
+	// A body that arrives in time is served, on a connection that then
+	// stays usable.
+	body := `{"name": "ok", "cmd": "sleep 30", "start": false}`
+	c := st.rawRequest(t, fmt.Sprintf("POST /jobs/default HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a body in time: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// TestBodyReadTimeoutSparesStreams: the body timeout does not cut what
+// streams: an event feed (no body) open well past the timeout, a stdin
+// upload that takes longer than it.
+func TestBodyReadTimeoutSparesStreams(t *testing.T) {
+	st := newServeT(t, ServerOptions{}, func(s *Server) { s.bodyTimeout = 200 * time.Millisecond })
+	cfg := childConfig(t, "cat", "echo", nil)
+	cfg.RedirectInput = true
+	if err := st.m.Load("default", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	pids, _ := st.m.Pids("default.cat")
+	if len(pids) != 1 {
+		t.Fatalf("pids %v", pids)
+	}
+	// The feed: two heartbeats (1 s apart, so past the timeout several
+	// times over), then an event.
+	feed := st.rawRequest(t, "GET /watch?feed=continuous&heartbeat=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	fr := bufio.NewReader(feed)
+	resp, err := http.ReadResponse(fr, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("feed: %v %v", resp, err)
+	}
+	feed.SetReadDeadline(time.Now().Add(30 * time.Second))
+	beats := 0
+	for beats < 2 {
+		line, err := readLine(resp.Body)
+		if err != nil {
+			t.Fatalf("the feed was cut after %d heartbeats: %v", beats, err)
+		}
+		if strings.TrimSpace(line) == "" {
+			beats++
+		}
+	}
+	if _, err := st.m.Scale("default.cat", ScaleOp{Value: 0}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := readLine(resp.Body)
+		if err != nil {
+			t.Fatalf("the feed was cut before the event: %v", err)
+		}
+		if strings.Contains(line, "default.cat") {
+			break
+		}
+	}
+	// stdin: a chunked upload whose second half comes after the timeout.
+	c := st.rawRequest(t, fmt.Sprintf("POST /streams/%d/stdin HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n", pids[0]))
+	// Wait past the timeout by reading one more heartbeat of the feed.
+	for {
+		line, err := readLine(resp.Body)
+		if err != nil {
+			t.Fatalf("feed: %v", err)
+		}
+		if strings.TrimSpace(line) == "" {
+			break
+		}
+	}
+	io.WriteString(c, "6\r\nworld\n\r\n0\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	sresp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || sresp.StatusCode != 200 {
+		t.Fatalf("a slow stdin upload was cut: %v %v", sresp, err)
+	}
+}
+
+// readLine reads one line of a response body.
+func readLine(r io.Reader) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for {
+		n, err := r.Read(one)
+		if n == 1 {
+			b = append(b, one[0])
+			if one[0] == '\n' {
+				return string(b), nil
+			}
+		}
+		if err != nil {
+			return string(b), err
+		}
 	}
 }
