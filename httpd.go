@@ -406,6 +406,11 @@ func (s *Server) Listen(ep EndpointConfig) (net.Listener, http.Handler, error) {
 		li.bindHost = host
 		ip := net.ParseIP(host)
 		li.loopback = host == "localhost" || (ip != nil && ip.IsLoopback())
+		if !li.loopback && !s.requireKey {
+			s.log.Warn("SECURITY: the API is open to the network without keys: anyone who can reach this address "+
+				"may run any command as gafferd's user, and any Host header is accepted; set [gaffer] require_key = true "+
+				"or bind a loopback address", "endpoint", ep.Name, "address", l.Addr().String())
+		}
 	}
 	if ep.CertFile != "" || ep.KeyFile != "" {
 		conf, err := serverTLSConfig(ep)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -328,6 +330,41 @@ func readLine(r io.Reader) (string, error) {
 		}
 		if err != nil {
 			return string(b), err
+		}
+	}
+}
+
+// TestOpenNetworkBindWarns: a non-loopback TCP bind with keys off logs a
+// WARN naming the risk; loopback binds, unix sockets and require_key do
+// not.
+func TestOpenNetworkBindWarns(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newTestManager(t)
+	for _, c := range []struct {
+		bind       string
+		requireKey bool
+		warn       bool
+	}{
+		{"0.0.0.0:0", false, true},
+		{"0.0.0.0:0", true, false},
+		{"127.0.0.1:0", false, false},
+		{"localhost:0", false, false},
+		{"unix:" + filepath.Join(t.TempDir(), "g.sock"), false, false},
+	} {
+		var buf authLogBuffer
+		s := NewServer(ServerOptions{Manager: m, Auth: store, RequireKey: c.requireKey,
+			Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		l, _, err := s.Listen(EndpointConfig{Name: "ep", Bind: c.bind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close() // never served
+		got := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "open to the network without keys")
+		if got != c.warn {
+			t.Errorf("bind %s require_key=%v: warned=%v, want %v (log: %s)", c.bind, c.requireKey, got, c.warn, buf.String())
 		}
 	}
 }
