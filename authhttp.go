@@ -151,7 +151,9 @@ func authQueryTrue(r *http.Request, name string) bool {
 }
 
 // handleAuth serves GET and HEAD /auth: HTTP Basic credentials in, the
-// user's key out (reference §2.4.5).
+// user's key out (reference §2.4.5). Failed attempts are limited per client
+// address and per username (authLimiter): past the limit the answer is 429
+// with Retry-After, before the password is even checked.
 func (s *AuthStore) handleAuth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	user, pass, ok := ParseBasicAuth(r.Header.Get("Authorization"))
@@ -160,12 +162,19 @@ func (s *AuthStore) handleAuth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, authErrUnauthorized("HTTP Basic credentials are needed (Authorization: Basic ...)"))
 		return
 	}
+	addr := authClientKey(r)
+	if wait := s.limiter.wait(addr, user); wait > 0 {
+		authTooMany(w, wait)
+		return
+	}
 	u, ok := s.Authenticate(user, pass)
 	if !ok {
+		s.limiter.failed(addr, user)
 		w.Header().Set("WWW-Authenticate", `Basic realm="gaffer", charset="UTF-8"`)
 		writeError(w, authErrUnauthorized("wrong username or password"))
 		return
 	}
+	s.limiter.succeeded(user)
 	w.Header().Set("X-Api-Key", u.Key)
 	var key any
 	if u.Key != "" {

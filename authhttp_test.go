@@ -3,14 +3,18 @@ package gaffer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // authFixture is a store behind a test server whose middleware does what
@@ -452,5 +456,132 @@ func TestAuthHTTPAuditLog(t *testing.T) {
 	}
 	if n := strings.Count(out, "msg=audit"); n != 6 {
 		t.Errorf("%d audit lines, want 6:\n%s", n, out)
+	}
+}
+
+// authClientFrom returns a client whose connections come from the given
+// loopback address (Linux accepts any of 127.0.0.0/8 as a source).
+func authClientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// authLogin sends GET /auth with Basic credentials from client c.
+func authLogin(t *testing.T, c *http.Client, url, user, pass string) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/auth", nil)
+	req.Header.Set("Authorization", authBasicHeader(user, pass))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, resp.Header, m
+}
+
+// TestAuthHTTPLoginRateLimit is the guessing attack of issue 13 (37
+// guesses a second, unlimited): failed logins are limited per client
+// address and per user; past the limit /auth answers 429 with Retry-After
+// in the JSON error shape, even for the right password, while other users
+// from other addresses still log in.
+func TestAuthHTTPLoginRateLimit(t *testing.T) {
+	f := authNewFixture(t)
+	if err := f.s.CreateUser("bob", "bobpw", UserTypeApp, f.read, nil); err != nil {
+		t.Fatal(err)
+	}
+	attacker := authClientFrom("127.0.0.2")
+	guesses, limited := 0, false
+	for i := 0; i < 100 && !limited; i++ {
+		code, h, m := authLogin(t, attacker, f.srv.URL, "appuser", fmt.Sprintf("guess%d", i))
+		switch code {
+		case 401:
+			guesses++
+		case 429:
+			limited = true
+			if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+				t.Errorf("Retry-After %q", h.Get("Retry-After"))
+			}
+			if m["error"] != "too_many_requests" || m["errno"] != float64(429) || m["reason"] == "" {
+				t.Errorf("429 body %v", m)
+			}
+		default:
+			t.Fatalf("guess %d: %d %v", i, code, m)
+		}
+	}
+	if !limited || guesses != authMaxFailures {
+		t.Fatalf("%d wrong passwords accepted for checking (limited=%v), want %d then 429", guesses, limited, authMaxFailures)
+	}
+	// The right password from the attacking address is refused too: a
+	// limited client learns nothing more.
+	if code, _, _ := authLogin(t, attacker, f.srv.URL, "appuser", "apppw"); code != 429 {
+		t.Errorf("right password from a limited address: %d, want 429", code)
+	}
+	// So is the attacked user from another address...
+	if code, _, _ := authLogin(t, authClientFrom("127.0.0.3"), f.srv.URL, "appuser", "apppw"); code != 429 {
+		t.Errorf("limited user from another address: %d, want 429", code)
+	}
+	// ...but another user from another address logs in.
+	if code, _, m := authLogin(t, authClientFrom("127.0.0.3"), f.srv.URL, "bob", "bobpw"); code != 200 || m["api_key"] != f.read {
+		t.Errorf("another user from another address: %d %v, want 200", code, m)
+	}
+	// Spreading guesses over addresses does not escape the per-user
+	// count.
+	for i := 0; i < authMaxFailures; i++ {
+		authLogin(t, authClientFrom(fmt.Sprintf("127.0.1.%d", i+1)), f.srv.URL, "bob", "nope")
+	}
+	if code, _, _ := authLogin(t, authClientFrom("127.0.2.1"), f.srv.URL, "bob", "bobpw"); code != 429 {
+		t.Errorf("user guessed from %d addresses: %d, want 429", authMaxFailures, code)
+	}
+}
+
+// TestAuthLimiterBoundedAndExpires: the limiter's tables never exceed
+// their size, a full table throttles through its overflow entry, and
+// every block ends with its window.
+func TestAuthLimiterBoundedAndExpires(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newAuthLimiter()
+	l.now = func() time.Time { return now }
+	l.maxKeys = 64
+	for i := range 10000 {
+		l.failed(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("user%d", i))
+	}
+	if len(l.addrs) > l.maxKeys+1 || len(l.users) > l.maxKeys+1 { // + the overflow entry
+		t.Fatalf("tables grew to %d and %d entries, bound %d", len(l.addrs), len(l.users), l.maxKeys)
+	}
+	// The overflow entry took the flood: a new address is throttled.
+	if w := l.wait("192.0.2.1", "someone"); w <= 0 || w > l.window {
+		t.Fatalf("new address while the table is full of live entries: wait %v", w)
+	}
+	// A window later everything is forgotten.
+	now = now.Add(l.window)
+	if w := l.wait("10.0.0.1", "user1"); w != 0 {
+		t.Fatalf("after the window: wait %v", w)
+	}
+	l.failed("192.0.2.1", "someone")
+	if len(l.addrs) != 1 || len(l.users) != 1 {
+		t.Fatalf("expired entries kept: %d %d", len(l.addrs), len(l.users))
+	}
+	// A block lasts until its window ends, not longer.
+	for range l.max {
+		l.failed("192.0.2.9", "x")
+	}
+	if w := l.wait("192.0.2.9", "y"); w != l.window {
+		t.Fatalf("blocked address: wait %v, want %v", w, l.window)
+	}
+	now = now.Add(l.window - time.Second)
+	if w := l.wait("192.0.2.9", "y"); w != time.Second {
+		t.Fatalf("blocked address a second before the end: wait %v", w)
+	}
+	now = now.Add(time.Second)
+	if w := l.wait("192.0.2.9", "y"); w != 0 {
+		t.Fatalf("blocked address after its window: wait %v", w)
+	}
+	// IPv6 clients are counted per /64.
+	r := &http.Request{RemoteAddr: "[2001:db8::1]:4000"}
+	r2 := &http.Request{RemoteAddr: "[2001:db8::ffff:2]:4001"}
+	if authClientKey(r) != authClientKey(r2) || authClientKey(&http.Request{RemoteAddr: "@"}) != "unix" {
+		t.Fatalf("client keys: %q %q", authClientKey(r), authClientKey(r2))
 	}
 }

@@ -27,7 +27,8 @@ import (
 // happens under it. Changes are copy-on-write: a change that cannot be
 // written to disk changes nothing in memory.
 type AuthStore struct {
-	dir string
+	dir     string
+	limiter *authLimiter // failed logins of GET /auth
 
 	mu    sync.RWMutex
 	keys  map[[32]byte]*authKeyRec // indexed by SHA-256 of the key
@@ -74,7 +75,7 @@ func OpenAuthStore(dir string) (*AuthStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &AuthStore{dir: dir, keys: map[[32]byte]*authKeyRec{}, users: map[string]*authUserRec{}}
+	s := &AuthStore{dir: dir, limiter: newAuthLimiter(), keys: map[[32]byte]*authKeyRec{}, users: map[string]*authUserRec{}}
 	if err := s.loadKeys(); err != nil {
 		return nil, err
 	}
