@@ -36,8 +36,9 @@ func (p Permissions) Clone() Permissions {
 }
 
 // Key is an API key and what it may do. A key with a Parent is a sub-key:
-// it is deleted with its parent and may not create keys. Keys returned by an
-// AuthStore are copies; changing them changes nothing stored.
+// it is deleted with its parent (a key created through the API is a sub-key
+// of the key that created it). Keys returned by an AuthStore are copies;
+// changing them changes nothing stored.
 type Key struct {
 	Key         string         `json:"key"`
 	Label       string         `json:"label"`
@@ -221,9 +222,11 @@ func (k *Key) authHas(list []string, target string) bool {
 func (k *Key) IsAdmin() bool { return k != nil && k.Permissions.Admin }
 
 // CanCreateKey reports whether k may create keys (with at most its own
-// permissions). Sub-keys and the anonymous key never may.
+// permissions; they are its sub-keys). The anonymous key never may. A
+// sub-key may if it holds create_key, which only a creator holding it can
+// have granted; what it creates is deleted with it.
 func (k *Key) CanCreateKey() bool {
-	return k != nil && !k.anonymous && k.Parent == "" && (k.Permissions.Admin || k.Permissions.CreateKey)
+	return k != nil && !k.anonymous && (k.Permissions.Admin || k.Permissions.CreateKey)
 }
 
 // CanCreateUser reports whether k may create and manage users. The

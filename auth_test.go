@@ -70,9 +70,13 @@ func TestAuthPermissionRules(t *testing.T) {
 	if !ck.CanCreateKey() || !ck.CanCreateUser() || ck.IsAdmin() {
 		t.Error("create_key/create_user rules")
 	}
-	sub := &Key{Parent: "p", Permissions: Permissions{CreateKey: true, Admin: true}}
-	if sub.CanCreateKey() {
-		t.Error("a sub-key can create keys")
+	// A sub-key creates keys if it holds create_key (its creator had it to
+	// give); its creations are its sub-keys, deleted with it.
+	if sub := (&Key{Parent: "p", Permissions: Permissions{CreateKey: true}}); !sub.CanCreateKey() {
+		t.Error("a sub-key with create_key cannot create keys")
+	}
+	if sub := (&Key{Parent: "p", Permissions: Permissions{Manage: []string{"*"}}}); sub.CanCreateKey() {
+		t.Error("a sub-key without create_key can create keys")
 	}
 	var nilKey *Key
 	if nilKey.IsAdmin() || nilKey.CanRead("a") || nilKey.CanReadAll() || nilKey.CanCreateKey() || nilKey.CanCreateUser() {

@@ -206,10 +206,11 @@ func TestAuthHTTPCreateKey(t *testing.T) {
 		t.Fatalf("POST /keys = %d %v %v", code, m, h)
 	}
 	got, ok := f.s.LookupKey(k)
-	if !ok || got.Label != "new" || got.Extra["note"] != "x" || got.Permissions.Read[0] != "app.web" || got.Parent != "" {
-		t.Errorf("created key %+v", got)
+	if !ok || got.Label != "new" || got.Extra["note"] != "x" || got.Permissions.Read[0] != "app.web" || got.Parent != f.ck {
+		t.Errorf("created key %+v (want a sub-key of its creator)", got)
 	}
-	// A sub-key of the caller, which then cannot create keys.
+	// An explicit sub-key of the caller, which without create_key cannot
+	// create keys.
 	code, m, _ = f.do("POST", "/keys", f.ck, `{"parent":"`+f.ck+`","permissions":{"manage":["app"]}}`)
 	sub, _ := m["api_key"].(string)
 	if code != 200 {
@@ -228,13 +229,16 @@ func TestAuthHTTPCreateKey(t *testing.T) {
 
 func TestAuthHTTPKey(t *testing.T) {
 	f := authNewFixture(t)
-	// Keys made by the key maker: one within its rights, one sub-key of it.
-	mine, _ := f.s.CreateKey(nil, "mine", Permissions{Read: []string{"app"}}, nil)
+	// A key made by the key maker (its sub-key), and a sub-key of that one.
+	ck, _ := f.s.LookupKey(f.ck)
+	mine, _ := f.s.CreateKey(ck, "mine", Permissions{Read: []string{"app"}}, nil)
 	child, _ := f.s.CreateKey(nil, "child", Permissions{Read: []string{"app.web"}}, map[string]any{"parent": mine.Key})
 	for _, method := range []string{"HEAD", "GET"} {
 		f.check(method, "/keys/"+mine.Key, "", []authCase{{"none", 401}, {"read", 403}, {"cu", 403}, {"elsewhere", 403}, {"ck", 200}, {"admin", 200}, {mine.Key, 200}, {child.Key, 403}})
 		f.check(method, "/keys/"+f.admin, "", []authCase{{"ck", 403}, {"elsewhere", 403}, {"admin", 200}})
-		f.check(method, "/keys/"+f.read, "", []authCase{{"read", 200}, {"ck", 200}, {"elsewhere", 403}})
+		// f.read is the admin's sub-key, a sibling of ck: only itself and
+		// the admin see it.
+		f.check(method, "/keys/"+f.read, "", []authCase{{"read", 200}, {"ck", 403}, {"elsewhere", 403}, {"admin", 200}})
 		f.check(method, "/keys/unknownkey", "", []authCase{{"none", 401}, {"read", 403}, {"ck", 404}, {"admin", 404}})
 	}
 	_, m, _ := f.do("GET", "/keys/"+mine.Key+"?include_keys=true", f.ck, "")
@@ -583,5 +587,76 @@ func TestAuthLimiterBoundedAndExpires(t *testing.T) {
 	r2 := &http.Request{RemoteAddr: "[2001:db8::ffff:2]:4001"}
 	if authClientKey(r) != authClientKey(r2) || authClientKey(&http.Request{RemoteAddr: "@"}) != "unix" {
 		t.Fatalf("client keys: %q %q", authClientKey(r), authClientKey(r2))
+	}
+}
+
+// TestAuthHTTPKeyTree is the revocation hole of issue 13: deleting a key
+// left alive the keys it had created unless they named it as "parent".
+// Now a key created by a key is its sub-key, deleting a key deletes its
+// descendants, and a child cannot delete its parent or its siblings.
+func TestAuthHTTPKeyTree(t *testing.T) {
+	f := authNewFixture(t)
+	create := func(by, body string) string {
+		t.Helper()
+		code, m, _ := f.do("POST", "/keys", by, body)
+		k, _ := m["api_key"].(string)
+		if code != 200 || k == "" {
+			t.Fatalf("POST /keys %s: %d %v", body, code, m)
+		}
+		return k
+	}
+	delegate := `{"label": "team", "permissions": {"create_key": true, "manage": ["app"]}}`
+	a := create(f.admin, delegate)
+	b := create(a, `{"label": "b", "permissions": {"create_key": true, "manage": ["app"]}}`)
+	c := create(b, `{"label": "c", "permissions": {"read": ["app"]}}`)
+	a2 := create(a, `{"label": "a2", "permissions": {"read": ["app"]}}`)
+	for k, parent := range map[string]string{a: f.admin, b: a, c: b, a2: a} {
+		if got, _ := f.s.LookupKey(k); got.Parent != parent {
+			t.Errorf("parent of %s: %q, want %q", got.Label, got.Parent, parent)
+		}
+	}
+	// Children do not revoke their parents or siblings.
+	f.check("DELETE", "/keys/"+a, "", []authCase{{b, 403}, {c, 403}, {a2, 403}})
+	f.check("DELETE", "/keys/"+a2, "", []authCase{{b, 403}, {c, 403}})
+	f.check("DELETE", "/keys/"+b, "", []authCase{{a2, 403}, {c, 403}})
+	f.check("DELETE", "/keys/"+f.admin, "", []authCase{{a, 403}, {b, 403}})
+	// Not even an admin sub-key revokes the admin that made it.
+	adminChild := create(f.admin, `{"label": "admin child", "permissions": {"admin": true}}`)
+	f.check("DELETE", "/keys/"+f.admin, "", []authCase{{adminChild, 403}})
+	// A key reads its descendants, not its siblings.
+	f.check("GET", "/keys/"+c, "", []authCase{{a, 200}, {b, 200}, {a2, 403}})
+	// Deleting a key deletes every descendant, and only them.
+	f.check("DELETE", "/keys/"+a, "", []authCase{{"admin", 200}})
+	for _, k := range []string{a, b, c, a2} {
+		if _, ok := f.s.LookupKey(k); ok {
+			t.Errorf("key %s survived the deletion of its ancestor", k)
+		}
+		if code, _, _ := f.do("GET", "/keys/"+k, k, ""); code != 403 {
+			t.Errorf("a deleted descendant still authenticates: %d", code)
+		}
+	}
+	for _, k := range []string{f.admin, f.ck, f.read, adminChild} {
+		if _, ok := f.s.LookupKey(k); !ok {
+			t.Errorf("a key outside the deleted subtree was deleted")
+		}
+	}
+	// "parent": null makes a key without parent: admins only.
+	f.check("POST", "/keys", `{"parent": null}`, []authCase{{"ck", 403}})
+	root := create(f.admin, `{"parent": null, "label": "independent"}`)
+	if k, _ := f.s.LookupKey(root); k.Parent != "" {
+		t.Fatalf("parent null: parent %q", k.Parent)
+	}
+	// The tree survives a restart: the store reopened keeps the parents.
+	s2, err := OpenAuthStore(f.s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.DeleteKey(f.admin); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]bool{f.ck: false, f.read: false, adminChild: false, root: true} {
+		if _, ok := s2.LookupKey(k); ok != want {
+			t.Errorf("after deleting the admin key of a reopened store: key present=%v, want %v", ok, want)
+		}
 	}
 }

@@ -395,19 +395,26 @@ func authIsAncestor(keys map[[32]byte]*authKeyRec, anc string, k *Key) bool {
 // only permissions it holds itself, and admin only if it is admin (the
 // Recommended fix of reference §10.3); otherwise the error is 403.
 //
-// extra["parent"], when a non-empty string, makes the new key a sub-key of
-// that key (reference §2.4.7): it must exist (400), the creator must be it,
-// one of its ancestors, or an admin (403), and the new permissions must also
-// be within the parent's. Reserved fields (key, label, permissions, parent,
-// keys) are never stored in Extra.
+// The new key is a sub-key (a child) of its creator, so that deleting the
+// creator deletes it: extra["parent"], when a non-empty string, makes it a
+// sub-key of that key instead, which must exist (400), be the creator or
+// one of its descendants unless the creator is an admin (403), and hold the
+// new permissions. "parent": null (or "") makes a key without a parent,
+// which only an admin may ask for. Keys created by gafferd itself (creator
+// nil) and by a principal built by the program (creator.Key empty) have no
+// parent unless one is named. Reserved fields (key, label, permissions,
+// parent, keys) are never stored in Extra.
 func (s *AuthStore) CreateKey(creator *Key, label string, perms Permissions, extra map[string]any) (*Key, error) {
-	parent := ""
-	if v, ok := extra["parent"]; ok && v != nil {
-		p, isString := v.(string)
-		if !isString {
+	parent, root := "", false
+	if v, ok := extra["parent"]; ok {
+		switch p := v.(type) {
+		case nil:
+			root = true
+		case string:
+			parent, root = p, p == ""
+		default:
 			return nil, typeErr("parent", "a key", v)
 		}
-		parent = p
 	}
 	if len(label) > 1024 {
 		return nil, errBadRequest("label: longer than 1024 bytes")
@@ -427,9 +434,6 @@ func (s *AuthStore) CreateKey(creator *Key, label string, perms Permissions, ext
 			creator = cur.key // the stored permissions, not a stale copy
 		}
 		if !creator.CanCreateKey() {
-			if creator.Parent != "" {
-				return nil, authErrForbidden("a sub-key cannot create keys")
-			}
 			return nil, authErrForbidden("this key may not create keys")
 		}
 		if perms.Admin && !creator.IsAdmin() {
@@ -438,6 +442,13 @@ func (s *AuthStore) CreateKey(creator *Key, label string, perms Permissions, ext
 		if !authCanGrant(creator, perms) {
 			return nil, authErrForbidden("a key may only create keys with permissions it holds itself")
 		}
+		switch {
+		case root && !creator.IsAdmin():
+			return nil, authErrForbidden(`only an admin key may create a key without a parent ("parent": null)`)
+		case parent == "" && !root:
+			parent = creator.Key // "" for a principal built by the program
+		}
+		k.Parent = parent
 	}
 	if parent != "" {
 		p, ok := s.keys[authSum(parent)]
