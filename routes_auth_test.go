@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -284,5 +285,71 @@ func TestTLSOnlyAEADSuites(t *testing.T) {
 		if !aead[cs.ID] && err == nil {
 			t.Errorf("%s accepted", cs.Name)
 		}
+	}
+}
+
+// TestSecretArgsMasked is the leak of issue 13: env values were masked
+// for a read-only key, but the arguments after $VAR expansion showed them
+// (--token=tok-leak). Every route a reader can use shows the masked or the
+// unexpanded form; a manager still sees what runs.
+func TestSecretArgsMasked(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyMatrix(t, store)
+	a := newAPI(t, ServerOptions{Auth: store, RequireKey: true})
+	cfg := childConfig(t, "web", "sleep", map[string]string{"API_TOKEN": "tok-leak", "DB_PASSWORD": "pw-leak", "REGION": "eu-west"})
+	cfg.Cmd += " --key=$API_TOKEN"
+	cfg.Args = []string{"--url=https://app:${DB_PASSWORD}@db", "--region=$REGION", "--token=$API_TOKEN"}
+	if err := a.m.Load("app", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	pids, _ := a.m.Pids("app.web")
+	pid := strconv.Itoa(pids[0])
+	secrets := []string{"tok-leak", "pw-leak"}
+	for _, p := range []string{"/" + pid, "/jobs/app/web", "/jobs?details=1", "/processes/app.web", "/processes/" + pid} {
+		code, _, body := a.do("GET", p, "", "X-Api-Key", keys.read)
+		if code != 200 {
+			t.Errorf("GET %s as a reader: %d %s", p, code, body)
+		}
+		for _, sec := range secrets {
+			if contains(body, sec) {
+				t.Errorf("GET %s shows a reader the secret %q: %s", p, sec, body)
+			}
+		}
+	}
+	_, _, body := a.do("GET", "/"+pid, "", "X-Api-Key", keys.read)
+	var info ProcessInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--key=********", "--url=https://app:********@db", "--region=eu-west", "--token=********"}
+	if !slices.Equal(info.Args, want) {
+		t.Errorf("args shown to a reader: %q, want %q", info.Args, want)
+	}
+	// A manager sees what runs.
+	_, _, body = a.do("GET", "/"+pid, "", "X-Api-Key", keys.manage)
+	if !contains(body, "--token=tok-leak") || !contains(body, "app:pw-leak@db") {
+		t.Errorf("a manager does not see the arguments as run: %s", body)
+	}
+	// The channel: process_info needs manage rights, and gives them the
+	// values; a reader is refused.
+	ws, _, err := WSDial(t.Context(), "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/channel/websocket", http.Header{"X-Api-Key": {keys.read}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.WriteText(`{"event": "CMD", "data": {"name": "process_info", "identity": 1, "args": [` + pid + `]}}`)
+	_, msg, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), "command_error") || strings.Contains(string(msg), "leak") {
+		t.Errorf("process_info for a reader over the channel: %s %v", msg, err)
+	}
+	// Once the job changed since the spawn, arguments that contain a
+	// secret's value are masked whole.
+	env := map[string]string{"API_TOKEN": "tok-leak", "HOME": "/home/x"}
+	got := maskedArgv(nil, env, []string{"app", "--token=tok-leak", "/home/x"})
+	if !slices.Equal(got, []string{"app", "********", "/home/x"}) {
+		t.Errorf("fallback masking: %q", got)
 	}
 }
