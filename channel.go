@@ -296,14 +296,15 @@ func (c *chConn) authenticate() bool {
 		return false
 	}
 	msg := string(data)
-	reason := chReasonUnauthorized
+	reason, refused := chReasonUnauthorized, Errorf(CodeUnauthorized, 401, "no AUTH message")
 	if strings.HasPrefix(msg, "AUTH:") {
 		if k, ok := c.s.chLookupAuth(msg); ok {
 			c.key = k
 			return true
 		}
-		reason = chReasonForbidden
+		reason, refused = chReasonForbidden, Errorf(CodeForbidden, 403, "unknown API key")
 	}
+	c.audit("AUTH", "", refused)
 	c.ws.WriteJSON(map[string]any{"event": "gaffer:error", "data": map[string]any{"error": "AUTH_REQUIRED", "reason": reason}})
 	c.ws.Close(WSClosePolicy, "authentication failed")
 	return false
