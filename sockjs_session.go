@@ -16,6 +16,7 @@ import (
 type sjSession struct {
 	h      *SockJS
 	id     string
+	token  string // the value of its sjCookie (HTTP sessions)
 	req    *http.Request
 	remote string
 	inMap  bool
