@@ -36,8 +36,9 @@ func (p Permissions) Clone() Permissions {
 }
 
 // Key is an API key and what it may do. A key with a Parent is a sub-key:
-// it is deleted with its parent and may not create keys. Keys returned by an
-// AuthStore are copies; changing them changes nothing stored.
+// it is deleted with its parent (a key created through the API is a sub-key
+// of the key that created it). Keys returned by an AuthStore are copies;
+// changing them changes nothing stored.
 type Key struct {
 	Key         string         `json:"key"`
 	Label       string         `json:"label"`
@@ -221,9 +222,11 @@ func (k *Key) authHas(list []string, target string) bool {
 func (k *Key) IsAdmin() bool { return k != nil && k.Permissions.Admin }
 
 // CanCreateKey reports whether k may create keys (with at most its own
-// permissions). Sub-keys and the anonymous key never may.
+// permissions; they are its sub-keys). The anonymous key never may. A
+// sub-key may if it holds create_key, which only a creator holding it can
+// have granted; what it creates is deleted with it.
 func (k *Key) CanCreateKey() bool {
-	return k != nil && !k.anonymous && k.Parent == "" && (k.Permissions.Admin || k.Permissions.CreateKey)
+	return k != nil && !k.anonymous && (k.Permissions.Admin || k.Permissions.CreateKey)
 }
 
 // CanCreateUser reports whether k may create and manage users. The
@@ -297,16 +300,17 @@ func authCanGrant(creator *Key, perms Permissions) bool {
 	return true
 }
 
-// AnonymousKey is the caller when require_key is off: every check passes
+// anonymousKey is the caller when require_key is off: every check passes
 // except CanCreateKey and CanCreateUser (reference §2.1). The auth routes
 // treat it as "no key" (401).
-var AnonymousKey = &Key{
+var anonymousKey = &Key{
 	Label:       "anonymous",
 	Permissions: Permissions{Admin: true, Manage: []string{"*"}, Write: []string{"*"}, Read: []string{"*"}},
 	anonymous:   true,
 }
 
-// IsAnonymous reports whether k is the AnonymousKey (or a copy of it).
+// IsAnonymous reports whether k is the caller of a server without
+// require_key (every right but creating keys and users), or a copy of it.
 func (k *Key) IsAnonymous() bool { return k != nil && k.anonymous }
 
 type authCtxKey struct{}
@@ -316,13 +320,15 @@ func WithKey(ctx context.Context, k *Key) context.Context {
 	return context.WithValue(ctx, authCtxKey{}, k)
 }
 
-// KeyFrom returns the caller's key stored by WithKey, or AnonymousKey when
-// there is none.
+// KeyFrom returns the caller's key stored by WithKey. Without one it returns
+// the anonymous caller of a server without require_key (IsAnonymous: every
+// right but creating keys and users), which is what the HTTP layer runs
+// requests with when keys are off; with keys on it always stores a key.
 func KeyFrom(ctx context.Context) *Key {
 	if k, ok := ctx.Value(authCtxKey{}).(*Key); ok && k != nil {
 		return k
 	}
-	return AnonymousKey
+	return anonymousKey
 }
 
 // authMaxKeyLen bounds an API key as carried in a header or a message.

@@ -70,9 +70,13 @@ func TestAuthPermissionRules(t *testing.T) {
 	if !ck.CanCreateKey() || !ck.CanCreateUser() || ck.IsAdmin() {
 		t.Error("create_key/create_user rules")
 	}
-	sub := &Key{Parent: "p", Permissions: Permissions{CreateKey: true, Admin: true}}
-	if sub.CanCreateKey() {
-		t.Error("a sub-key can create keys")
+	// A sub-key creates keys if it holds create_key (its creator had it to
+	// give); its creations are its sub-keys, deleted with it.
+	if sub := (&Key{Parent: "p", Permissions: Permissions{CreateKey: true}}); !sub.CanCreateKey() {
+		t.Error("a sub-key with create_key cannot create keys")
+	}
+	if sub := (&Key{Parent: "p", Permissions: Permissions{Manage: []string{"*"}}}); sub.CanCreateKey() {
+		t.Error("a sub-key without create_key can create keys")
 	}
 	var nilKey *Key
 	if nilKey.IsAdmin() || nilKey.CanRead("a") || nilKey.CanReadAll() || nilKey.CanCreateKey() || nilKey.CanCreateUser() {
@@ -81,7 +85,7 @@ func TestAuthPermissionRules(t *testing.T) {
 }
 
 func TestAuthAnonymousKey(t *testing.T) {
-	a := AnonymousKey
+	a := anonymousKey
 	if !a.IsAdmin() || !a.CanManage("x.y") || !a.CanWrite("x") || !a.CanRead("*") || !a.CanManageAll() || !a.CanReadAll() {
 		t.Error("the anonymous key fails a check it should pass")
 	}
@@ -91,14 +95,14 @@ func TestAuthAnonymousKey(t *testing.T) {
 	if !a.Clone().IsAnonymous() {
 		t.Error("a copy of the anonymous key is not anonymous")
 	}
-	if KeyFrom(context.Background()) != AnonymousKey {
+	if KeyFrom(context.Background()) != anonymousKey {
 		t.Error("KeyFrom without a key")
 	}
 	k := &Key{Key: "abc"}
 	if KeyFrom(WithKey(context.Background(), k)) != k {
 		t.Error("KeyFrom(WithKey(k)) != k")
 	}
-	if KeyFrom(WithKey(context.Background(), nil)) != AnonymousKey {
+	if KeyFrom(WithKey(context.Background(), nil)) != anonymousKey {
 		t.Error("KeyFrom(WithKey(nil))")
 	}
 }
@@ -133,7 +137,7 @@ func TestAuthCanGrant(t *testing.T) {
 	if !authCanGrant(&Key{Permissions: Permissions{Admin: true}}, Permissions{Admin: true, Manage: []string{"*"}}) {
 		t.Error("an admin cannot grant admin")
 	}
-	if authCanGrant(AnonymousKey, Permissions{}) || authCanGrant(nil, Permissions{}) {
+	if authCanGrant(anonymousKey, Permissions{}) || authCanGrant(nil, Permissions{}) {
 		t.Error("the anonymous or nil key can grant")
 	}
 }

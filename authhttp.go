@@ -27,11 +27,16 @@ var authRoutes = []string{
 //
 // The routes follow reference §2.4.5–§2.4.8 with the Recommended fixes:
 // 404 for unknown keys and users, no password hash in any answer, recursive
-// key deletion, new keys limited to the creator's own permissions. Beyond
-// them, so that create_key and create_user cannot be turned into admin
-// rights: a non-admin key may only act on keys and users whose rights it
-// holds itself, may not read or change a user of type 0, and may not link a
-// user to a key with rights it lacks; a user's own key may read, delete and
+// key deletion, new keys limited to the creator's own permissions. Keys form
+// a tree: a key created by a key is its sub-key unless the body names
+// another "parent" (one of the caller's descendants; "parent": null, a key
+// without parent, is for admins), and deleting a key deletes its
+// descendants. A non-admin key may read and delete only itself and its
+// descendants, and no key deletes its own ancestors. Beyond that, so that
+// create_key and create_user cannot be turned into admin rights: a
+// non-admin key may only act on users whose key's rights it holds itself,
+// may not read or change a user of type 0, and may not link a user to a key
+// with rights it lacks; a user's own key may read, delete and
 // set the password and key of its user, but the full update (PUT
 // /users/<u>) needs create_user. PUT /users/<u> without "key" or
 // "user_type" keeps the user's ("key": null removes the key).
@@ -151,7 +156,9 @@ func authQueryTrue(r *http.Request, name string) bool {
 }
 
 // handleAuth serves GET and HEAD /auth: HTTP Basic credentials in, the
-// user's key out (reference §2.4.5).
+// user's key out (reference §2.4.5). Failed attempts are limited per client
+// address and per username (authLimiter): past the limit the answer is 429
+// with Retry-After, before the password is even checked.
 func (s *AuthStore) handleAuth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	user, pass, ok := ParseBasicAuth(r.Header.Get("Authorization"))
@@ -160,12 +167,19 @@ func (s *AuthStore) handleAuth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, authErrUnauthorized("HTTP Basic credentials are needed (Authorization: Basic ...)"))
 		return
 	}
+	addr := authClientKey(r)
+	if wait := s.limiter.wait(addr, user); wait > 0 {
+		authTooMany(w, wait)
+		return
+	}
 	u, ok := s.Authenticate(user, pass)
 	if !ok {
+		s.limiter.failed(addr, user)
 		w.Header().Set("WWW-Authenticate", `Basic realm="gaffer", charset="UTF-8"`)
 		writeError(w, authErrUnauthorized("wrong username or password"))
 		return
 	}
+	s.limiter.succeeded(user)
 	w.Header().Set("X-Api-Key", u.Key)
 	var key any
 	if u.Key != "" {
@@ -204,11 +218,7 @@ func (s *AuthStore) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !caller.CanCreateKey() {
-		if caller.Parent != "" {
-			writeError(w, authErrForbidden("a sub-key cannot create keys"))
-		} else {
-			writeError(w, authErrForbidden("this key may not create keys"))
-		}
+		writeError(w, authErrForbidden("this key may not create keys"))
 		return
 	}
 	body, err := decodeObject(r, false)
@@ -246,23 +256,26 @@ func (s *AuthStore) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // authMayActOnKey reports whether caller (not the key itself) may read or
-// delete k: an admin always; another key with create_key only for its own
-// sub-keys, or for keys that are not admin and whose permissions it holds.
-func (s *AuthStore) authMayActOnKey(caller, k *Key) bool {
-	if caller.IsAdmin() {
-		return true
-	}
-	if !caller.CanCreateKey() {
-		return false
-	}
+// delete k: an admin any key, another key only its own descendants (the
+// keys it created, and theirs). A key never deletes its own ancestors (that
+// would delete it too): a child cannot revoke its parent, nor, not being
+// their ancestor, its siblings.
+func (s *AuthStore) authMayActOnKey(caller, k *Key, deleting bool) error {
 	s.mu.RLock()
-	desc := authIsAncestor(s.keys, caller.Key, k)
+	desc := caller.Key != "" && authIsAncestor(s.keys, caller.Key, k)
+	anc := caller.Key != "" && authIsAncestor(s.keys, k.Key, caller)
 	s.mu.RUnlock()
-	return desc || (!k.Permissions.Admin && authCanGrant(caller, k.Permissions))
+	switch {
+	case deleting && anc:
+		return authErrForbidden("a key may not delete its parent or another of its ancestors")
+	case caller.IsAdmin() || desc:
+		return nil
+	}
+	return authErrForbidden("a key may only act on itself and the keys it created (its sub-keys)")
 }
 
-// handleKey serves HEAD, GET and DELETE /keys/{key} (the key itself, or a
-// key with create_key that holds its rights).
+// handleKey serves HEAD, GET and DELETE /keys/{key}: the key itself, one of
+// its ancestors, or an admin.
 func (s *AuthStore) handleKey(w http.ResponseWriter, r *http.Request) {
 	caller, ok := authCaller(w, r)
 	if !ok {
@@ -270,18 +283,21 @@ func (s *AuthStore) handleKey(w http.ResponseWriter, r *http.Request) {
 	}
 	target := r.PathValue("key")
 	self := authSameKey(caller.Key, target)
-	if !self && !caller.CanCreateKey() {
-		writeError(w, authErrForbidden("only the key itself or a key that may create keys may do this"))
-		return
-	}
 	k, found := s.LookupKey(target)
 	if !found {
+		if !self && !caller.IsAdmin() && !caller.CanCreateKey() {
+			// Without any right on other keys, do not say which exist.
+			writeError(w, authErrForbidden("a key may only act on itself and the keys it created (its sub-keys)"))
+			return
+		}
 		writeError(w, errNotFound("no such key"))
 		return
 	}
-	if !self && !s.authMayActOnKey(caller, k) {
-		writeError(w, authErrForbidden("this key does not hold the rights of the target key"))
-		return
+	if !self {
+		if err := s.authMayActOnKey(caller, k, r.Method == http.MethodDelete); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	switch r.Method {
 	case http.MethodHead:

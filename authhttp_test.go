@@ -3,14 +3,18 @@ package gaffer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // authFixture is a store behind a test server whose middleware does what
@@ -202,10 +206,11 @@ func TestAuthHTTPCreateKey(t *testing.T) {
 		t.Fatalf("POST /keys = %d %v %v", code, m, h)
 	}
 	got, ok := f.s.LookupKey(k)
-	if !ok || got.Label != "new" || got.Extra["note"] != "x" || got.Permissions.Read[0] != "app.web" || got.Parent != "" {
-		t.Errorf("created key %+v", got)
+	if !ok || got.Label != "new" || got.Extra["note"] != "x" || got.Permissions.Read[0] != "app.web" || got.Parent != f.ck {
+		t.Errorf("created key %+v (want a sub-key of its creator)", got)
 	}
-	// A sub-key of the caller, which then cannot create keys.
+	// An explicit sub-key of the caller, which without create_key cannot
+	// create keys.
 	code, m, _ = f.do("POST", "/keys", f.ck, `{"parent":"`+f.ck+`","permissions":{"manage":["app"]}}`)
 	sub, _ := m["api_key"].(string)
 	if code != 200 {
@@ -224,13 +229,16 @@ func TestAuthHTTPCreateKey(t *testing.T) {
 
 func TestAuthHTTPKey(t *testing.T) {
 	f := authNewFixture(t)
-	// Keys made by the key maker: one within its rights, one sub-key of it.
-	mine, _ := f.s.CreateKey(nil, "mine", Permissions{Read: []string{"app"}}, nil)
+	// A key made by the key maker (its sub-key), and a sub-key of that one.
+	ck, _ := f.s.LookupKey(f.ck)
+	mine, _ := f.s.CreateKey(ck, "mine", Permissions{Read: []string{"app"}}, nil)
 	child, _ := f.s.CreateKey(nil, "child", Permissions{Read: []string{"app.web"}}, map[string]any{"parent": mine.Key})
 	for _, method := range []string{"HEAD", "GET"} {
 		f.check(method, "/keys/"+mine.Key, "", []authCase{{"none", 401}, {"read", 403}, {"cu", 403}, {"elsewhere", 403}, {"ck", 200}, {"admin", 200}, {mine.Key, 200}, {child.Key, 403}})
 		f.check(method, "/keys/"+f.admin, "", []authCase{{"ck", 403}, {"elsewhere", 403}, {"admin", 200}})
-		f.check(method, "/keys/"+f.read, "", []authCase{{"read", 200}, {"ck", 200}, {"elsewhere", 403}})
+		// f.read is the admin's sub-key, a sibling of ck: only itself and
+		// the admin see it.
+		f.check(method, "/keys/"+f.read, "", []authCase{{"read", 200}, {"ck", 403}, {"elsewhere", 403}, {"admin", 200}})
 		f.check(method, "/keys/unknownkey", "", []authCase{{"none", 401}, {"read", 403}, {"ck", 404}, {"admin", 404}})
 	}
 	_, m, _ := f.do("GET", "/keys/"+mine.Key+"?include_keys=true", f.ck, "")
@@ -452,5 +460,203 @@ func TestAuthHTTPAuditLog(t *testing.T) {
 	}
 	if n := strings.Count(out, "msg=audit"); n != 6 {
 		t.Errorf("%d audit lines, want 6:\n%s", n, out)
+	}
+}
+
+// authClientFrom returns a client whose connections come from the given
+// loopback address (Linux accepts any of 127.0.0.0/8 as a source).
+func authClientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// authLogin sends GET /auth with Basic credentials from client c.
+func authLogin(t *testing.T, c *http.Client, url, user, pass string) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/auth", nil)
+	req.Header.Set("Authorization", authBasicHeader(user, pass))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, resp.Header, m
+}
+
+// TestAuthHTTPLoginRateLimit is the guessing attack of issue 13 (37
+// guesses a second, unlimited): failed logins are limited per client
+// address and per user; past the limit /auth answers 429 with Retry-After
+// in the JSON error shape, even for the right password, while other users
+// from other addresses still log in.
+func TestAuthHTTPLoginRateLimit(t *testing.T) {
+	f := authNewFixture(t)
+	if err := f.s.CreateUser("bob", "bobpw", UserTypeApp, f.read, nil); err != nil {
+		t.Fatal(err)
+	}
+	attacker := authClientFrom("127.0.0.2")
+	guesses, limited := 0, false
+	for i := 0; i < 100 && !limited; i++ {
+		code, h, m := authLogin(t, attacker, f.srv.URL, "appuser", fmt.Sprintf("guess%d", i))
+		switch code {
+		case 401:
+			guesses++
+		case 429:
+			limited = true
+			if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+				t.Errorf("Retry-After %q", h.Get("Retry-After"))
+			}
+			if m["error"] != "too_many_requests" || m["errno"] != float64(429) || m["reason"] == "" {
+				t.Errorf("429 body %v", m)
+			}
+		default:
+			t.Fatalf("guess %d: %d %v", i, code, m)
+		}
+	}
+	if !limited || guesses != authMaxFailures {
+		t.Fatalf("%d wrong passwords accepted for checking (limited=%v), want %d then 429", guesses, limited, authMaxFailures)
+	}
+	// The right password from the attacking address is refused too: a
+	// limited client learns nothing more.
+	if code, _, _ := authLogin(t, attacker, f.srv.URL, "appuser", "apppw"); code != 429 {
+		t.Errorf("right password from a limited address: %d, want 429", code)
+	}
+	// So is the attacked user from another address...
+	if code, _, _ := authLogin(t, authClientFrom("127.0.0.3"), f.srv.URL, "appuser", "apppw"); code != 429 {
+		t.Errorf("limited user from another address: %d, want 429", code)
+	}
+	// ...but another user from another address logs in.
+	if code, _, m := authLogin(t, authClientFrom("127.0.0.3"), f.srv.URL, "bob", "bobpw"); code != 200 || m["api_key"] != f.read {
+		t.Errorf("another user from another address: %d %v, want 200", code, m)
+	}
+	// Spreading guesses over addresses does not escape the per-user
+	// count.
+	for i := 0; i < authMaxFailures; i++ {
+		authLogin(t, authClientFrom(fmt.Sprintf("127.0.1.%d", i+1)), f.srv.URL, "bob", "nope")
+	}
+	if code, _, _ := authLogin(t, authClientFrom("127.0.2.1"), f.srv.URL, "bob", "bobpw"); code != 429 {
+		t.Errorf("user guessed from %d addresses: %d, want 429", authMaxFailures, code)
+	}
+}
+
+// TestAuthLimiterBoundedAndExpires: the limiter's tables never exceed
+// their size, a full table throttles through its overflow entry, and
+// every block ends with its window.
+func TestAuthLimiterBoundedAndExpires(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newAuthLimiter()
+	l.now = func() time.Time { return now }
+	l.maxKeys = 64
+	for i := range 10000 {
+		l.failed(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("user%d", i))
+	}
+	if len(l.addrs) > l.maxKeys+1 || len(l.users) > l.maxKeys+1 { // + the overflow entry
+		t.Fatalf("tables grew to %d and %d entries, bound %d", len(l.addrs), len(l.users), l.maxKeys)
+	}
+	// The overflow entry took the flood: a new address is throttled.
+	if w := l.wait("192.0.2.1", "someone"); w <= 0 || w > l.window {
+		t.Fatalf("new address while the table is full of live entries: wait %v", w)
+	}
+	// A window later everything is forgotten.
+	now = now.Add(l.window)
+	if w := l.wait("10.0.0.1", "user1"); w != 0 {
+		t.Fatalf("after the window: wait %v", w)
+	}
+	l.failed("192.0.2.1", "someone")
+	if len(l.addrs) != 1 || len(l.users) != 1 {
+		t.Fatalf("expired entries kept: %d %d", len(l.addrs), len(l.users))
+	}
+	// A block lasts until its window ends, not longer.
+	for range l.max {
+		l.failed("192.0.2.9", "x")
+	}
+	if w := l.wait("192.0.2.9", "y"); w != l.window {
+		t.Fatalf("blocked address: wait %v, want %v", w, l.window)
+	}
+	now = now.Add(l.window - time.Second)
+	if w := l.wait("192.0.2.9", "y"); w != time.Second {
+		t.Fatalf("blocked address a second before the end: wait %v", w)
+	}
+	now = now.Add(time.Second)
+	if w := l.wait("192.0.2.9", "y"); w != 0 {
+		t.Fatalf("blocked address after its window: wait %v", w)
+	}
+	// IPv6 clients are counted per /64.
+	r := &http.Request{RemoteAddr: "[2001:db8::1]:4000"}
+	r2 := &http.Request{RemoteAddr: "[2001:db8::ffff:2]:4001"}
+	if authClientKey(r) != authClientKey(r2) || authClientKey(&http.Request{RemoteAddr: "@"}) != "unix" {
+		t.Fatalf("client keys: %q %q", authClientKey(r), authClientKey(r2))
+	}
+}
+
+// TestAuthHTTPKeyTree is the revocation hole of issue 13: deleting a key
+// left alive the keys it had created unless they named it as "parent".
+// Now a key created by a key is its sub-key, deleting a key deletes its
+// descendants, and a child cannot delete its parent or its siblings.
+func TestAuthHTTPKeyTree(t *testing.T) {
+	f := authNewFixture(t)
+	create := func(by, body string) string {
+		t.Helper()
+		code, m, _ := f.do("POST", "/keys", by, body)
+		k, _ := m["api_key"].(string)
+		if code != 200 || k == "" {
+			t.Fatalf("POST /keys %s: %d %v", body, code, m)
+		}
+		return k
+	}
+	delegate := `{"label": "team", "permissions": {"create_key": true, "manage": ["app"]}}`
+	a := create(f.admin, delegate)
+	b := create(a, `{"label": "b", "permissions": {"create_key": true, "manage": ["app"]}}`)
+	c := create(b, `{"label": "c", "permissions": {"read": ["app"]}}`)
+	a2 := create(a, `{"label": "a2", "permissions": {"read": ["app"]}}`)
+	for k, parent := range map[string]string{a: f.admin, b: a, c: b, a2: a} {
+		if got, _ := f.s.LookupKey(k); got.Parent != parent {
+			t.Errorf("parent of %s: %q, want %q", got.Label, got.Parent, parent)
+		}
+	}
+	// Children do not revoke their parents or siblings.
+	f.check("DELETE", "/keys/"+a, "", []authCase{{b, 403}, {c, 403}, {a2, 403}})
+	f.check("DELETE", "/keys/"+a2, "", []authCase{{b, 403}, {c, 403}})
+	f.check("DELETE", "/keys/"+b, "", []authCase{{a2, 403}, {c, 403}})
+	f.check("DELETE", "/keys/"+f.admin, "", []authCase{{a, 403}, {b, 403}})
+	// Not even an admin sub-key revokes the admin that made it.
+	adminChild := create(f.admin, `{"label": "admin child", "permissions": {"admin": true}}`)
+	f.check("DELETE", "/keys/"+f.admin, "", []authCase{{adminChild, 403}})
+	// A key reads its descendants, not its siblings.
+	f.check("GET", "/keys/"+c, "", []authCase{{a, 200}, {b, 200}, {a2, 403}})
+	// Deleting a key deletes every descendant, and only them.
+	f.check("DELETE", "/keys/"+a, "", []authCase{{"admin", 200}})
+	for _, k := range []string{a, b, c, a2} {
+		if _, ok := f.s.LookupKey(k); ok {
+			t.Errorf("key %s survived the deletion of its ancestor", k)
+		}
+		if code, _, _ := f.do("GET", "/keys/"+k, k, ""); code != 403 {
+			t.Errorf("a deleted descendant still authenticates: %d", code)
+		}
+	}
+	for _, k := range []string{f.admin, f.ck, f.read, adminChild} {
+		if _, ok := f.s.LookupKey(k); !ok {
+			t.Errorf("a key outside the deleted subtree was deleted")
+		}
+	}
+	// "parent": null makes a key without parent: admins only.
+	f.check("POST", "/keys", `{"parent": null}`, []authCase{{"ck", 403}})
+	root := create(f.admin, `{"parent": null, "label": "independent"}`)
+	if k, _ := f.s.LookupKey(root); k.Parent != "" {
+		t.Fatalf("parent null: parent %q", k.Parent)
+	}
+	// The tree survives a restart: the store reopened keeps the parents.
+	s2, err := OpenAuthStore(f.s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.DeleteKey(f.admin); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]bool{f.ck: false, f.read: false, adminChild: false, root: true} {
+		if _, ok := s2.LookupKey(k); ok != want {
+			t.Errorf("after deleting the admin key of a reopened store: key present=%v, want %v", ok, want)
+		}
 	}
 }

@@ -27,7 +27,8 @@ import (
 // happens under it. Changes are copy-on-write: a change that cannot be
 // written to disk changes nothing in memory.
 type AuthStore struct {
-	dir string
+	dir     string
+	limiter *authLimiter // failed logins of GET /auth
 
 	mu    sync.RWMutex
 	keys  map[[32]byte]*authKeyRec // indexed by SHA-256 of the key
@@ -74,7 +75,7 @@ func OpenAuthStore(dir string) (*AuthStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &AuthStore{dir: dir, keys: map[[32]byte]*authKeyRec{}, users: map[string]*authUserRec{}}
+	s := &AuthStore{dir: dir, limiter: newAuthLimiter(), keys: map[[32]byte]*authKeyRec{}, users: map[string]*authUserRec{}}
 	if err := s.loadKeys(); err != nil {
 		return nil, err
 	}
@@ -394,19 +395,26 @@ func authIsAncestor(keys map[[32]byte]*authKeyRec, anc string, k *Key) bool {
 // only permissions it holds itself, and admin only if it is admin (the
 // Recommended fix of reference §10.3); otherwise the error is 403.
 //
-// extra["parent"], when a non-empty string, makes the new key a sub-key of
-// that key (reference §2.4.7): it must exist (400), the creator must be it,
-// one of its ancestors, or an admin (403), and the new permissions must also
-// be within the parent's. Reserved fields (key, label, permissions, parent,
-// keys) are never stored in Extra.
+// The new key is a sub-key (a child) of its creator, so that deleting the
+// creator deletes it: extra["parent"], when a non-empty string, makes it a
+// sub-key of that key instead, which must exist (400), be the creator or
+// one of its descendants unless the creator is an admin (403), and hold the
+// new permissions. "parent": null (or "") makes a key without a parent,
+// which only an admin may ask for. Keys created by gafferd itself (creator
+// nil) and by a principal built by the program (creator.Key empty) have no
+// parent unless one is named. Reserved fields (key, label, permissions,
+// parent, keys) are never stored in Extra.
 func (s *AuthStore) CreateKey(creator *Key, label string, perms Permissions, extra map[string]any) (*Key, error) {
-	parent := ""
-	if v, ok := extra["parent"]; ok && v != nil {
-		p, isString := v.(string)
-		if !isString {
+	parent, root := "", false
+	if v, ok := extra["parent"]; ok {
+		switch p := v.(type) {
+		case nil:
+			root = true
+		case string:
+			parent, root = p, p == ""
+		default:
 			return nil, typeErr("parent", "a key", v)
 		}
-		parent = p
 	}
 	if len(label) > 1024 {
 		return nil, errBadRequest("label: longer than 1024 bytes")
@@ -426,9 +434,6 @@ func (s *AuthStore) CreateKey(creator *Key, label string, perms Permissions, ext
 			creator = cur.key // the stored permissions, not a stale copy
 		}
 		if !creator.CanCreateKey() {
-			if creator.Parent != "" {
-				return nil, authErrForbidden("a sub-key cannot create keys")
-			}
 			return nil, authErrForbidden("this key may not create keys")
 		}
 		if perms.Admin && !creator.IsAdmin() {
@@ -437,6 +442,13 @@ func (s *AuthStore) CreateKey(creator *Key, label string, perms Permissions, ext
 		if !authCanGrant(creator, perms) {
 			return nil, authErrForbidden("a key may only create keys with permissions it holds itself")
 		}
+		switch {
+		case root && !creator.IsAdmin():
+			return nil, authErrForbidden(`only an admin key may create a key without a parent ("parent": null)`)
+		case parent == "" && !root:
+			parent = creator.Key // "" for a principal built by the program
+		}
+		k.Parent = parent
 	}
 	if parent != "" {
 		p, ok := s.keys[authSum(parent)]

@@ -210,7 +210,7 @@ func TestAuthStoreCreateKeyRules(t *testing.T) {
 	if _, err := s.CreateKey(plain, "x", Permissions{}, nil); err == nil {
 		t.Error("a key without create_key created a key")
 	}
-	if _, err := s.CreateKey(AnonymousKey, "x", Permissions{}, nil); err == nil {
+	if _, err := s.CreateKey(anonymousKey, "x", Permissions{}, nil); err == nil {
 		t.Error("the anonymous key created a key")
 	}
 	_, err := s.CreateKey(ck, "x", Permissions{Admin: true}, nil)
@@ -492,5 +492,40 @@ func TestAuthStoreWriteFailureChangesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+// TestAuthStoreOldKeysFile: a keys.json written before keys had parents by
+// default (rows without "parent") still loads; those keys are roots, and
+// the keys they create from now on are their sub-keys.
+func TestAuthStoreOldKeysFile(t *testing.T) {
+	dir := t.TempDir()
+	old := `{"version": 1, "keys": [
+  {"key": "0123456789abcdef0123456789abcdef", "data": {"label": "admin", "permissions": {"admin": true}}},
+  {"key": "fedcba9876543210fedcba9876543210", "data": {"label": "made by admin, long ago", "permissions": {"read": ["app"]}}}
+]}`
+	if err := os.WriteFile(filepath.Join(dir, "keys.json"), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenAuthStore(dir)
+	if err != nil {
+		t.Fatalf("an old keys.json does not load: %v", err)
+	}
+	admin, ok := s.LookupKey("0123456789abcdef0123456789abcdef")
+	if !ok || admin.Parent != "" {
+		t.Fatalf("old admin key: %+v %v", admin, ok)
+	}
+	k, err := s.CreateKey(admin, "new", Permissions{Read: []string{"app"}}, nil)
+	if err != nil || k.Parent != admin.Key {
+		t.Fatalf("a key created by an old key: %+v %v", k, err)
+	}
+	if err := s.DeleteKey(admin.Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.LookupKey(k.Key); ok {
+		t.Error("the new sub-key survived its creator")
+	}
+	if _, ok := s.LookupKey("fedcba9876543210fedcba9876543210"); !ok {
+		t.Error("an old key without recorded parent was deleted with the admin key")
 	}
 }

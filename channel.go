@@ -15,6 +15,7 @@ package gaffer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -34,6 +35,10 @@ var (
 	chQueueLen    = 1024
 	chQueueBytes  = int64(8 << 20)
 	chAuthTimeout = 30 * time.Second
+	// chMaxTopics bounds the distinct topics of one connection: each has
+	// a forwarder goroutine and a bus or stream subscription. A SUB past
+	// it is refused with "too_many_subscriptions".
+	chMaxTopics = 100
 )
 
 // chDefaultStatsInterval is the sampling period of STATS topics (the
@@ -194,35 +199,6 @@ func (s *Server) chLogger() *slog.Logger {
 	return slog.Default()
 }
 
-// chInitialKey returns the key a new websocket runs with, and whether the
-// client must still authenticate in-band. Without require_key it is
-// AnonymousKey. Otherwise a key already established by the HTTP layer
-// (X-Api-Key, a trusted unix socket) or a valid X-Api-Key header on the
-// upgrade request is used.
-func (s *Server) chInitialKey(r *http.Request) (*Key, bool) {
-	if !s.requireKey {
-		return AnonymousKey, false
-	}
-	if k := KeyFrom(r.Context()); k != nil && k != AnonymousKey && (k.Key != "" || k.IsAdmin()) {
-		return k, false
-	}
-	if raw := r.Header.Get("X-Api-Key"); raw != "" {
-		if k, ok := s.chLookupAuth("AUTH:" + raw); ok {
-			return k, false
-		}
-	}
-	return nil, true
-}
-
-// chLookupAuth checks an "AUTH:<key>" message against the key store.
-func (s *Server) chLookupAuth(msg string) (*Key, bool) {
-	key, ok := ParseChannelAuth(msg)
-	if !ok || s.auth == nil {
-		return nil, false
-	}
-	return s.auth.LookupKey(key)
-}
-
 // chConn is one control channel connection.
 type chConn struct {
 	s    *Server
@@ -264,6 +240,10 @@ func (s *Server) runControlChannel(ws chTransport, r *http.Request) {
 	}
 	c.w = chNewWriter(ws, c.log)
 	defer c.cleanup()
+	// Server.Shutdown cancels the request's context (a SockJS session's
+	// never is: SockJS.Close ends those).
+	stop := context.AfterFunc(r.Context(), func() { c.w.closeAfter(WSCloseGoingAway, "server shutting down") })
+	defer stop()
 	if needAuth {
 		c.w.sendJSON(map[string]any{"event": "gaffer:auth_success"})
 	}
@@ -274,30 +254,6 @@ func (s *Server) runControlChannel(ws chTransport, r *http.Request) {
 		}
 		c.handle(data)
 	}
-}
-
-// authenticate reads the first message, which must be AUTH:<key>; on
-// failure it tells the client why (reference §3.2) and closes with 1008.
-func (c *chConn) authenticate() bool {
-	timer := time.AfterFunc(chAuthTimeout, func() { c.ws.Close(WSClosePolicy, "authentication timeout") })
-	defer timer.Stop()
-	_, data, err := c.ws.ReadMessage()
-	if err != nil {
-		c.ws.CloseNow()
-		return false
-	}
-	msg := string(data)
-	reason := chReasonUnauthorized
-	if strings.HasPrefix(msg, "AUTH:") {
-		if k, ok := c.s.chLookupAuth(msg); ok {
-			c.key = k
-			return true
-		}
-		reason = chReasonForbidden
-	}
-	c.ws.WriteJSON(map[string]any{"event": "gaffer:error", "data": map[string]any{"error": "AUTH_REQUIRED", "reason": reason}})
-	c.ws.Close(WSClosePolicy, "authentication failed")
-	return false
 }
 
 // cleanup stops every forwarder, waits for them, and closes the socket.
@@ -386,20 +342,6 @@ func (c *chConn) handle(data []byte) {
 	}
 }
 
-// lateAuth answers an AUTH message after the connection is set up: the
-// key of a connection never changes, so only the same key (or any, when
-// keys are not required) is acknowledged.
-func (c *chConn) lateAuth(msg string) {
-	if c.s.requireKey {
-		k, ok := c.s.chLookupAuth(msg)
-		if !ok || k.Key != c.key.Key {
-			c.invalid("already_authenticated")
-			return
-		}
-	}
-	c.w.sendJSON(map[string]any{"event": "gaffer:auth_success"})
-}
-
 // chTopic is a parsed topic (reference §3.5).
 type chTopic struct {
 	name   string // normalised: SOURCE or SOURCE:target, target case kept
@@ -449,6 +391,10 @@ func (c *chConn) subscribe(raw string) {
 	if sub, ok := c.subs[t.name]; ok {
 		sub.count++
 		c.subSuccess(t.name)
+		return
+	}
+	if len(c.subs) >= chMaxTopics {
+		c.subError(t.name, "too_many_subscriptions")
 		return
 	}
 	quit := make(chan struct{})

@@ -1,7 +1,10 @@
 package gaffer
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,6 +110,117 @@ func TestChannelCommandKeyMatrix(t *testing.T) {
 		}
 		if p, ok := e.m.Process(pid); (!ok || p.exited) && r.name != "stop_process" && r.name != "stopall" && r.name != "stop_job" {
 			t.Fatalf("process %d gone after %s", pid, r.name)
+		}
+	}
+}
+
+// TestChannelTopicCap: each distinct topic costs a goroutine and a bus
+// subscription; a connection may hold chMaxTopics of them, and a SUB past
+// that is refused with too_many_subscriptions (it used to be unbounded).
+func TestChannelTopicCap(t *testing.T) {
+	e := chNewEnv(t, false)
+	c := chDial(t, e.url, nil)
+	base := chBusSubs(e.m)
+	for i := range chMaxTopics {
+		if m := c.sub(fmt.Sprintf("EVENTS:t%d", i)); m["event"] != "gaffer:subscription_success" {
+			t.Fatalf("SUB %d: %v", i, m)
+		}
+	}
+	// The same topic again is only a reference count: allowed.
+	if m := c.sub("EVENTS:t0"); m["event"] != "gaffer:subscription_success" {
+		t.Fatalf("SUB of a topic already held: %v", m)
+	}
+	for i := range 50 {
+		m := c.sub(fmt.Sprintf("EVENTS:more%d", i))
+		if r := chSubReason(t, m); r != "too_many_subscriptions" {
+			t.Fatalf("SUB past the cap: %s", r)
+		}
+	}
+	if n := chBusSubs(e.m) - base; n != chMaxTopics {
+		t.Fatalf("%d bus subscriptions for one connection, want %d", n, chMaxTopics)
+	}
+	// Releasing one makes room for one.
+	c.unsub("EVENTS:t1")
+	if m := c.sub("EVENTS:again"); m["event"] != "gaffer:subscription_success" {
+		t.Fatalf("SUB after an UNSUB: %v", m)
+	}
+}
+
+// TestChannelAndSockJSAudit: the README promises an audit line per
+// state-changing request, but control channel and SockJS commands left
+// none. Every state-changing command is now audited on both transports,
+// with who, what, the target and the result, refused ones included; a
+// failed AUTH too; read-only commands are not.
+func TestChannelAndSockJSAudit(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyMatrix(t, store)
+	var logBuf authLogBuffer
+	a := newAPI(t, ServerOptions{Auth: store, RequireKey: true, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err := a.m.Load("app", childConfig(t, "web", "sleep", nil), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	wsURL := "ws" + strings.TrimPrefix(a.srv.URL, "http")
+	manager := chDial(t, wsURL, http.Header{"X-Api-Key": {keys.manage}})
+	manager.ok("scale", "app.web", 2)
+	manager.ok("info", "app.web") // read-only: no audit line
+	reader := chDial(t, wsURL, http.Header{"X-Api-Key": {keys.read}})
+	if errno, _ := reader.fails("scale", "app.web", 0); errno != 403 {
+		t.Fatalf("scale with a read key: %v", errno)
+	}
+	manager.fails("scale", "app.web") // missing argument: refused with 400
+	bad, _, err := WSDial(t.Context(), wsURL+"/channel/websocket", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.WriteText("AUTH:0123456789abcdef0123456789abcdef")
+	bad.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := bad.ReadMessage(); err != nil {
+			break
+		}
+	}
+	// SockJS (xhr polling).
+	p := &sjPoller{t: t, base: a.srv.URL + "/channel/000/audit1"}
+	sjDo(t, "POST", p.base+"/xhr", "", nil)
+	p.send("AUTH:" + keys.manage)
+	p.until("auth_success", func(m map[string]any) bool { return m["event"] == "gaffer:auth_success" })
+	p.send(map[string]any{"event": "CMD", "data": map[string]any{"identity": "k1", "name": "stop_job", "args": []any{"app.web"}}})
+	p.until("stop_job", func(m map[string]any) bool { return m["event"] == "gaffer:command_success" })
+
+	want := []string{
+		`who=manager key_id=` + authFingerprint(keys.manage) + ` action="CMD scale" target=app.web transport=websocket remote=127.0.0.1:`,
+		`who=reader key_id=` + authFingerprint(keys.read) + ` action="CMD scale" target=app.web transport=websocket remote=127.0.0.1:`,
+		`who=manager key_id=` + authFingerprint(keys.manage) + ` action="CMD stop_job" target=app.web transport=sockjs remote=127.0.0.1:`,
+		`action=AUTH target="" transport=websocket`,
+	}
+	results := []string{"result=200", "result=403 error=forbidden", "result=200", "result=403 error=forbidden"}
+	waitFor(t, 10*time.Second, "the audit lines", func() bool {
+		return strings.Count(logBuf.String(), "msg=audit") >= 5
+	})
+	lines := strings.Split(logBuf.String(), "\n")
+	for i, w := range want {
+		found := false
+		for _, l := range lines {
+			if strings.Contains(l, "msg=audit") && strings.Contains(l, w) && strings.Contains(l, results[i]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no audit line with %q and %q in:\n%s", w, results[i], logBuf.String())
+		}
+	}
+	if !strings.Contains(logBuf.String(), `action="CMD scale" target=app.web transport=websocket`) || !strings.Contains(logBuf.String(), "result=400 error=bad_command") {
+		t.Errorf("the refused scale without its argument is not audited:\n%s", logBuf.String())
+	}
+	if strings.Contains(logBuf.String(), `action="CMD info"`) {
+		t.Errorf("a read-only command was audited:\n%s", logBuf.String())
+	}
+	for _, k := range []string{keys.manage, keys.read} {
+		if strings.Contains(logBuf.String(), k) {
+			t.Fatal("an API key appears in the log")
 		}
 	}
 }

@@ -342,14 +342,24 @@ func (c *chConn) loadOrUpdate(a chArgs, update bool) (any, error) {
 	return chOK, nil
 }
 
+// chStateChanging lists the commands that change something: each one
+// leaves an audit line, whether it runs or is refused.
+var chStateChanging = map[string]bool{
+	"load": true, "update": true, "unload": true, "reload": true, "start_job": true, "stop_job": true,
+	"stopall": true, "scale": true, "killall": true, "commit": true, "stop_process": true, "kill": true, "send": true,
+}
+
 // runCommand checks and runs one command. A command the key may not run is
-// refused and not run.
+// refused and not run. State-changing commands are audited (chAudit).
 func (c *chConn) runCommand(name string, pos []any, kw map[string]any) (result any, e *Error) {
 	cmd, ok := chCommands[name]
 	if !ok {
 		return nil, Errorf("command_not_found", 404, "unknown command %q", name)
 	}
 	a := chArgs{pos: pos, kw: kw, names: cmd.params}
+	if chStateChanging[name] {
+		defer func() { c.audit("CMD "+name, chAuditTarget(name, a), e) }()
+	}
 	for i := 0; i < cmd.min; i++ {
 		if _, ok := a.get(i); !ok {
 			return nil, chBadCommand("%s needs the arguments %s", name, strings.Join(cmd.params[:cmd.min], ", "))
@@ -408,4 +418,65 @@ func (c *chConn) authorize(perm chPerm, a chArgs) error {
 		return nil
 	}
 	return forbidden
+}
+
+// chAuditTarget names what a command acts on, for the audit line: the job
+// or the pid as given, never other arguments (a config may hold secrets).
+func chAuditTarget(name string, a chArgs) string {
+	switch name {
+	case "load", "update":
+		v, _ := a.get(0)
+		cfg, _ := v.(map[string]any)
+		job, _ := cfg["name"].(string)
+		sid := "default"
+		if v, ok := a.get(1); ok {
+			sid, _ = v.(string)
+		}
+		return sid + "." + job
+	case "unload", "reload":
+		full, _ := a.sessionJob()
+		return full
+	}
+	v, _ := a.get(0)
+	switch x := v.(type) {
+	case string:
+		return chFullName(x)
+	case json.Number:
+		return "pid " + x.String()
+	}
+	return ""
+}
+
+// audit logs one state-changing action of the connection as the HTTP
+// layer does (who, what, result), with the transport and the client's
+// address; err nil is success (result 200).
+func (c *chConn) audit(action, target string, err *Error) {
+	who, keyID := "anonymous", ""
+	if k := c.key; k != nil && !k.IsAnonymous() {
+		who = k.Label
+		if who == "" {
+			who = "unlabelled key"
+		}
+		if k.Key != "" {
+			keyID = authFingerprint(k.Key)
+		}
+	}
+	transport, remote := "websocket", ""
+	if _, ok := c.ws.(sjChannelConn); ok {
+		transport = "sockjs"
+	}
+	if r := c.ws.Request(); r != nil {
+		remote = r.RemoteAddr
+	}
+	attrs := []any{"who", who}
+	if keyID != "" {
+		attrs = append(attrs, "key_id", keyID)
+	}
+	attrs = append(attrs, "action", action, "target", target, "transport", transport, "remote", remote)
+	if err != nil {
+		attrs = append(attrs, "result", err.Errno, "error", err.Code)
+	} else {
+		attrs = append(attrs, "result", 200)
+	}
+	c.log.Info("audit", attrs...)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,9 +52,18 @@ type Server struct {
 	mux         *http.ServeMux
 	checkOrigin func(*http.Request) bool
 	hosts       []string // AllowedHosts
+	bodyTimeout time.Duration // see bodyReadTimeout
+
+	// baseCtx is the parent of every request's context on the listeners
+	// of Serve; Shutdown cancels it, which ends the streams (feeds,
+	// long polls, SockJS receivers, the control channel).
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	sockjs     *SockJS // the control channel's SockJS server
 
 	mu      sync.Mutex
 	servers []*http.Server
+	closed  bool // Shutdown was called: Serve serves nothing more
 }
 
 // NewServer returns the API server for a manager.
@@ -61,12 +72,14 @@ func NewServer(opts ServerOptions) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{m: opts.Manager, auth: opts.Auth, requireKey: opts.RequireKey && opts.Auth != nil,
-		trustUnix: opts.UnixSocketTrusted, cors: map[string]bool{}, log: opts.Logger, reload: opts.Reload}
+		trustUnix: opts.UnixSocketTrusted, cors: map[string]bool{}, log: opts.Logger, reload: opts.Reload,
+		bodyTimeout: bodyReadTimeout}
 	for _, o := range opts.CORSOrigins {
 		s.cors[strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")] = true
 	}
 	s.checkOrigin = s.originAllowed
 	s.hosts = opts.AllowedHosts
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routes()
 	for p, h := range opts.Extra {
@@ -105,6 +118,7 @@ type listenerInfo struct {
 // Handler returns the handler for one listener.
 func (s *Server) handler(li listenerInfo) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.limitBodyRead(w, r)
 		if li.loopback && !hostAllowed(r.Host, li.bindHost, s.hosts...) {
 			writeError(w, Errorf(CodeForbidden, 403, "Host %q is not allowed on a loopback listener (DNS rebinding protection)", r.Host))
 			return
@@ -123,13 +137,62 @@ func (s *Server) handler(li listenerInfo) http.Handler {
 			writeError(w, err)
 			return
 		}
-		if key != AnonymousKey {
-			// KeyFrom gives AnonymousKey for a request without one: no
+		if key != anonymousKey {
+			// KeyFrom gives anonymousKey for a request without one: no
 			// copy of the request is needed when auth is off.
 			r = r.WithContext(WithKey(r.Context(), key))
 		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// bodyReadTimeout is how long a client has to send a request body on the
+// routes that are not streams (http.Server's ReadHeaderTimeout bounds the
+// head). Without it, a client sending a body slowly, or never finishing it,
+// holds its connection and goroutine forever.
+const bodyReadTimeout = 30 * time.Second
+
+// limitBodyRead sets a read deadline for r's body, cleared once the body
+// has been read to its end, so that the connection's later reads (the
+// server watching for the client going away, the next request's head) are
+// not cut. Requests without a body (GET feeds, websocket upgrades, SockJS
+// receivers) and POST /streams/<pid>/<label> (stdin, which may stream) keep
+// no deadline.
+func (s *Server) limitBodyRead(w http.ResponseWriter, r *http.Request) {
+	if s.bodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/streams/") {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) != nil {
+		return // not a connection with deadlines (a test recorder)
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.bodyTimeout}
+}
+
+// deadlineBody clears the body's read deadline once the body has been read
+// to its end, and names the timeout when it strikes.
+type deadlineBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	done    bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF && !b.done:
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The deadline stays: what is left of the body is not waited for,
+		// and the connection closes after the answer.
+		err = fmt.Errorf("the body did not arrive within %v", b.timeout)
+	}
+	return n, err
 }
 
 // hostAllowed is the DNS-rebinding check: on a loopback listener, the
@@ -174,42 +237,64 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) {
 	h.Add("Vary", "Origin")
 }
 
-// publicPath lists the routes that need no key.
-func publicPath(r *http.Request) bool {
-	switch r.URL.Path {
-	case "/", "/ping", "/version", "/auth", "/favicon.ico":
-		return true
-	}
+// publicRoute reports whether r may reach its handler without a key while
+// require_key is on. The list is explicit; every other route needs a key:
+//
+//   - /, /ping, /version, /favicon.ico: nothing secret;
+//   - /auth: it takes HTTP Basic credentials instead (rate-limited);
+//   - /ui, /ui/…: the console's static files (the console asks for a key
+//     before it asks the API for any data);
+//   - /_plugin/<name>/…: plugin sites, static files like the console;
+//   - /channel, /channel/…: SockJS, which authenticates in-band (AUTH:<key>)
+//     and binds each session to the client that opened it (sockjs.go);
+//   - websocket upgrades of /channel/websocket and /<pid>/channel[/<stream>],
+//     which authenticate in-band too.
+//
+// A websocket upgrade header on any other route changes nothing: the
+// request is plain HTTP and needs its key like any other.
+func publicRoute(r *http.Request) bool {
 	p := r.URL.Path
-	// The websockets authenticate in-band (AUTH:<key>) when no header is sent.
-	if IsWebSocketUpgrade(r) {
+	switch p {
+	case "/", "/ping", "/version", "/favicon.ico", "/auth", "/ui":
+		return true
+	case "/channel/websocket":
+		return IsWebSocketUpgrade(r)
+	}
+	if strings.HasPrefix(p, "/ui/") || strings.HasPrefix(p, "/_plugin/") {
 		return true
 	}
-	if strings.HasPrefix(p, "/channel") || strings.HasPrefix(p, "/ui/") || p == "/ui" || strings.HasPrefix(p, "/_plugin/") {
+	if p == "/channel" || strings.HasPrefix(p, "/channel/") {
 		return true
 	}
-	return false
+	return IsWebSocketUpgrade(r) && isIOChannelPath(p)
 }
 
-// TrustedKey is the caller over a trusted unix socket: it may do
+// isIOChannelPath reports whether p is /<pid>/channel or
+// /<pid>/channel/<stream>.
+func isIOChannelPath(p string) bool {
+	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	return (len(segs) == 2 || len(segs) == 3) && isDigits(segs[0]) && segs[1] == "channel" && (len(segs) == 2 || segs[2] != "")
+}
+
+// trustedKey is the caller over a trusted unix socket: it may do
 // everything.
-var TrustedKey = &Key{Key: "", Label: "unix socket (trusted)", Permissions: Permissions{Admin: true}}
+var trustedKey = &Key{Key: "", Label: "unix socket (trusted)", Permissions: Permissions{Admin: true}}
 
 // authenticate finds the caller's key: X-Api-Key (or ?api_key= on GET,
 // for EventSource, which cannot set headers).
 func (s *Server) authenticate(r *http.Request, li listenerInfo) (*Key, error) {
 	if !s.requireKey {
-		return AnonymousKey, nil
+		return anonymousKey, nil
 	}
 	if li.unix && s.trustUnix {
-		return TrustedKey, nil
+		return trustedKey, nil
 	}
 	raw := r.Header.Get("X-Api-Key")
 	if raw == "" && r.Method == http.MethodGet {
 		raw = r.URL.Query().Get("api_key")
 	}
 	if raw == "" {
-		if publicPath(r) {
+		if publicRoute(r) {
 			return noKey, nil
 		}
 		return nil, Errorf(CodeUnauthorized, 401, "this route needs an API key in the X-Api-Key header")
@@ -243,7 +328,7 @@ func allow(w http.ResponseWriter, ok bool) bool {
 // audit logs a state-changing request: who, what, result.
 func (s *Server) audit(r *http.Request, status int) {
 	who := "anonymous"
-	if k := KeyFrom(r.Context()); k != nil && k != AnonymousKey {
+	if k := KeyFrom(r.Context()); k != nil && k != anonymousKey {
 		who = k.Label
 		if who == "" {
 			who = "unlabelled key"
@@ -333,6 +418,11 @@ func (s *Server) Listen(ep EndpointConfig) (net.Listener, http.Handler, error) {
 		li.bindHost = host
 		ip := net.ParseIP(host)
 		li.loopback = host == "localhost" || (ip != nil && ip.IsLoopback())
+		if !li.loopback && !s.requireKey {
+			s.log.Warn("SECURITY: the API is open to the network without keys: anyone who can reach this address "+
+				"may run any command as gafferd's user, and any Host header is accepted; set [gaffer] require_key = true "+
+				"or bind a loopback address", "endpoint", ep.Name, "address", l.Addr().String())
+		}
 	}
 	if ep.CertFile != "" || ep.KeyFile != "" {
 		conf, err := serverTLSConfig(ep)
@@ -345,12 +435,23 @@ func (s *Server) Listen(ep EndpointConfig) (net.Listener, http.Handler, error) {
 	return l, s.handler(li), nil
 }
 
+// tlsCipherSuites are the TLS 1.2 suites offered: AEAD ciphers with forward
+// secrecy only (ECDHE with AES-GCM or ChaCha20-Poly1305), none of the CBC or
+// RSA-key-exchange suites Go's defaults still include. TLS 1.3 suites are
+// all of that kind and not configurable.
+var tlsCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 func serverTLSConfig(ep EndpointConfig) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(ep.CertFile, ep.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: TLS: %w", ep.Name, err)
 	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+		CipherSuites: tlsCipherSuites}
 	if ep.ClientCAFile != "" {
 		pem, err := os.ReadFile(ep.ClientCAFile)
 		if err != nil {
@@ -395,11 +496,21 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves the API on l until Shutdown.
+// shutdownGrace bounds Shutdown when its context has no deadline.
+const shutdownGrace = 10 * time.Second
+
+// Serve serves the API on l until Shutdown. After Shutdown it closes l at
+// once and returns nil.
 func (s *Server) Serve(l net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return s.baseCtx }}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
 	s.servers = append(s.servers, srv)
 	s.mu.Unlock()
 	err := srv.Serve(l)
@@ -409,15 +520,58 @@ func (s *Server) Serve(l net.Listener, h http.Handler) error {
 	return err
 }
 
-// Shutdown stops every listener; open streams are closed.
-func (s *Server) Shutdown(ctx context.Context) {
+// Shutdown stops every listener (and any Serve called later). Streams
+// (feeds, long polls, websockets of the control channel, SockJS sessions)
+// are ended at once; other requests in flight may finish until ctx is
+// done (or, when ctx is nil or has no deadline, for shutdownGrace), after
+// which their connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	s.closed = true
 	servers := s.servers
 	s.servers = nil
 	s.mu.Unlock()
-	for _, srv := range servers {
-		srv.Close()
+	s.cancelBase()
+	if ctx == nil {
+		ctx = context.Background()
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, shutdownGrace)
+		defer cancel()
+	}
+	var wg sync.WaitGroup
+	if s.sockjs != nil {
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			s.sockjs.Close()
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-closed:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	var forced atomic.Bool
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				forced.Store(true)
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if forced.Load() {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // parsePid parses an internal pid path segment ([0-9]+).

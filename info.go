@@ -121,7 +121,9 @@ type ProcessInfo struct {
 	Stopping       bool              `json:"stopping"`
 }
 
-// ProcessInfo describes a live process; showSecrets as for JobInfo.
+// ProcessInfo describes a live process; showSecrets as for JobInfo. Without
+// it, the expansion of secret-looking variables in cmd and args is masked
+// too ("--token=$API_TOKEN" runs with the value but shows "--token=********").
 func (m *Manager) ProcessInfo(pid int, showSecrets bool) (ProcessInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -132,12 +134,21 @@ func (m *Manager) ProcessInfo(pid int, showSecrets bool) (ProcessInfo, error) {
 	env := make(map[string]string, len(p.Env))
 	for k, v := range p.Env {
 		if !showSecrets && IsSecretName(k) {
-			v = "********"
+			v = secretMask
 		}
 		env[k] = v
 	}
+	cmd, args := p.Cmd, nonNil(p.Args)
+	if !showSecrets {
+		var cfg *JobConfig
+		if j, err := m.jobLocked(p.Job); err == nil {
+			cfg = &j.cfg
+		}
+		argv := maskedArgv(cfg, p.Env, append([]string{p.Cmd}, p.Args...))
+		cmd, args = argv[0], argv[1:]
+	}
 	return ProcessInfo{
-		Pid: p.ID, Name: p.Job, Cmd: p.Cmd, Args: nonNil(p.Args), Env: env, UID: p.UID, GID: p.GID,
+		Pid: p.ID, Name: p.Job, Cmd: cmd, Args: args, Env: env, UID: p.UID, GID: p.GID,
 		OSPid: p.OSPid, CreateTime: float64(p.Created.UnixNano()) / 1e9, Commited: p.Once,
 		RedirectOutput: nonNil(p.outLabels), RedirectInput: p.redirectInput,
 		CustomStreams: nonNil(p.customOrder), Active: !p.exited, Stopping: p.stopping,

@@ -65,6 +65,10 @@ func (s *Server) handleWelcome(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleFallback(w http.ResponseWriter, r *http.Request) {
 	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(segs) == 0 || !isDigits(segs[0]) {
+		if allowed := s.allowedMethods(r); allowed != "" {
+			methodNotAllowed(w, allowed)
+			return
+		}
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 		return
 	}
@@ -104,6 +108,28 @@ func (s *Server) handleFallback(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 	}
+}
+
+// routeMethods are the methods the routes use, in the order an Allow
+// header lists them.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete}
+
+// allowedMethods lists the methods with which r's path has a route other
+// than the catch-all: "" when the path is unknown. (The catch-all "/"
+// matches every method, so the ServeMux never answers 405 by itself.)
+func (s *Server) allowedMethods(r *http.Request) string {
+	var out []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := r.WithContext(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func methodNotAllowed(w http.ResponseWriter, allowed string) {

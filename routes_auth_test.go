@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,4 +194,162 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		t.Fatalf("mutual TLS with a client certificate: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestAuthGateUpgradeHeaderIsNotAKey is the attack of issue 13: websocket
+// upgrade headers on a plain route used to skip the auth gate, so /metrics
+// and /stats answered without a key. Only the listed public routes (and the
+// in-band-authenticated websockets) pass without a key now.
+func TestAuthGateUpgradeHeaderIsNotAKey(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyMatrix(t, store)
+	a := newAPI(t, ServerOptions{Auth: store, RequireKey: true})
+	upgrade := []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+		"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
+	for _, p := range []string{"/metrics", "/stats", "/jobs", "/pids", "/sessions", "/processes", "/wstreams/1", "/jobs/app/web",
+		"/channelx", "/1/stats", "/streams/1/stdout", "/watch"} {
+		code, _, body := a.do("GET", p, "", upgrade...)
+		if code != 401 {
+			t.Errorf("GET %s with upgrade headers and no key: %d %s, want 401", p, code, body)
+		}
+		if !contains(body, `"unauthorized"`) {
+			t.Errorf("GET %s: not the JSON error shape: %s", p, body)
+		}
+	}
+	// With a key the upgrade headers are ignored: plain HTTP.
+	code, _, body := a.do("GET", "/metrics", "", append(upgrade, "X-Api-Key", keys.read)...)
+	if code != 200 || !contains(body, "gaffer_build_info") {
+		t.Errorf("GET /metrics with a key and upgrade headers: %d %s", code, body)
+	}
+	// The public list still passes without a key.
+	for p, want := range map[string]int{"/": 200, "/ping": 200, "/version": 200, "/ui/": 200, "/channel/info": 200, "/channel": 200} {
+		if code, _, body := a.do("GET", p, ""); code != want {
+			t.Errorf("GET %s without a key: %d %s, want %d", p, code, body, want)
+		}
+	}
+	// The in-band websockets still upgrade without a header key, and
+	// then ask for AUTH.
+	ws, _, err := WSDial(t.Context(), "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/channel/websocket", nil, nil)
+	if err != nil {
+		t.Fatalf("control channel without a header key: %v", err)
+	}
+	ws.WriteText("AUTH:" + keys.admin)
+	if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), "auth_success") {
+		t.Fatalf("AUTH on the control channel: %q %v", msg, err)
+	}
+	ws.Close(WSCloseNormal, "")
+}
+
+// TestTLSOnlyAEADSuites: a TLS 1.2 client that offers only a CBC suite
+// (Go's server defaults accept TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA) is
+// refused; of every TLS 1.2 suite Go knows, only the ECDHE AEAD ones
+// connect.
+func TestTLSOnlyAEADSuites(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir, "server", false)
+	m := newTestManager(t)
+	s := NewServer(ServerOptions{Manager: m})
+	l, h, err := s.Listen(EndpointConfig{Name: "tls", Bind: "127.0.0.1:0", CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l, h)
+	t.Cleanup(func() { s.Shutdown(nil) })
+	pool := x509.NewCertPool()
+	pemData, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemData)
+	dial := func(suite uint16) error {
+		c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1",
+			MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA); err == nil {
+		t.Fatal("a client restricted to TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA connected")
+	}
+	aead := map[uint16]bool{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: true, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: true,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: true}
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if !slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			continue
+		}
+		err := dial(cs.ID)
+		if aead[cs.ID] && err != nil {
+			t.Errorf("%s refused: %v", cs.Name, err)
+		}
+		if !aead[cs.ID] && err == nil {
+			t.Errorf("%s accepted", cs.Name)
+		}
+	}
+}
+
+// TestSecretArgsMasked is the leak of issue 13: env values were masked
+// for a read-only key, but the arguments after $VAR expansion showed them
+// (--token=tok-leak). Every route a reader can use shows the masked or the
+// unexpanded form; a manager still sees what runs.
+func TestSecretArgsMasked(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyMatrix(t, store)
+	a := newAPI(t, ServerOptions{Auth: store, RequireKey: true})
+	cfg := childConfig(t, "web", "sleep", map[string]string{"API_TOKEN": "tok-leak", "DB_PASSWORD": "pw-leak", "REGION": "eu-west"})
+	cfg.Cmd += " --key=$API_TOKEN"
+	cfg.Args = []string{"--url=https://app:${DB_PASSWORD}@db", "--region=$REGION", "--token=$API_TOKEN"}
+	if err := a.m.Load("app", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	pids, _ := a.m.Pids("app.web")
+	pid := strconv.Itoa(pids[0])
+	secrets := []string{"tok-leak", "pw-leak"}
+	for _, p := range []string{"/" + pid, "/jobs/app/web", "/jobs?details=1", "/processes/app.web", "/processes/" + pid} {
+		code, _, body := a.do("GET", p, "", "X-Api-Key", keys.read)
+		if code != 200 {
+			t.Errorf("GET %s as a reader: %d %s", p, code, body)
+		}
+		for _, sec := range secrets {
+			if contains(body, sec) {
+				t.Errorf("GET %s shows a reader the secret %q: %s", p, sec, body)
+			}
+		}
+	}
+	_, _, body := a.do("GET", "/"+pid, "", "X-Api-Key", keys.read)
+	var info ProcessInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--key=********", "--url=https://app:********@db", "--region=eu-west", "--token=********"}
+	if !slices.Equal(info.Args, want) {
+		t.Errorf("args shown to a reader: %q, want %q", info.Args, want)
+	}
+	// A manager sees what runs.
+	_, _, body = a.do("GET", "/"+pid, "", "X-Api-Key", keys.manage)
+	if !contains(body, "--token=tok-leak") || !contains(body, "app:pw-leak@db") {
+		t.Errorf("a manager does not see the arguments as run: %s", body)
+	}
+	// The channel: process_info needs manage rights, and gives them the
+	// values; a reader is refused.
+	ws, _, err := WSDial(t.Context(), "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/channel/websocket", http.Header{"X-Api-Key": {keys.read}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.WriteText(`{"event": "CMD", "data": {"name": "process_info", "identity": 1, "args": [` + pid + `]}}`)
+	_, msg, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), "command_error") || strings.Contains(string(msg), "leak") {
+		t.Errorf("process_info for a reader over the channel: %s %v", msg, err)
+	}
+	// Once the job changed since the spawn, arguments that contain a
+	// secret's value are masked whole.
+	env := map[string]string{"API_TOKEN": "tok-leak", "HOME": "/home/x"}
+	got := maskedArgv(nil, env, []string{"app", "--token=tok-leak", "/home/x"})
+	if !slices.Equal(got, []string{"app", "********", "/home/x"}) {
+		t.Errorf("fallback masking: %q", got)
+	}
 }

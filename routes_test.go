@@ -256,3 +256,47 @@ func TestRoutesCORSHostAndUnixSocket(t *testing.T) {
 	}
 	l2.Close()
 }
+
+// TestRoutesWrongMethod: a known path with a wrong method answers 405
+// method_not_allowed with an Allow header, in the JSON error shape (PUT
+// /pids used to answer 404); an unknown path stays 404.
+func TestRoutesWrongMethod(t *testing.T) {
+	a := newAPI(t, ServerOptions{})
+	cases := []struct{ method, path, allow string }{
+		{"PUT", "/pids", "GET, HEAD"},
+		{"DELETE", "/pids", "GET, HEAD"},
+		{"POST", "/", "GET, HEAD"},
+		{"POST", "/ping", "GET, HEAD"},
+		{"DELETE", "/version", "GET, HEAD"},
+		{"POST", "/sessions", "GET, HEAD"},
+		{"PUT", "/jobs", "GET, HEAD"},
+		{"DELETE", "/jobs/app", "GET, HEAD, POST"},
+		{"POST", "/jobs/app/web", "GET, HEAD, PUT, DELETE"},
+		{"PATCH", "/jobs/app/web", "GET, HEAD, PUT, DELETE"},
+		{"POST", "/jobs/app/web/stats", "GET, HEAD"},
+		{"PUT", "/jobs/app/web/numprocesses", "GET, HEAD, POST"},
+		{"GET", "/jobs/app/web/signal", "POST"},
+		{"DELETE", "/jobs/app/web/state", "GET, HEAD, POST"},
+		{"POST", "/jobs/app/web/pids", "GET, HEAD"},
+		{"GET", "/jobs/app/web/commit", "POST"},
+		{"GET", "/reload", "POST"},
+		{"PUT", "/streams/1/stdout", "GET, HEAD, POST"},
+		{"POST", "/wstreams/1", "GET, HEAD"},
+		{"POST", "/watch/a/b", "GET, HEAD"},
+		{"DELETE", "/metrics", "GET, HEAD"},
+		{"POST", "/keys/abc", "GET, HEAD, DELETE"}, // auth off: the routes exist and answer 404 with GET
+		{"PUT", "/1", "GET, HEAD, DELETE"},
+		{"GET", "/1/signal", "POST"},
+	}
+	for _, c := range cases {
+		code, h, body := a.do(c.method, c.path, "")
+		if code != 405 || h.Get("Allow") != c.allow || !contains(body, `"error":"method_not_allowed"`) || !contains(body, `"errno":405`) {
+			t.Errorf("%s %s: %d Allow=%q %s, want 405 Allow=%q method_not_allowed", c.method, c.path, code, h.Get("Allow"), body, c.allow)
+		}
+	}
+	for _, p := range []string{"/nope", "/jobs/app/web/nope", "/1/nope"} {
+		if code, _, body := a.do("PUT", p, ""); code != 404 || !contains(body, `"not_found"`) {
+			t.Errorf("PUT %s: %d %s, want 404", p, code, body)
+		}
+	}
+}

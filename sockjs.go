@@ -29,12 +29,15 @@ package gaffer
 // Heartbeat on open receivers. Messages queued for a client that does not
 // come back for them are bounded (MaxQueuedBytes): past it the session is
 // closed with 1008, so a slow or vanished browser never makes the server
-// grow.
+// grow. HTTP sessions are bound to the client that opened them by a
+// token cookie (sjCookie): a request of the session without it is refused.
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -93,9 +96,10 @@ type SockJS struct {
 	log       *slog.Logger
 
 	mu       sync.Mutex
-	sessions map[string]*sjSession // HTTP sessions by id
-	open     int                   // HTTP and websocket sessions alive
-	wg       sync.WaitGroup        // onSession goroutines
+	sessions map[string]*sjSession   // HTTP sessions by id
+	all      map[*sjSession]struct{} // HTTP and websocket sessions not yet released
+	open     int                     // HTTP and websocket sessions alive
+	wg       sync.WaitGroup          // onSession goroutines
 }
 
 // SockJSHandler returns a SockJS server with the default options that
@@ -132,14 +136,14 @@ func NewSockJS(prefix string, opts SockJSOptions, onSession func(SockJSSession))
 		opts.Logger = slog.Default()
 	}
 	return &SockJS{prefix: strings.TrimSuffix(prefix, "/"), opts: opts, onSession: onSession,
-		log: opts.Logger, sessions: map[string]*sjSession{}}
+		log: opts.Logger, sessions: map[string]*sjSession{}, all: map[*sjSession]struct{}{}}
 }
 
 // Close closes every session and waits for their onSession to return.
 func (h *SockJS) Close() {
 	h.mu.Lock()
 	var all []*sjSession
-	for _, s := range h.sessions {
+	for s := range h.all {
 		all = append(all, s)
 	}
 	h.mu.Unlock()
@@ -191,7 +195,7 @@ func (h *SockJS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("no SockJS route %s", r.URL.Path))
 		return
 	}
-	id, transport := parts[1], parts[2]
+	server, id, transport := parts[0], parts[1], parts[2]
 	post := func(fn func()) {
 		switch r.Method {
 		case http.MethodPost:
@@ -210,9 +214,9 @@ func (h *SockJS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.websocket(w, r, id)
 	case "xhr":
-		post(func() { h.receive(w, r, id, sjXHR) })
+		post(func() { h.receive(w, r, server, id, sjXHR) })
 	case "xhr_streaming":
-		post(func() { h.receive(w, r, id, sjXHRStreaming) })
+		post(func() { h.receive(w, r, server, id, sjXHRStreaming) })
 	case "xhr_send":
 		post(func() { h.xhrSend(w, r, id) })
 	case "eventsource":
@@ -220,7 +224,7 @@ func (h *SockJS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			methodNotAllowed(w, "GET")
 			return
 		}
-		h.receive(w, r, id, sjEventSource)
+		h.receive(w, r, server, id, sjEventSource)
 	default:
 		// iframe, htmlfile, jsonp and jsonp_send are not served.
 		writeError(w, errNotFound("SockJS transport %q is not served (use websocket, xhr-streaming, xhr-polling or eventsource)", transport))
@@ -307,10 +311,13 @@ func (h *SockJS) newSession(id string, r *http.Request, inMap bool) *sjSession {
 	if h.open >= h.opts.MaxSessions {
 		return nil
 	}
-	s := &sjSession{h: h, id: id, req: r.WithContext(context.WithoutCancel(r.Context())), remote: remoteHost(r),
+	var tok [16]byte
+	rand.Read(tok[:])
+	s := &sjSession{h: h, id: id, token: hex.EncodeToString(tok[:]), req: r.WithContext(context.WithoutCancel(r.Context())), remote: remoteHost(r),
 		inMap: inMap, wakeOut: make(chan struct{}, 1), wakeIn: make(chan struct{}, 1), inSpace: make(chan struct{}, 1),
 		done: make(chan struct{})}
 	h.open++
+	h.all[s] = struct{}{}
 	if inMap {
 		h.sessions[id] = s
 		s.timer = time.AfterFunc(h.opts.DisconnectDelay, s.expire)
@@ -326,9 +333,40 @@ func (h *SockJS) newSession(id string, r *http.Request, inMap bool) *sjSession {
 	return s
 }
 
-// lookup finds an HTTP session; a session opened from another address is
-// not visible (a guessed id does not give access to someone else's
-// session).
+// sjCookie is the cookie that binds an HTTP session to the client that
+// opened it: a random token, set by the request that creates the session,
+// scoped to the session's own path, and required on every later request
+// of the session (receivers and xhr_send). The session id alone (which
+// shows in URLs and logs) gives nothing: without the token, an xhr_send
+// could otherwise inject messages, commands included, into a session that
+// its client has authenticated.
+const sjCookie = "gaffer_sockjs"
+
+// setBindCookie sets the session's cookie on the response that creates
+// it. Over TLS it is SameSite=None; Secure, so that configured cross-site
+// origins keep working; otherwise SameSite=Lax (same-site pages, any port).
+func (h *SockJS) setBindCookie(w http.ResponseWriter, r *http.Request, s *sjSession, server string) {
+	c := &http.Cookie{Name: sjCookie, Value: s.token, Path: h.prefix + "/" + server + "/" + s.id, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode}
+	if r.TLS != nil {
+		c.Secure, c.SameSite = true, http.SameSiteNoneMode
+	}
+	http.SetCookie(w, c)
+}
+
+// ownedBy reports whether r carries the session's token.
+func (s *sjSession) ownedBy(r *http.Request) bool {
+	for _, c := range r.Cookies() {
+		if c.Name == sjCookie && subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.token)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup finds an HTTP session. A session is visible only to the client
+// that opened it: same address, and its token cookie (sjCookie); for
+// another request lookup returns nil, true.
 func (h *SockJS) lookup(id string, r *http.Request) (*sjSession, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -336,7 +374,7 @@ func (h *SockJS) lookup(id string, r *http.Request) (*sjSession, bool) {
 	if !ok {
 		return nil, false
 	}
-	if s.remote != remoteHost(r) {
+	if s.remote != remoteHost(r) || !s.ownedBy(r) {
 		return nil, true
 	}
 	return s, true
@@ -352,9 +390,10 @@ func (h *SockJS) forget(s *sjSession) {
 }
 
 // released counts a session that is closed and gone.
-func (h *SockJS) released() {
+func (h *SockJS) released(s *sjSession) {
 	h.mu.Lock()
 	h.open--
+	delete(h.all, s)
 	h.mu.Unlock()
 }
 
@@ -373,7 +412,7 @@ var sjPrelude = strings.Repeat("h", 2048) + "\n"
 
 // receive serves a receiving request: xhr (polling), xhr_streaming and
 // eventsource.
-func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, id string, kind sjKind) {
+func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id string, kind sjKind) {
 	s, exists := h.lookup(id, r)
 	if exists && s == nil {
 		writeError(w, Errorf(CodeForbidden, 403, "SockJS session %q belongs to another client", id))
@@ -390,6 +429,9 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, id string, kind
 	hd := w.Header()
 	sjNoCache(w)
 	h.cookie(w, r)
+	if isNew {
+		h.setBindCookie(w, r, s, server)
+	}
 	if kind == sjEventSource {
 		hd.Set("Content-Type", "text/event-stream; charset=UTF-8")
 	} else {

@@ -49,6 +49,7 @@ func (s *Server) SockJSChannel() *SockJS {
 // serving the plain websocket.
 func (s *Server) sockjsRoutes() {
 	h := s.SockJSChannel()
+	s.sockjs = h
 	s.mux.Handle("/channel", h)
 	s.mux.Handle("/channel/", h)
 }

@@ -203,3 +203,88 @@ func TestLookupdSockJSFeed(t *testing.T) {
 		t.Fatalf("close %v", m)
 	}
 }
+
+// TestSockJSSessionBoundToItsClient is the hijack of issue 13: with a
+// SockJS session's id alone (it shows in URLs), an unauthenticated
+// xhr_send ran commands as the client that had authenticated the session.
+// The session is bound to a token cookie its creation set: without it,
+// from the same address, nothing gets in or out.
+func TestSockJSSessionBoundToItsClient(t *testing.T) {
+	store, err := OpenAuthStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyMatrix(t, store)
+	a := newAPI(t, ServerOptions{Auth: store, RequireKey: true})
+	if err := a.m.Load("app", childConfig(t, "web", "sleep", nil), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	// The victim: a browser-like client (cookies kept) that authenticates.
+	victim := &sjPoller{t: t, base: a.srv.URL + "/channel/123/victim1"}
+	resp, body := sjDo(t, "POST", victim.base+"/xhr", "", nil)
+	sjExpect(t, resp, body, 200, "o\n")
+	var bind *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == sjCookie {
+			bind = c
+		}
+	}
+	val := strings.Repeat("1", 32)
+	if bind == nil || len(bind.Value) != 32 || !bind.HttpOnly || bind.Path != "/channel/123/victim1" || bind.SameSite != http.SameSiteLaxMode {
+		t.Errorf("binding cookie %+v", bind)
+	} else {
+		val = bind.Value
+	}
+	victim.send("AUTH:" + keys.manage)
+	victim.until("auth_success", func(m map[string]any) bool { return m["event"] == "gaffer:auth_success" })
+
+	// The attacker knows the session id, not the cookie.
+	cmd, _ := json.Marshal([]string{`{"event":"CMD","data":{"identity":"x","name":"scale","args":["app.web","=0"]}}`})
+	for _, cookie := range []string{"", sjCookie + "=" + strings.Repeat("0", 32), sjCookie + "=" + val[:31] + "x"} {
+		hdr := map[string]string{}
+		if cookie != "" {
+			hdr["Cookie"] = cookie
+		}
+		req, _ := http.NewRequest("POST", victim.base+"/xhr_send", strings.NewReader(string(cmd)))
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 404 {
+			t.Errorf("xhr_send without the session's cookie (%q): %d, want 404", cookie, r.StatusCode)
+		}
+		req, _ = http.NewRequest("POST", victim.base+"/xhr", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		r, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 403 {
+			t.Errorf("polling without the session's cookie (%q): %d, want 403", cookie, r.StatusCode)
+		}
+	}
+	// Nothing ran: the victim's next command sees the job as it was.
+	victim.send(map[string]any{"event": "CMD", "data": map[string]any{"identity": "v1", "name": "info", "args": []any{"app.web"}}})
+	leaked := false
+	m := victim.until("the victim's own command", func(m map[string]any) bool {
+		d, _ := m["data"].(map[string]any)
+		leaked = leaked || d["id"] == "x"
+		return d["id"] == "v1"
+	})
+	if leaked {
+		t.Error("the attacker's command was answered in the victim's session")
+	}
+	if info, _ := m["data"].(map[string]any)["result"].(map[string]any)["info"].(map[string]any); info["max_processes"] != float64(1) {
+		t.Errorf("the attacker's scale ran: %v", m)
+	}
+	if pids, _ := a.m.Pids("app.web"); len(pids) != 1 {
+		t.Fatalf("the attacker's scale ran: pids %v", pids)
+	}
+}

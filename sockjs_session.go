@@ -16,6 +16,7 @@ import (
 type sjSession struct {
 	h      *SockJS
 	id     string
+	token  string // the value of its sjCookie (HTTP sessions)
 	req    *http.Request
 	remote string
 	inMap  bool
@@ -248,6 +249,6 @@ func (s *sjSession) release() {
 	s.gone = true
 	s.mu.Unlock()
 	if !gone {
-		s.h.released()
+		s.h.released(s)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -45,6 +46,13 @@ func sjTestServer(t *testing.T, opts SockJSOptions) (*httptest.Server, *SockJS) 
 	return srv, echo
 }
 
+// sjClient keeps cookies, as a browser does: HTTP sessions are bound to
+// their client by a cookie (sjCookie).
+var sjClient = func() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}()
+
 func sjDo(t *testing.T, method, url, body string, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -54,7 +62,7 @@ func sjDo(t *testing.T, method, url, body string, hdr map[string]string) (*http.
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := sjClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -144,8 +152,14 @@ func TestSockJSXHRPolling(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=UTF-8" {
 		t.Errorf("xhr_send content type %q", ct)
 	}
-	// The server id is ignored: only the session id counts.
-	resp, body = sjDo(t, "POST", srv.URL+"/echo/999/s1/xhr", "", map[string]string{"Cookie": "JSESSIONID=abc"})
+	// The session's cookie is scoped to its path, server id included
+	// (sockjs-client keeps the server id of a session): under another
+	// server id the client does not prove it owns the session.
+	resp, body = sjDo(t, "POST", srv.URL+"/echo/999/s1/xhr", "", nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("the session under another server id: %d %s", resp.StatusCode, body)
+	}
+	resp, body = sjDo(t, "POST", base+"/xhr", "", map[string]string{"Cookie": "JSESSIONID=abc"})
 	sjExpect(t, resp, body, 200, "a[\"a\"]\n")
 	if c := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(c, "JSESSIONID=abc; Path=/") {
 		t.Errorf("cookie not echoed: %q", c)
@@ -196,7 +210,7 @@ func TestSockJSXHRPolling(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/xhr", nil)
 	waiting := make(chan error, 1)
 	go func() {
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := sjClient.Do(req)
 		if err == nil {
 			io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -248,7 +262,7 @@ func TestSockJSCloseAndTimeout(t *testing.T) {
 func sjStream(t *testing.T, method, url string) (*http.Response, *bufio.Reader) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := sjClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
