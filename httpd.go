@@ -51,7 +51,7 @@ type Server struct {
 	reload      func(bool) (ReloadDiff, error)
 	mux         *http.ServeMux
 	checkOrigin func(*http.Request) bool
-	hosts       []string // AllowedHosts
+	hosts       []string      // AllowedHosts
 	bodyTimeout time.Duration // see bodyReadTimeout
 
 	// baseCtx is the parent of every request's context on the listeners
