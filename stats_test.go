@@ -84,7 +84,9 @@ func TestStatsDocumentedFields(t *testing.T) {
 		pid = pids[0]
 		st, err := a.m.ProcessStats(pid)
 		return err == nil && st.NumChildren == 2 && len(st.Children) == 2 && st.Children[0].Cmdline != "" && st.Children[1].Cmdline != "" &&
-			!strings.HasPrefix(st.Children[0].Cmdline, "/bin/sh") && !strings.HasPrefix(st.Children[1].Cmdline, "/bin/sh")
+			!strings.HasPrefix(st.Children[0].Cmdline, "/bin/sh") && !strings.HasPrefix(st.Children[1].Cmdline, "/bin/sh") &&
+			// nice(1) execs sleep: wait until it has.
+			!strings.HasPrefix(st.Children[0].Cmdline, "nice ") && !strings.HasPrefix(st.Children[1].Cmdline, "nice ")
 	})
 	p := strconv.Itoa(pid)
 
