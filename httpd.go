@@ -255,7 +255,9 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) {
 func publicRoute(r *http.Request) bool {
 	p := r.URL.Path
 	switch p {
-	case "/", "/ping", "/version", "/favicon.ico", "/auth", "/ui":
+	case "/", "/ping", "/version", "/favicon.ico", "/auth", "/ui", "/openapi.json":
+		// /openapi.json describes the routes, not their data: API tools
+		// read it before they hold a key.
 		return true
 	case "/channel/websocket":
 		return IsWebSocketUpgrade(r)

@@ -105,16 +105,9 @@ func plInspect(dir, name string) (Plugin, bool, error) {
 // '_' and '.', not starting with '.', at most 100 bytes (it becomes a job
 // name and a URL segment).
 func plValidName(name string) bool {
-	if name == "" || len(name) > 100 || name[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
+	// A plugin's name becomes a job name in session "plugins": the one
+	// name rule of the package applies.
+	return ValidateName(name, "plugin") == nil
 }
 
 // CheckMandatoryPlugins returns an error naming the plugins of mandatory
