@@ -3,6 +3,8 @@ package gaffer
 import (
 	"encoding/json"
 	"math"
+	"slices"
+	"time"
 )
 
 // JobInfo is the JSON of GET /jobs/<sid>/<name> (reference §2.4.3), with
@@ -19,7 +21,25 @@ type JobInfo struct {
 	Restarts     int            `json:"restarts"`
 	Flaps        int            `json:"flaps"`
 	LastExit     *int           `json:"last_exit_status"`
-	SpawnError   string         `json:"spawn_error,omitempty"`
+	// LastExitInfo tells how the job's last process ended (nil before
+	// the first exit).
+	LastExitInfo *ExitRecord `json:"last_exit"`
+	// Stopping lists the processes stopped but not exited yet: they
+	// left Processes at once.
+	Stopping   []int  `json:"stopping"`
+	SpawnError string `json:"spawn_error,omitempty"`
+}
+
+// ExitRecord is how a process ended: its exit status, or the signal that
+// killed it, when, and after how long.
+type ExitRecord struct {
+	PID        int       `json:"pid"`
+	OSPid      int       `json:"os_pid"`
+	ExitStatus int       `json:"exit_status"`
+	TermSignal int       `json:"term_signal"`
+	Signal     string    `json:"signal,omitempty"` // SIGKILL…; "" for a normal exit
+	Time       time.Time `json:"time"`
+	Uptime     float64   `json:"uptime"` // seconds
 }
 
 // JobInfo describes a job. showSecrets keeps secret-looking env values
@@ -37,7 +57,14 @@ func (m *Manager) JobInfo(full string, showSecrets bool) (JobInfo, error) {
 func (m *Manager) jobInfoLocked(j *job, showSecrets bool) JobInfo {
 	info := JobInfo{Name: j.full, Running: len(j.procs) + len(j.commits), RunningOut: len(j.commits),
 		MaxProcesses: j.target, Processes: []int{}, Config: j.cfg.Map(showSecrets), State: j.state,
-		Restarts: j.restarts, Flaps: j.flaps, LastExit: j.lastExit, SpawnError: j.spawnErr}
+		Restarts: j.restarts, Flaps: j.flaps, LastExit: j.lastExit, LastExitInfo: j.lastExitRec,
+		Stopping: []int{}, SpawnError: j.spawnErr}
+	for id, p := range m.stopping {
+		if m.procJob[id] == j {
+			info.Stopping = append(info.Stopping, p.ID)
+		}
+	}
+	slices.Sort(info.Stopping)
 	for _, p := range j.procs {
 		info.Processes = append(info.Processes, p.ID)
 	}

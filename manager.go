@@ -84,6 +84,7 @@ type job struct {
 	restarts            int
 	flaps               int
 	lastExit            *int
+	lastExitRec         *ExitRecord
 	spawnErr            string
 	removed             bool
 	sinks               jobSinks
@@ -504,7 +505,8 @@ func (m *Manager) flapLocked(j *job, retry bool) {
 	j.state = state
 	m.stopAllProcsLocked(j)
 	if !retry {
-		m.log.Warn("job flapped too often; giving up until it is started again", "job", j.full)
+		m.log.Error("job flapped too often; giving up until it is started again", "job", j.full,
+			"flaps", j.flaps, "restarts", j.restarts)
 		return
 	}
 	delay := secondsToDuration(j.cfg.Flapping.RetryIn)

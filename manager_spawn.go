@@ -246,6 +246,11 @@ func (m *Manager) exitedLocked(p *Process) {
 	}
 	status := p.exitStatus
 	j.lastExit = &status
+	j.lastExitRec = &ExitRecord{PID: p.ID, OSPid: p.OSPid, ExitStatus: p.exitStatus, TermSignal: p.termSignal,
+		Time: now, Uptime: now.Sub(p.Created).Seconds()}
+	if p.termSignal != 0 {
+		j.lastExitRec.Signal = SignalName(syscall.Signal(p.termSignal))
+	}
 	payload := []any{"name", j.full, "pid", p.ID, "os_pid", p.OSPid, "exit_status", p.exitStatus,
 		"exit_code", p.exitStatus, "term_signal", p.termSignal, "once", p.Once}
 	m.publish("exit", payload...)
@@ -257,6 +262,9 @@ func (m *Manager) exitedLocked(p *Process) {
 	j.commits = removeProc(j.commits, p)
 	if j.removed || m.shutdown || j.state != JobRunning || p.Once {
 		return
+	}
+	if wasKept {
+		m.logUnexpectedExit(j, p, now)
 	}
 	if !wasKept {
 		// Deliberately stopped (stop_process, stopall, reap): not a crash.
@@ -275,6 +283,19 @@ func (m *Manager) exitedLocked(p *Process) {
 		}
 	}
 	m.manageLocked(j)
+}
+
+// logUnexpectedExit writes the WARN line an operator looks for when a
+// kept-alive process died on its own (supervisord's "exited: web
+// (terminated by SIGKILL; not expected)").
+func (m *Manager) logUnexpectedExit(j *job, p *Process, now time.Time) {
+	how := []any{"exit_status", p.exitStatus}
+	if p.termSignal != 0 {
+		how = []any{"signal", SignalName(syscall.Signal(p.termSignal))}
+	}
+	args := append([]any{"job", j.full, "pid", p.ID, "os_pid", p.OSPid}, how...)
+	args = append(args, "uptime", now.Sub(p.Created).Round(time.Millisecond).String())
+	m.log.Warn("process exited unexpectedly", args...)
 }
 
 func (m *Manager) closePidfdLocked(p *Process) {
