@@ -320,14 +320,7 @@ func (l *cfgLoader) buildEndpoints(bind *INIKey, names []string, namesKey INIKey
 	if s := l.ssl; s != nil {
 		var def EndpointConfig
 		for _, k := range s.sec.Keys {
-			switch k.Name {
-			case "certfile":
-				def.CertFile = l.path(k.Value)
-			case "keyfile":
-				def.KeyFile = l.path(k.Value)
-			case "ca_certs", "cacert":
-				def.ClientCAFile = l.path(k.Value)
-			}
+			l.tlsFile(&def, k)
 		}
 		for i := range c.Endpoints {
 			if e := &c.Endpoints[i]; !e.IsUnix() && e.CertFile == "" {
@@ -359,6 +352,19 @@ func (l *cfgLoader) buildEndpoints(bind *INIKey, names []string, namesKey INIKey
 	return nil
 }
 
+// tlsFile sets the certificate file a key of [ssl] or [endpoint:x] names
+// (certfile, keyfile, cacert or ca_certs); other keys are left alone.
+func (l *cfgLoader) tlsFile(e *EndpointConfig, k INIKey) {
+	switch k.Name {
+	case "certfile":
+		e.CertFile = l.path(k.Value)
+	case "keyfile":
+		e.KeyFile = l.path(k.Value)
+	case "ca_certs", "cacert":
+		e.ClientCAFile = l.path(k.Value)
+	}
+}
+
 func (l *cfgLoader) endpoint(name string, cs cfgSection) (EndpointConfig, error) {
 	e := EndpointConfig{Name: name, SocketMode: DefaultSocketMode}
 	var modeKey *INIKey
@@ -376,12 +382,8 @@ func (l *cfgLoader) endpoint(name string, cs cfgSection) (EndpointConfig, error)
 				b = "unix:" + l.path(b[len("unix:"):])
 			}
 			e.Bind = b
-		case "certfile":
-			e.CertFile = l.path(k.Value)
-		case "keyfile":
-			e.KeyFile = l.path(k.Value)
-		case "cacert", "ca_certs":
-			e.ClientCAFile = l.path(k.Value)
+		case "certfile", "keyfile", "cacert", "ca_certs":
+			l.tlsFile(&e, k)
 		case "socket_mode":
 			m, err := strconv.ParseUint(k.Value, 8, 32)
 			if err != nil || m > 0o777 {

@@ -47,13 +47,13 @@ redirect_output = out, err
 redirect_input = on
 custom_streams = ctl, data
 flapping = 3 2
-ring_size = 64KB
-stdout_logfile = logs/web.out
-stderr_logfile = /var/log/web.err
-logfile = both.log
-logfile_maxbytes = 10MB
-logfile_backups = 3
-logfile_timestamps = true
+ring_size = 1MiB
+stdout_logfile = out.log
+stderr_logfile = /var/log/err.log
+logfile = logs/all.log
+logfile_maxbytes = 1.5GB
+logfile_backups = 0
+logfile_timestamps = on
 `
 
 // The INI reader, the JSON writer (Map) and the JSON reader agree on
