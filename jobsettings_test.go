@@ -69,13 +69,14 @@ func TestINIAndJSONReadTheSameJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	set := map[*jobSetting]bool{}
+	for _, k := range sec.Sections[0].Keys {
+		s, _ := iniJobSetting(k)
+		set[s] = true
+	}
 	for i := range jobSettings {
-		s := &jobSettings[i]
-		if s.jsonOnly || s.value.addEntry != nil {
-			continue
-		}
-		if _, ok := sec.Sections[0].Get(s.key); !ok {
-			t.Errorf("jobSample does not set %s", s.key)
+		if s := &jobSettings[i]; !s.jsonOnly && !set[s] {
+			t.Errorf("jobSample does not set %s", s.iniForm())
 		}
 	}
 	// Every field of the sample differs from the INI default, so a field
