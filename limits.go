@@ -69,12 +69,17 @@ func (o Options) limits() jobLimits {
 	return l
 }
 
-// checkJob checks a job config against the bounds.
+// checkJob checks a job config against the bounds (the rows of the
+// table of job settings that have one).
 func (l jobLimits) checkJob(c *JobConfig) error {
-	if err := l.checkProcesses("numprocesses", c.NumProcesses); err != nil {
-		return err
+	for i := range jobSettings {
+		if bound := jobSettings[i].bound; bound != nil {
+			if err := bound(l, c); err != nil {
+				return err
+			}
+		}
 	}
-	return l.checkGraceful("graceful_timeout", c.GracefulTimeout)
+	return nil
 }
 
 // checkProcesses checks a number of processes of one job.
