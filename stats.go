@@ -43,6 +43,11 @@ type ProcStats struct {
 	NumThreads  int         `json:"num_threads"`
 	NumFDs      int         `json:"num_fds"`
 	NumChildren int         `json:"num_children"`
+	// Cgroup is the process's cgroup when it has one: cpu, ctime and
+	// cpu_seconds (and mem, mem_info1 and rss_bytes where a memory
+	// controller accounts it) are then the cgroup's figures, which
+	// include every descendant.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // Bounds of the children listed in a stats message.
@@ -105,6 +110,14 @@ func (p *Process) Stats() ProcStats {
 	if !raw.ok {
 		statsUnknown(&st)
 		return st
+	}
+	// In a cgroup, the CPU time (and the memory, where a controller
+	// accounts it) is the cgroup's: the process and all it started.
+	if cpu, ok := p.cg.cpuSeconds(); ok {
+		raw.cpuSeconds, st.Cgroup = cpu, p.cg.v2
+	}
+	if mem, ok := p.cg.memory(); ok {
+		raw.rss = mem
 	}
 	now := time.Now()
 	p.statsMu.Lock()
