@@ -1,7 +1,6 @@
 package gaffer
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +8,8 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,31 +89,54 @@ func runContainChild(mode string) {
 
 // serveListenFDs serves HTTP on the sockets of sd_listen_fds(3): it
 // checks LISTEN_PID, answers each request with its pid and, on SIGTERM,
-// stops accepting, finishes what it has, and exits.
+// stops accepting, answers what it accepted, and exits. (Not with
+// http.Server.Shutdown: it drops a request read after it began, one the
+// server had accepted already.)
 func serveListenFDs() {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM) // before the first accept
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || n < 1 {
 		fmt.Fprintf(os.Stderr, "LISTEN_PID=%q, pid %d, LISTEN_FDS=%d\n", os.Getenv("LISTEN_PID"), os.Getpid(), n)
 		os.Exit(2)
 	}
 	pid := strconv.Itoa(os.Getpid())
+	var conns atomic.Int64
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(pid))
-	})}
+	}), ConnState: func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			conns.Add(-1)
+		}
+	}}
+	var serving sync.WaitGroup
+	var ls []net.Listener
 	for i := 0; i < n; i++ {
 		l, err := net.FileListener(os.NewFile(uintptr(3+i), "listen"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		go srv.Serve(l)
+		ls = append(ls, l)
+		serving.Add(1)
+		go func() {
+			defer serving.Done()
+			srv.Serve(l)
+		}()
 	}
 	fmt.Println("serving")
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
 	<-term
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
+	for _, l := range ls {
+		l.Close()
+	}
+	serving.Wait() // nothing is accepted any more
+	srv.SetKeepAlivesEnabled(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for conns.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	os.Exit(0)
 }
