@@ -59,6 +59,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -723,4 +724,99 @@ func cgRemoveTree(dir string, depth int) {
 		}
 	}
 	os.Remove(dir)
+}
+
+// cgLeftovers is what the previous instances left in their cgroups.
+type cgLeftovers struct {
+	victims []leftover            // the processes found in their leaves
+	leaves  []*cgLeaf             // those leaves: killed, then removed
+	roots   []string              // the instances' cgroups, removed once empty
+	spared  map[escapeKey]*cgLeaf // the leaves of the detached processes adopted
+}
+
+// cgroupLeftovers looks for the cgroups of the instances insts under
+// gafferd's own cgroups (where a gafferd on the same cgroup put them) and
+// lists the processes in them, sparing the leaves for which spare holds
+// (the detached processes to adopt).
+func cgroupLeftovers(insts map[string]bool, spare func(inst, job, id string) bool) cgLeftovers {
+	h := cgHostProbe()
+	out := cgLeftovers{spared: map[escapeKey]*cgLeaf{}}
+	tmp := &cgRoot{host: h, leaves: map[escapeKey]*cgLeaf{}}
+	if h.v2 != "" {
+		_, err := os.Stat(filepath.Join(h.v2, "cgroup.kill"))
+		tmp.hasKill = err == nil
+	}
+	for inst := range insts {
+		if inst == "" || strings.ContainsAny(inst, "/.") {
+			continue
+		}
+		name := "gaffer-" + inst
+		for _, base := range append([]string{h.v2}, cgV1Dirs(h)...) {
+			if base == "" {
+				continue
+			}
+			root := filepath.Join(base, name)
+			if st, err := os.Stat(root); err != nil || !st.IsDir() {
+				continue
+			}
+			out.roots = append(out.roots, root)
+			if base != h.v2 {
+				continue // v1 leaves hold the same processes as the v2 ones
+			}
+			jobs, _ := os.ReadDir(root)
+			for _, jd := range jobs {
+				if !jd.IsDir() {
+					continue
+				}
+				ids, _ := os.ReadDir(filepath.Join(root, jd.Name()))
+				for _, ld := range ids {
+					if !ld.IsDir() {
+						continue
+					}
+					l := &cgLeaf{key: escapeKey{inst: inst, id: ld.Name()}, job: jd.Name(), v2: filepath.Join(root, jd.Name(), ld.Name()),
+						v1: map[string]string{}, root: tmp, stop: root}
+					if spare(inst, jd.Name(), ld.Name()) {
+						l.detach = true
+						out.spared[l.key] = l
+						continue
+					}
+					for _, pid := range l.procs() {
+						if st, ok := readProcStat(pid); ok && st.state != 'Z' {
+							out.victims = append(out.victims, leftover{pid, st.startTime, jd.Name(), "cgroup " + l.v2})
+						}
+					}
+					out.leaves = append(out.leaves, l)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// cgV1Dirs lists gafferd's cgroups in the v1 limit hierarchies.
+func cgV1Dirs(h *cgHost) []string {
+	var out []string
+	for _, c := range cgLimitCtl {
+		if d := h.v1[c]; d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// end kills what is left in the leaves, waits (at most wait) until they
+// are empty, and removes what is empty.
+func (c cgLeftovers) end(wait time.Duration) {
+	for _, l := range c.leaves {
+		l.kill()
+	}
+	deadline := time.Now().Add(wait)
+	for _, l := range c.leaves {
+		for !l.remove() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, r := range c.roots {
+		cgRemoveTree(r, 2)
+	}
 }

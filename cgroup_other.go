@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 )
 
 // Without Linux there are no cgroups: processes are contained by their
@@ -84,7 +85,14 @@ func (l *cgLeaf) cpuSeconds() (float64, bool) { return 0, false }
 
 func (l *cgLeaf) memory() (int64, bool) { return 0, false }
 
-// cgroupLeftovers finds nothing without cgroups.
-func cgroupLeftovers(insts map[string]bool, spare func(inst, job, id string) bool) ([]leftover, []*cgLeaf) {
-	return nil, nil
+type cgLeftovers struct {
+	victims []leftover
+	spared  map[escapeKey]*cgLeaf
 }
+
+// cgroupLeftovers finds nothing without cgroups.
+func cgroupLeftovers(insts map[string]bool, spare func(inst, job, id string) bool) cgLeftovers {
+	return cgLeftovers{}
+}
+
+func (c cgLeftovers) end(wait time.Duration) {}

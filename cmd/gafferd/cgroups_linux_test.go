@@ -1,0 +1,91 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// procsInCgroup lists the live processes whose cgroup2 path holds part
+// and whose command line is cmdline (words joined by spaces).
+func procsInCgroup(part, cmdline string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !processAlive(pid) {
+			continue
+		}
+		cg, _ := os.ReadFile("/proc/" + e.Name() + "/cgroup")
+		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.Contains(string(cg), part) && strings.TrimRight(strings.ReplaceAll(string(cl), "\x00", " "), " ") == cmdline {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// A grandchild that left its group and cleared its environment carries
+// no marker: after a kill -9 of gafferd only its cgroup says where it
+// comes from, and the next gafferd ends it by that cgroup and removes the
+// previous instance's cgroups.
+const cgroupEscapeConfig = baseConfig + `
+[process:hider]
+cmd = sh -c '(env -i setsid sleep 304 &); exec sleep 305'
+graceful_timeout = 2
+`
+
+func TestKill9LeftoversFoundByCgroup(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, dir, cgroupEscapeConfig)
+	var welcome map[string]any
+	d.getJSON("/", &welcome)
+	cont, _ := welcome["containment"].(string)
+	root, ok := strings.CutPrefix(cont, "cgroup2:")
+	if !ok {
+		d.stop()
+		t.Skipf("no cgroup2 containment on this machine (GET / says %q)", cont)
+	}
+	name := filepath.Base(root) // gaffer-<instance>
+	var hidden []int
+	d.waitFor(10*time.Second, "the hidden grandchild", func() bool {
+		hidden = procsInCgroup("/"+name+"/", "sleep 304")
+		return len(hidden) == 1
+	})
+	t.Cleanup(func() {
+		for _, pid := range procsInCgroup("/"+name+"/", "sleep 304") {
+			killPid(pid)
+		}
+	})
+	env, _ := os.ReadFile("/proc/" + strconv.Itoa(hidden[0]) + "/environ")
+	if strings.Contains(string(env), "GAFFER_INSTANCE=") {
+		t.Fatalf("the grandchild carries the markers: %q", env)
+	}
+	d.kill9()
+	waitUntil(t, 10*time.Second, "the child to die with gafferd", func() bool {
+		return len(procsInCgroup("/"+name+"/", "sleep 305")) == 0
+	})
+	if !processAlive(hidden[0]) {
+		t.Fatal("the hidden grandchild died with gafferd: the test needs it to survive")
+	}
+	d2 := runDaemon(t, dir)
+	if processAlive(hidden[0]) {
+		t.Fatalf("the hidden grandchild %d survived the restart", hidden[0])
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("the killed gafferd's cgroup %s is still there: %v", root, err)
+	}
+	if out := d2.output(); !strings.Contains(out, `found_by="cgroup `+root) {
+		t.Errorf("the log does not say the leftover was found by its cgroup:\n%s", out)
+	}
+	d2.stop()
+}
+
+func killPid(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		p.Kill()
+	}
+}
