@@ -36,6 +36,16 @@ const cgroupEscapeConfig = baseConfig + `
 [process:hider]
 cmd = sh -c '(env -i setsid sleep 304 &); exec sleep 305'
 graceful_timeout = 2
+
+[process:shimmed]
+cmd = sleep 306
+limit_nofile = 512
+
+[process:dropped]
+cmd = sleep 307
+limit_nofile = 256
+uid = 65534
+gid = 65534
 `
 
 func TestKill9LeftoversFoundByCgroup(t *testing.T) {
@@ -64,9 +74,15 @@ func TestKill9LeftoversFoundByCgroup(t *testing.T) {
 	if strings.Contains(string(env), "GAFFER_INSTANCE=") {
 		t.Fatalf("the grandchild carries the markers: %q", env)
 	}
+	d.waitFor(10*time.Second, "the children started through the exec shim", func() bool {
+		return len(procsInCgroup("/"+name+"/", "sleep 306")) == 1 && len(procsInCgroup("/"+name+"/", "sleep 307")) == 1
+	})
 	d.kill9()
-	waitUntil(t, 10*time.Second, "the child to die with gafferd", func() bool {
-		return len(procsInCgroup("/"+name+"/", "sleep 305")) == 0
+	// The parent-death signal outlives the shim's exec, and the shim
+	// arms it again after it changed user.
+	waitUntil(t, 10*time.Second, "the children to die with gafferd", func() bool {
+		return len(procsInCgroup("/"+name+"/", "sleep 305")) == 0 && len(procsInCgroup("/"+name+"/", "sleep 306")) == 0 &&
+			len(procsInCgroup("/"+name+"/", "sleep 307")) == 0
 	})
 	if !processAlive(hidden[0]) {
 		t.Fatal("the hidden grandchild died with gafferd: the test needs it to survive")
