@@ -202,3 +202,114 @@ func TestCgroupJobStopEndsLeftovers(t *testing.T) {
 		return os.IsNotExist(err)
 	})
 }
+
+// The limits are written where the machine offers their controller (v2,
+// else the v1 hierarchy), the process is in those cgroups, and they hold.
+func TestCgroupLimits(t *testing.T) {
+	m := cgroupManager(t)
+	r := m.contain.cg
+	cfg := childConfig(t, "lim", "sleep", nil)
+	cfg.MemoryMax, cfg.CPUMax, cfg.PidsMax = 64<<20, 0.5, 20
+	if err := m.Load("default", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	p := onlyProcess(t, m, "default.lim")
+	files := map[string][2]string{"memory": {"memory.max", "memory.limit_in_bytes"}, "cpu": {"cpu.max", "cpu.cfs_quota_us"},
+		"pids": {"pids.max", "pids.max"}}
+	want := map[string][2]string{"memory": {"67108864", "67108864"}, "cpu": {"50000 100000", "50000"}, "pids": {"20", "20"}}
+	own, _ := os.ReadFile("/proc/" + strconv.Itoa(p.OSPid) + "/cgroup")
+	for _, ctl := range []string{"memory", "cpu", "pids"} {
+		src, err := r.limitSource(ctl)
+		if err != nil {
+			t.Logf("%s: %v (not checked)", ctl, err)
+			continue
+		}
+		dir, file, value := p.cg.v2, files[ctl][0], want[ctl][0]
+		if src != "cgroup2" {
+			dir, file, value = p.cg.v1[ctl], files[ctl][1], want[ctl][1]
+			rel := strings.TrimPrefix(dir, r.host.v1[ctl])
+			if !strings.Contains(string(own), ":"+ctl) || !strings.Contains(string(own), rel+"\n") {
+				t.Errorf("%s: the process is not in %s:\n%s", ctl, dir, own)
+			}
+		}
+		got, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil || strings.TrimSpace(string(got)) != value {
+			t.Errorf("%s (%s): %s holds %q (%v), want %q", ctl, src, file, got, err, value)
+		}
+		t.Logf("%s_max from %s", ctl, src)
+	}
+	info := map[string]any{}
+	m.describeContainment(info)
+	t.Logf("GET / says: %v", info)
+	leaves := p.cg
+	m.StopJob("default.lim")
+	waitFor(t, 10*time.Second, "the limit cgroups removed", func() bool {
+		for _, d := range append([]string{leaves.v2}, leaves.v1["memory"], leaves.v1["cpu"], leaves.v1["pids"]) {
+			if _, err := os.Stat(d); d != "" && err == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// pids_max bounds the process with all it starts; memory_max gets a
+// process over it killed.
+func TestCgroupLimitsHold(t *testing.T) {
+	m := cgroupManager(t)
+	if _, err := m.contain.cg.limitSource("pids"); err == nil {
+		cfg := childConfig(t, "forks", "sleep", nil)
+		cfg.Shell, cfg.PidsMax = true, 10
+		cfg.Cmd = "i=0; while [ $i -lt 30 ]; do sleep 100 & i=$((i+1)); done; wait"
+		cfg.RedirectOutput = []string{"out", "out"}
+		if err := m.Load("default", cfg, nil, true); err != nil {
+			t.Fatal(err)
+		}
+		p := onlyProcess(t, m, "default.forks")
+		readUntil(t, p, "out", "fork") // sh: Cannot fork
+		if n := len(p.cg.procs()); n > 10 || n < 2 {
+			t.Errorf("%d processes in a cgroup of pids_max 10", n)
+		}
+		m.Unload("default.forks")
+	}
+	if _, err := m.contain.cg.limitSource("memory"); err == nil {
+		cfg := childConfig(t, "hog", "memhog", map[string]string{"MEM": strconv.Itoa(256 << 20)})
+		cfg.MemoryMax = 32 << 20
+		if err := m.Load("default", cfg, nil, true); err != nil {
+			t.Fatal(err)
+		}
+		p := onlyProcess(t, m, "default.hog")
+		select {
+		case <-p.Exited():
+		case <-time.After(20 * time.Second):
+			t.Fatal("a process allocating 256 MiB under memory_max 32 MiB was not stopped")
+		}
+		m.mu.Lock()
+		sig := p.termSignal
+		m.mu.Unlock()
+		if sig != int(syscall.SIGKILL) {
+			t.Errorf("the process ended with signal %d, want SIGKILL (the OOM killer)", sig)
+		}
+	}
+}
+
+// Where a controller is missing, the error names what the machine lacks.
+func TestCgroupLimitRefusals(t *testing.T) {
+	r := &cgRoot{host: &cgHost{v2: "/sys/fs/cgroup/x", v2Ctl: map[string]bool{"hugetlb": true}, v1: map[string]string{}},
+		name: "gaffer-test", ctl: map[string]bool{}, v1: map[string]string{}, v1err: map[string]error{}}
+	_, err := r.limitSource("memory")
+	want := "the cgroup2 hierarchy at /sys/fs/cgroup/x offers no memory controller (it offers: hugetlb) and there is no cgroup v1 memory hierarchy"
+	if err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	r.host.v1["cpu"] = "/nonexistent/cpu"
+	if _, err := r.limitSource("cpu"); err == nil || !strings.Contains(err.Error(), "the cgroup v1 cpu hierarchy at /nonexistent/cpu is not writable") {
+		t.Errorf("error %v", err)
+	}
+	m := newTestManager(t)
+	cfg := childConfig(t, "x", "sleep", nil)
+	cfg.PidsMax = 3
+	if err := m.Load("default", cfg, nil, false); err == nil || !strings.Contains(err.Error(), "pids_max: this manager makes no cgroups") {
+		t.Errorf("load: %v", err)
+	}
+}

@@ -78,11 +78,16 @@ func (m *Manager) checkMachineLocked(cfg *JobConfig) error {
 	keys := map[string]string{"memory": "memory_max", "cpu": "cpu_max", "pids": "pids_max"}
 	var err error
 	jobCgLimits(cfg).each(func(ctl string, _ [2]string, _ [][2]string) {
-		if err != nil {
-			return
-		}
-		if _, e := m.contain.cg.limitSource(ctl); e != nil {
-			err = Errorf(CodeBadValue, 400, "%s: this machine cannot apply it: %v", keys[ctl], e)
+		switch {
+		case err != nil:
+		case m.contain.cg == nil && m.contain.why == "":
+			err = Errorf(CodeBadValue, 400, "%s: this manager makes no cgroups (gafferd turns them on)", keys[ctl])
+		case m.contain.cg == nil:
+			err = Errorf(CodeBadValue, 400, "%s: this machine cannot apply it: no cgroup hierarchy gafferd can write (%s)", keys[ctl], m.contain.why)
+		default:
+			if _, e := m.contain.cg.limitSource(ctl); e != nil {
+				err = Errorf(CodeBadValue, 400, "%s: this machine cannot apply it: %v", keys[ctl], e)
+			}
 		}
 	})
 	if err != nil || shimSupported {

@@ -105,3 +105,45 @@ func killPid(pid int) {
 		p.Kill()
 	}
 }
+
+// removeInstanceCgroups removes the empty cgroups the instances left in
+// this process's cgroup2 cgroup (detached processes killed by a test after
+// their gafferd stopped), waiting a little for their processes to end.
+func removeInstanceCgroups(insts ...string) {
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	pc, _ := os.ReadFile("/proc/self/cgroup")
+	var base string
+	for _, line := range strings.Split(string(pc), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			for _, m := range strings.Split(string(mi), "\n") {
+				f := strings.Fields(m)
+				if len(f) > 9 && f[len(f)-3] == "cgroup2" && strings.HasPrefix(p, f[3]) {
+					base = filepath.Join(f[4], strings.TrimPrefix(p, f[3]))
+				}
+			}
+		}
+	}
+	if base == "" {
+		return
+	}
+	for _, inst := range insts {
+		root := filepath.Join(base, "gaffer-"+inst)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var dirs []string
+			filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+				if err == nil && e.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				os.Remove(dirs[i])
+			}
+			if _, err := os.Stat(root); os.IsNotExist(err) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
