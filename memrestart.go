@@ -33,7 +33,7 @@ func (m *Manager) startMemWatchLocked() {
 	}
 	m.contain.mem.running = true
 	m.contain.mem.over = map[*Process]int{}
-	go m.memLoop()
+	go m.memLoop(memRestartPeriod, memRestartSamples)
 }
 
 type memCandidate struct {
@@ -42,8 +42,8 @@ type memCandidate struct {
 	limit int64
 }
 
-func (m *Manager) memLoop() {
-	t := time.NewTicker(memRestartPeriod)
+func (m *Manager) memLoop(period time.Duration, samples int) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for range t.C {
 		m.mu.Lock()
@@ -78,7 +78,7 @@ func (m *Manager) memLoop() {
 				continue
 			}
 			n := m.contain.mem.over[c.p] + 1
-			if n < memRestartSamples {
+			if n < samples {
 				over[c.p] = n
 				continue
 			}
