@@ -316,7 +316,8 @@ func (d *Daemon) shutdown() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		d.Manager.Shutdown(ctx)
 		cancel()
-		d.Manager.closeContainment() // job sockets closed, empty cgroups removed
+		// Job sockets closed, empty cgroups removed.
+		d.Manager.closeContainment()
 		d.Manager.closeLedger() // after Shutdown: records the detached processes left running
 	}
 	if d.hooks != nil {
