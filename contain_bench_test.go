@@ -3,6 +3,7 @@ package gaffer
 import (
 	"io"
 	"log/slog"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -101,4 +102,51 @@ func benchStopTree(b *testing.B, cgroups bool, child string) {
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "stop-ms")
 	b.ReportMetric(float64(survivors)/float64(b.N), "survivors")
+}
+
+// BenchmarkSpawnContained is BenchmarkSpawn's 100 children with each kind
+// of containment: none, a cgroup per process, the exec shim (a resource
+// limit), and a passed socket (the shim, and the socket at fd 3), so the
+// cost of each shows as a ratio to "plain" in the same run.
+// Run: go test -run XXX -bench SpawnContained -benchtime 5x
+func BenchmarkSpawnContained(b *testing.B) {
+	kinds := []struct {
+		name    string
+		cgroups bool
+		set     func(c *JobConfig)
+	}{
+		{"plain", false, func(c *JobConfig) {}},
+		{"cgroup", true, func(c *JobConfig) {}},
+		{"shim", false, func(c *JobConfig) { c.LimitNofile = "4096" }},
+		{"socket", false, func(c *JobConfig) { c.Sockets = []string{"tcp://127.0.0.1:0"} }},
+	}
+	for _, k := range kinds {
+		b.Run(k.name, func(b *testing.B) {
+			m := bnManager(b)
+			if k.cgroups {
+				m.enableCgroups()
+				if m.contain.cg == nil || m.contain.cg.v2 == "" {
+					b.Skipf("no writable cgroup2 hierarchy: %s", m.contain.why)
+				}
+			}
+			b.Cleanup(m.closeContainment)
+			var spent time.Duration
+			for i := 0; b.Loop(); i++ {
+				cfg := bnSleepConfig("w"+strconv.Itoa(i), 100)
+				k.set(&cfg)
+				t0 := time.Now()
+				if err := m.Load("default", cfg, nil, true); err != nil {
+					b.Fatal(err)
+				}
+				spent += time.Since(t0)
+				b.StopTimer()
+				if err := m.Unload("default.w" + strconv.Itoa(i)); err != nil {
+					b.Fatal(err)
+				}
+				bnWaitGone(b, m)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(spent.Nanoseconds())/float64(b.N*100), "ns/child")
+		})
+	}
 }

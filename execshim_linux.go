@@ -16,8 +16,8 @@ package gaffer
 // it, so nice and the parent-death signal stay on the thread that execs)
 // and execs the command, with $GAFFER_EXEC_SHIM removed. Any program
 // built on this package is its own shim (gafferd, gaffer, the test
-// binary). Only a spawn that needs it pays for it: one more exec, about a
-// millisecond.
+// binary). Only a spawn that needs it pays for it: one more exec of
+// gafferd's binary, a few milliseconds (BenchmarkSpawnContained).
 //
 // When gafferd runs as root and the job sets uid/gid, the shim applies
 // the settings as root (so that a hard limit can be raised, a negative
