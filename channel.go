@@ -222,7 +222,7 @@ type chSub struct {
 // serveControlChannel runs the control protocol of reference §3 on an
 // upgraded websocket.
 func (s *Server) serveControlChannel(w http.ResponseWriter, r *http.Request) {
-	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}
