@@ -184,3 +184,27 @@ func TestStatsJSONGolden(t *testing.T) {
 		t.Errorf("unknown memory size: %s", got)
 	}
 }
+
+// What the Go client decodes from any stats JSON encodes to a message that
+// decodes back to the same thing (and decoding never panics).
+func FuzzProcStatsJSON(f *testing.F) {
+	f.Add(`{"mem_info1":"N/A","cpu":"N/A","mem":"N/A","nice":"N/A","children":[]}`)
+	f.Add(`{"mem_info1":"12M","cpu":1.5,"mem":-3,"nice":5,"username":"N/A","rss_bytes":12582912,"children":[{"os_pid":3}]}`)
+	f.Fuzz(func(t *testing.T, data string) {
+		var st ProcStats
+		if json.Unmarshal([]byte(data), &st) != nil {
+			return
+		}
+		b1, err := json.Marshal(st)
+		if err != nil {
+			t.Fatalf("marshal %+v: %v", st, err)
+		}
+		var st2 ProcStats
+		if err := json.Unmarshal(b1, &st2); err != nil {
+			t.Fatalf("unmarshal %s: %v", b1, err)
+		}
+		if b2, _ := json.Marshal(st2); string(b1) != string(b2) {
+			t.Fatalf("not stable:\n%s\n%s", b1, b2)
+		}
+	})
+}

@@ -4,7 +4,7 @@ package gaffer
 //
 // Files: ws.go (types, messages, close handshake), ws_frame.go (frame
 // reading, writing and masking), ws_server.go (WSUpgrade, origin checks),
-// ws_client.go (WSDial).
+// ws_client.go (WSDial), ws_keepalive.go (pings of silent clients).
 //
 // Concurrency model: one goroutine reads (ReadMessage), any number write
 // (WriteMessage and friends serialize on one mutex). Close and CloseNow may
