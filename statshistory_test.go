@@ -1,6 +1,7 @@
 package gaffer
 
 import (
+	"context"
 	"encoding/json"
 	"runtime"
 	"strconv"
@@ -317,6 +318,38 @@ func FuzzHistRing(f *testing.F) {
 			if got[i] != want[i] {
 				t.Fatalf("size %d n %d since %d: got %v, want %v", size, n, since, got, want)
 			}
+		}
+	})
+}
+
+// BenchmarkStatsHistorySample: one tick of the sampler over 50 processes,
+// against the floor of reading their /proc figures (readStats) alone.
+func BenchmarkStatsHistorySample(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("needs /proc")
+	}
+	m := NewManager(Options{})
+	defer m.Shutdown(context.Background())
+	cfg := NewJobConfig("many", "sleep 300")
+	cfg.NumProcesses = 50
+	cfg.GracefulTimeout = time.Second
+	if err := m.Load("default", cfg, nil, true); err != nil {
+		b.Fatal(err)
+	}
+	procs, _ := m.JobProcesses("default.many")
+	b.Run("readStats", func(b *testing.B) {
+		for b.Loop() {
+			for _, p := range procs {
+				readStats(p.OSPid)
+			}
+		}
+	})
+	b.Run("sample", func(b *testing.B) {
+		h := newStatsHistory(m, time.Second, statsHistoryPoints)
+		now := time.Now()
+		for b.Loop() {
+			now = now.Add(time.Second)
+			h.sample(now)
 		}
 	})
 }

@@ -259,11 +259,12 @@
 
   function fmtDuration(sec) {
     if (typeof sec !== 'number' || !isFinite(sec) || sec < 0) return '';
+    if (sec < 10) return sec.toFixed(1) + 's';
     sec = Math.floor(sec);
     const d = Math.floor(sec / 86400), h = Math.floor(sec / 3600) % 24, m = Math.floor(sec / 60) % 60, s = sec % 60;
-    if (d) return d + 'd ' + h + 'h';
-    if (h) return h + 'h ' + m + 'm';
-    if (m) return m + 'm ' + s + 's';
+    if (d) return d + 'd' + (h ? ' ' + h + 'h' : '');
+    if (h) return h + 'h' + (m ? ' ' + m + 'm' : '');
+    if (m) return m + 'm' + (s ? ' ' + s + 's' : '');
     return s + 's';
   }
 

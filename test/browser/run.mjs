@@ -205,13 +205,21 @@ try {
     if (low < 0) return null;
     return values.slice(low + 1).some((v) => v >= 10) ? values : null;
   };
+  // cpuFall: the same, then low again (the burst ended).
+  const cpuFall = async (selector) => {
+    const values = await cpuRise(selector);
+    if (!values) return null;
+    const high = values.findIndex((v, i) => v >= 10 && values.slice(0, i).some((w) => w < 3));
+    return values.slice(high + 1).some((v) => v < 3) ? values : null;
+  };
 
-  await test('console graphs the cpu of a job whose cpu rises (history sampled by gafferd)', async () => {
+  await test('console graphs the cpu of a job whose cpu rises and falls (history sampled by gafferd)', async () => {
     // The job started with gafferd: by now its history already holds
     // samples the page never saw live.
     await page.locator(`${burnRow} tr.job-row svg[data-series="cpu"]`).waitFor({ timeout: 10000 });
-    const values = await until('the job cpu graph to show the rise', 120000, () => cpuRise(`${burnRow} tr.job-row svg[data-series="cpu"]`));
+    await until('the job cpu graph to show the rise', 120000, () => cpuRise(`${burnRow} tr.job-row svg[data-series="cpu"]`));
     await until('the process cpu graph to show it too', 10000, () => cpuRise(`${burnRow} tr.proc-row svg[data-series="cpu"]`));
+    const values = await until('the job cpu graph to show the fall after the burst', 120000, () => cpuFall(`${burnRow} tr.job-row svg[data-series="cpu"]`));
     const h = await page.evaluate((j) => window.gafferConsole.history(j), burnJob);
     if (!h || h.job.cpu.join(',') !== values.join(',')) throw new Error(`the graph (${values}) is not the history the page holds (${h && h.job.cpu})`);
     const rss = await page.$eval(`${burnRow} tr.job-row svg[data-series="rss"]`, (svg) => svg.dataset.values.split(',').map(Number));
@@ -221,7 +229,7 @@ try {
     const info = await api('GET', `/${pid}`);
     const procRow = `${burnRow} tr.proc-row[data-proc="${pid}"]`;
     await until('the OS pid in the process row', 10000, async () => (await page.textContent(`${procRow} [data-field="os-pid"]`)).trim() === String(info.os_pid));
-    if (!/\d+s/.test(await page.textContent(`${procRow} [data-field="uptime"]`))) throw new Error('no uptime in the process row');
+    if (!/\d[smhd]/.test(await page.textContent(`${procRow} [data-field="uptime"]`))) throw new Error('no uptime in the process row');
     console.log(`# cpu samples of ${burnJob}: ${values.join(' ')}`);
     await page.locator(burnRow).scrollIntoViewIfNeeded();
     await page.screenshot({ path: path.join(artifacts, 'console-cpu-graph.png'), fullPage: true });
@@ -235,9 +243,14 @@ try {
       return p.length === before.length && p.every((x) => !before.includes(x)) ? p : null;
     });
     const old = before[0];
-    await until('the spawn of the new process in the event list', 10000, async () => (await page.locator(`#events li[data-kind="spawn"][data-pid="${after[0]}"]`).count()) > 0);
+    await until('the exit of the old process in the event list', 10000, async () => (await page.locator(`#events li[data-kind="exit"][data-pid="${old}"]`).count()) > 0);
+    // One more happening after it (a SIGCONT to the new process): once it
+    // is listed, every name the exit was published under has been read.
+    await api('POST', `/${after[0]}/signal`, { signal: 'CONT' });
+    await until('the signal in the event list', 10000, async () => (await page.locator(`#events li[data-kind="kill"][data-pid="${after[0]}"]`).count()) > 0);
     const exits = await page.locator(`#events li[data-kind="exit"][data-pid="${old}"]`).count();
-    if (exits !== 1) throw new Error(`the exit of pid ${old} is listed ${exits} times: ${await page.textContent('#events')}`);
+    const spawns = await page.locator(`#events li[data-kind="spawn"][data-pid="${after[0]}"]`).count();
+    if (exits !== 1 || spawns !== 1) throw new Error(`the exit of pid ${old} is listed ${exits} times, the spawn of pid ${after[0]} ${spawns} times: ${await page.textContent('#events')}`);
     await until('the last exit of the job', 10000, async () => {
       const t = await page.textContent(`${burnRow} tr.job-row [data-field="last-exit"]`);
       return t.includes(`pid ${old}`) && t.includes('SIGTERM') ? t : null;
