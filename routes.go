@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	mx.HandleFunc("PUT /jobs/{sid}/{name}", s.audited(s.handleUpdate))
 	mx.HandleFunc("DELETE /jobs/{sid}/{name}", s.audited(s.handleUnload))
 	mx.HandleFunc("GET /jobs/{sid}/{name}/stats", s.handleJobStats)
+	mx.HandleFunc("GET /jobs/{sid}/{name}/history", s.handleJobHistory)
 	mx.HandleFunc("GET /jobs/{sid}/{name}/numprocesses", s.handleGetNumProcesses)
 	mx.HandleFunc("POST /jobs/{sid}/{name}/numprocesses", s.audited(s.handleScale))
 	mx.HandleFunc("POST /jobs/{sid}/{name}/signal", s.audited(s.handleJobSignal))
