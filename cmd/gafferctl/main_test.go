@@ -337,22 +337,23 @@ func TestErrorsAndHelp(t *testing.T) {
 }
 
 func TestWatchPatterns(t *testing.T) {
-	cases := map[string][]string{
-		"":                  {"."},
-		"proc(dummy)":       {"proc.dummy", "proc.default.dummy"},
-		"proc(dummy).spawn": {"proc.dummy.spawn", "proc.default.dummy.spawn"},
-		"proc.ga:a.exit":    {"proc.ga:a.exit", "proc.ga.a.exit"},
-		"proc.3.kill":       {"proc.3.kill"},
-		"spawn":             {"spawn"},
+	cases := map[string]string{
+		"":                  ".",
+		"proc(dummy)":       "proc.dummy",
+		"proc(dummy).spawn": "proc.dummy.spawn",
+		"proc.ga:a.exit":    "proc.ga.a.exit",
+		"job.ga:a.":         "job.ga.a",
+		"proc.3.kill":       "proc.3.kill",
+		"spawn":             "spawn",
 	}
 	for in, out := range cases {
-		got, err := watchPatterns(in)
-		if err != nil || strings.Join(got, " ") != strings.Join(out, " ") {
+		got, err := watchPattern(in)
+		if err != nil || got != out {
 			t.Errorf("%q: %v %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"proc(", "proc()x", "a b"} {
-		if _, err := watchPatterns(bad); err == nil {
+		if _, err := watchPattern(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
