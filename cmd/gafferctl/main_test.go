@@ -262,7 +262,12 @@ func TestCommands(t *testing.T) {
 		return w
 	}
 	watchers := []watcher{startWatch("proc(dummy).spawn"), startWatch("proc.dummy"), startWatch(".")}
-	spawnRE := regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`)
+	// A pattern shows the name it matched; no pattern, the primary name.
+	spawnREs := []*regexp.Regexp{
+		regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`),
+		regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`),
+		regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| spawn dummy$`),
+	}
 	got := make([]bool, len(watchers))
 	waitFor(t, 20*time.Second, "spawn lines in every watcher", func() bool {
 		ctl("", "add", "dummy") // the watchers subscribe asynchronously
@@ -271,7 +276,7 @@ func TestCommands(t *testing.T) {
 			for {
 				select {
 				case l := <-w.lines:
-					if spawnRE.MatchString(l) {
+					if spawnREs[i].MatchString(l) {
 						got[i] = true
 					} else if i == 0 {
 						t.Errorf("proc(dummy).spawn printed %q", l)
@@ -337,22 +342,23 @@ func TestErrorsAndHelp(t *testing.T) {
 }
 
 func TestWatchPatterns(t *testing.T) {
-	cases := map[string][]string{
-		"":                  {"."},
-		"proc(dummy)":       {"proc.dummy", "proc.default.dummy"},
-		"proc(dummy).spawn": {"proc.dummy.spawn", "proc.default.dummy.spawn"},
-		"proc.ga:a.exit":    {"proc.ga:a.exit", "proc.ga.a.exit"},
-		"proc.3.kill":       {"proc.3.kill"},
-		"spawn":             {"spawn"},
+	cases := map[string]string{
+		"":                  ".",
+		"proc(dummy)":       "proc.dummy",
+		"proc(dummy).spawn": "proc.dummy.spawn",
+		"proc.ga:a.exit":    "proc.ga.a.exit",
+		"job.ga:a.":         "job.ga.a",
+		"proc.3.kill":       "proc.3.kill",
+		"spawn":             "spawn",
 	}
 	for in, out := range cases {
-		got, err := watchPatterns(in)
-		if err != nil || strings.Join(got, " ") != strings.Join(out, " ") {
+		got, err := watchPattern(in)
+		if err != nil || got != out {
 			t.Errorf("%q: %v %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"proc(", "proc()x", "a b"} {
-		if _, err := watchPatterns(bad); err == nil {
+		if _, err := watchPattern(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
