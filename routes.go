@@ -209,10 +209,16 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !allow(w, caller(r).CanManage(sid+"."+cfg.Name)) {
-		return
+	reply(w, 200, map[string]any{"ok": true}, s.loadJob(caller(r), sid, cfg))
+}
+
+// loadJob loads cfg into session sid, as POST /jobs/<sid> and the 0.4
+// POST /processes do, when the key may manage the job.
+func (s *Server) loadJob(k *Key, sid string, cfg JobConfig) error {
+	if !k.CanManage(sid + "." + cfg.Name) {
+		return errDenied()
 	}
-	reply(w, 200, map[string]any{"ok": true}, s.m.Load(sid, cfg, nil, cfg.Start))
+	return s.m.Load(sid, cfg, nil, cfg.Start)
 }
 
 func (s *Server) handleJobInfo(w http.ResponseWriter, r *http.Request) {
