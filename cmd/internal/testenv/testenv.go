@@ -130,7 +130,7 @@ func Start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	t.Cleanup(func() {
 		p.Stop(t)
 		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, tail(p.Out.String(), 8000))
+			t.Logf("--- output of %s:\n%s", name, tail(p.Out.String(), 32<<10))
 		}
 	})
 	return p
