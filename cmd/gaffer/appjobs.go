@@ -74,11 +74,7 @@ func setupAppJobsOp(c *state, fs *flag.FlagSet, op string) func([]string) error 
 	}
 	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "restart": "restarted", "start": "started", "stop": "stopped"}[op]
 	return func(args []string) error {
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}

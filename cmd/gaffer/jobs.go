@@ -162,6 +162,16 @@ func (c *state) appOf(flagValue string) (*app, string, error) {
 	return a, name, err
 }
 
+// appRemote is appOf, and the client of gafferd.
+func (c *state) appRemote(flagValue string) (*app, string, *gaffer.Client, error) {
+	a, name, err := c.appOf(flagValue)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cl, err := c.apiClient()
+	return a, name, cl, err
+}
+
 func setupApps(c *state, fs *flag.FlagSet) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
@@ -208,11 +218,7 @@ func setupLoad(c *state, fs *flag.FlagSet) func([]string) error {
 				return err
 			}
 		}
-		a, name, err := c.appOf(appArg)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		a, name, cl, err := c.appRemote(appArg)
 		if err != nil {
 			return err
 		}
@@ -357,11 +363,7 @@ func setupPs(c *state, fs *flag.FlagSet) func([]string) error {
 				return err
 			}
 		}
-		_, app, err := c.appOf(appArg)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(appArg)
 		if err != nil {
 			return err
 		}
@@ -451,11 +453,7 @@ func setupPsInfo(c *state, fs *flag.FlagSet) func([]string) error {
 		if len(args) != 1 {
 			return usagef("ps:info needs one job or pid")
 		}
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}
@@ -585,11 +583,7 @@ func setupKill(c *state, fs *flag.FlagSet) func([]string) error {
 		if _, err := gaffer.ParseSignal(args[1]); err != nil {
 			return usagef("%s", errorText(err))
 		}
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}

@@ -77,6 +77,17 @@ func concurrency(a *app, specs []string) (map[string]int, error) {
 	return counts, nil
 }
 
+// loadCounts loads the app (its Procfile is needed) and reads the -c
+// flags against it.
+func (c *state) loadCounts(specs []string) (*app, map[string]int, error) {
+	a, err := c.loadApp(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts, err := concurrency(a, specs)
+	return a, counts, err
+}
+
 func setupStart(c *state, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
 	fs.Var(&specs, "c", "processes to run per type: process=num[,process=num...] (repeatable)")
@@ -89,11 +100,7 @@ func setupStart(c *state, fs *flag.FlagSet) func([]string) error {
 		if len(args) > 1 {
 			return usagef("start takes at most one process name")
 		}
-		a, err := c.loadApp(true)
-		if err != nil {
-			return err
-		}
-		counts, err := concurrency(a, specs)
+		a, counts, err := c.loadCounts(specs)
 		if err != nil {
 			return err
 		}
@@ -436,11 +443,7 @@ func setupExport(c *state, fs *flag.FlagSet) func([]string) error {
 		if len(args) > 1 {
 			return usagef("export takes at most one process name")
 		}
-		a, err := c.loadApp(true)
-		if err != nil {
-			return err
-		}
-		counts, err := concurrency(a, specs)
+		a, counts, err := c.loadCounts(specs)
 		if err != nil {
 			return err
 		}

@@ -23,11 +23,7 @@ func setupLogs(c *state, fs *flag.FlagSet) func([]string) error {
 		if len(args) > 0 {
 			return usagef("logs takes no argument (use --ps JOB)")
 		}
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}
