@@ -73,6 +73,18 @@ func runDaemonArgs(t *testing.T, dir string, args ...string) *daemon {
 
 func (d *daemon) output() string { return d.Output() }
 
+// signalExit sends sig to gafferd and waits for its exit: after timeout
+// the test fails with msg.
+func (d *daemon) signalExit(sig syscall.Signal, timeout time.Duration, msg string) {
+	d.t.Helper()
+	d.Cmd.Process.Signal(sig)
+	select {
+	case <-d.Done:
+	case <-time.After(timeout):
+		d.t.Fatal(msg)
+	}
+}
+
 func (d *daemon) waitFor(timeout time.Duration, what string, cond func() bool) {
 	d.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -191,12 +203,7 @@ port = 80
 	for _, j := range []string{"default.late", "app.first", "default.web"} {
 		pids = append(pids, d.osPids(j)...)
 	}
-	d.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.Done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("gafferd did not stop on SIGTERM")
-	}
+	d.signalExit(syscall.SIGTERM, 15*time.Second, "gafferd did not stop on SIGTERM")
 	if d.Err != nil {
 		t.Fatalf("gafferd exit: %v", d.Err)
 	}

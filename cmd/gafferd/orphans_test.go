@@ -90,22 +90,12 @@ func (d *daemon) instanceOf(job string) string {
 
 func (d *daemon) kill9() {
 	d.t.Helper()
-	d.Cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-d.Done:
-	case <-time.After(10 * time.Second):
-		d.t.Fatal("gafferd did not die on SIGKILL")
-	}
+	d.signalExit(syscall.SIGKILL, 10*time.Second, "gafferd did not die on SIGKILL")
 }
 
 func (d *daemon) stop() {
 	d.t.Helper()
-	d.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.Done:
-	case <-time.After(30 * time.Second):
-		d.t.Fatal("gafferd did not stop on SIGTERM")
-	}
+	d.signalExit(syscall.SIGTERM, 30*time.Second, "gafferd did not stop on SIGTERM")
 }
 
 var waitUntil = testenv.WaitFor
@@ -292,12 +282,7 @@ graceful_timeout = 300
 		t.Fatal("gafferd did not wait for the graceful timeout")
 	case <-time.After(500 * time.Millisecond):
 	}
-	d.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.Done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("gafferd still waits after a second SIGTERM")
-	}
+	d.signalExit(syscall.SIGTERM, 30*time.Second, "gafferd still waits after a second SIGTERM")
 	for _, p := range pids {
 		if processAlive(p) {
 			t.Fatalf("process %d survived the second stop signal", p)

@@ -88,12 +88,7 @@ func (p *stProc) pids(full string) int {
 
 func (p *stProc) stop(sig syscall.Signal) {
 	p.t.Helper()
-	p.Cmd.Process.Signal(sig)
-	select {
-	case <-p.Done:
-	case <-time.After(30 * time.Second):
-		p.t.Fatalf("gafferd did not exit on %v", sig)
-	}
+	p.signalExit(sig, 30*time.Second, fmt.Sprintf("gafferd did not exit on %v", sig))
 }
 
 // NEEDS the daemon wiring of state.go (OpenState/MergeState/StateRecorder
