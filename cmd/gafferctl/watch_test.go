@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -27,7 +26,7 @@ var watchStampRE = regexp.MustCompile(`^\d\d:\d\d:\d\d `)
 func startCtlWatch(t *testing.T, url string, pattern ...string) *ctlWatcher {
 	t.Helper()
 	args := append([]string{"--connect=" + url, "watch"}, pattern...)
-	w := &ctlWatcher{pattern: strings.Join(pattern, " "), cmd: exec.Command(filepath.Join(binDir, "gafferctl"), args...),
+	w := &ctlWatcher{pattern: strings.Join(pattern, " "), cmd: gafferctl(t, args...),
 		lines: make(chan string, 1000)}
 	pipe, _ := w.cmd.StdoutPipe()
 	if err := w.cmd.Start(); err != nil {
