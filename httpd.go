@@ -327,13 +327,16 @@ func caller(r *http.Request) *Key { return KeyFrom(r.Context()) }
 // require_key is on: it may do nothing.
 var noKey = &Key{Label: "no key"}
 
-// allow writes 403 and returns false when ok is false.
+// allow writes 403 (errDenied) and returns false when ok is false.
 func allow(w http.ResponseWriter, ok bool) bool {
 	if !ok {
-		writeError(w, Errorf(CodeForbidden, 403, "the API key does not allow this"))
+		writeError(w, errDenied())
 	}
 	return ok
 }
+
+// errDenied is the error of a key without the right a route needs.
+func errDenied() *Error { return Errorf(CodeForbidden, 403, "the API key does not allow this") }
 
 // audit logs a state-changing request: who, what, result.
 func (s *Server) audit(r *http.Request, status int) {
