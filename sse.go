@@ -461,7 +461,7 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	if perr == nil {
 		p, _ = s.m.Process(pid)
 	}
-	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}
