@@ -75,28 +75,6 @@ func RegisterAuthOffRoutes(mux *http.ServeMux) {
 	}
 }
 
-// authStatusWriter remembers the status a handler wrote, for the audit log.
-type authStatusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *authStatusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *authStatusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *authStatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // authFingerprint names a key in logs without revealing it.
 func authFingerprint(key string) string {
 	sum := sha256.Sum256([]byte(key))
@@ -106,7 +84,7 @@ func authFingerprint(key string) string {
 // authAudited logs an audit record once h has answered.
 func (s *AuthStore) authAudited(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sw := &authStatusWriter{ResponseWriter: w}
+		sw := &auditWriter{ResponseWriter: w}
 		h(sw, r)
 		if sw.status == 0 {
 			sw.status = http.StatusOK
@@ -190,40 +168,37 @@ func (s *AuthStore) handleAuth(w http.ResponseWriter, r *http.Request) {
 
 // handleKeys serves GET /keys (admin).
 func (s *AuthStore) handleKeys(w http.ResponseWriter, r *http.Request) {
+	authList(w, r, "keys", "include_keys", s.Keys, func(k *Key) string { return k.Key })
+}
+
+// authList answers GET /keys and GET /users (admin only): under field,
+// the names of every item, or the items themselves with ?<full>=true.
+func authList[T any](w http.ResponseWriter, r *http.Request, field, full string, all func() []T, name func(T) string) {
 	caller, ok := authCaller(w, r)
 	if !ok {
 		return
 	}
 	if !caller.IsAdmin() {
-		writeError(w, authErrForbidden("listing keys needs an admin key"))
+		writeError(w, authErrForbidden("listing %s needs an admin key", field))
 		return
 	}
-	keys := s.Keys()
-	if authQueryTrue(r, "include_keys") {
-		writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+	items := all()
+	if authQueryTrue(r, full) {
+		writeJSON(w, http.StatusOK, map[string]any{field: items})
 		return
 	}
-	names := make([]string, len(keys))
-	for i, k := range keys {
-		names[i] = k.Key
+	names := make([]string, len(items))
+	for i, it := range items {
+		names[i] = name(it)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": names})
+	writeJSON(w, http.StatusOK, map[string]any{field: names})
 }
 
 // handleCreateKey serves POST /keys (create_key, within the caller's own
 // permissions).
 func (s *AuthStore) handleCreateKey(w http.ResponseWriter, r *http.Request) {
-	caller, ok := authCaller(w, r)
+	caller, body, ok := authCreating(w, r, (*Key).CanCreateKey, "keys")
 	if !ok {
-		return
-	}
-	if !caller.CanCreateKey() {
-		writeError(w, authErrForbidden("this key may not create keys"))
-		return
-	}
-	body, err := decodeObject(r, false)
-	if err != nil {
-		writeError(w, err)
 		return
 	}
 	delete(body, "key") // the server always chooses the key
@@ -253,6 +228,26 @@ func (s *AuthStore) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Api-Key", k.Key)
 	h.Set("Location", scheme+"://"+r.Host+"/keys/"+k.Key)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "api_key": k.Key})
+}
+
+// authCreating begins POST /keys and POST /users: the caller, who must
+// have the right to create (may) what, and the request's JSON object. When
+// it returns false it has answered.
+func authCreating(w http.ResponseWriter, r *http.Request, may func(*Key) bool, what string) (*Key, map[string]any, bool) {
+	caller, ok := authCaller(w, r)
+	if !ok {
+		return nil, nil, false
+	}
+	if !may(caller) {
+		writeError(w, authErrForbidden("this key may not create %s", what))
+		return nil, nil, false
+	}
+	body, err := decodeObject(r, false)
+	if err != nil {
+		writeError(w, err)
+		return nil, nil, false
+	}
+	return caller, body, true
 }
 
 // authMayActOnKey reports whether caller (not the key itself) may read or
@@ -309,34 +304,13 @@ func (s *AuthStore) handleKey(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, obj)
 	case http.MethodDelete:
-		if err := s.DeleteKey(k.Key); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		reply(w, http.StatusOK, map[string]any{"ok": true}, s.DeleteKey(k.Key))
 	}
 }
 
 // handleUsers serves GET /users (admin).
 func (s *AuthStore) handleUsers(w http.ResponseWriter, r *http.Request) {
-	caller, ok := authCaller(w, r)
-	if !ok {
-		return
-	}
-	if !caller.IsAdmin() {
-		writeError(w, authErrForbidden("listing users needs an admin key"))
-		return
-	}
-	users := s.Users()
-	if authQueryTrue(r, "include_user") {
-		writeJSON(w, http.StatusOK, map[string]any{"users": users})
-		return
-	}
-	names := make([]string, len(users))
-	for i, u := range users {
-		names[i] = u.Username
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": names})
+	authList(w, r, "users", "include_user", s.Users, func(u User) string { return u.Username })
 }
 
 // authCheckLinkKey checks that caller may link a user to key: an admin
@@ -394,20 +368,12 @@ func authBodyKey(body map[string]any) (key string, present bool, err error) {
 
 // handleCreateUser serves POST /users (create_user).
 func (s *AuthStore) handleCreateUser(w http.ResponseWriter, r *http.Request) {
-	caller, ok := authCaller(w, r)
+	caller, body, ok := authCreating(w, r, (*Key).CanCreateUser, "users")
 	if !ok {
 		return
 	}
-	if !caller.CanCreateUser() {
-		writeError(w, authErrForbidden("this key may not create users"))
-		return
-	}
-	body, err := decodeObject(r, false)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var username, password string
+	var err error
 	if username, err = mapString("username", body["username"]); err != nil {
 		writeError(w, errBadRequest("username: missing or not a string"))
 		return
@@ -428,11 +394,7 @@ func (s *AuthStore) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = s.CreateUser(username, password, userType, key, body)
 	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	reply(w, http.StatusOK, map[string]any{"ok": true}, err)
 }
 
 // authUserAccess finds the user of the request's path and checks that the
@@ -467,7 +429,11 @@ func (s *AuthStore) authUserAccess(w http.ResponseWriter, r *http.Request, allow
 
 // handleUser serves HEAD, GET, PUT and DELETE /users/{username}.
 func (s *AuthStore) handleUser(w http.ResponseWriter, r *http.Request) {
-	u, caller, ok := s.authUserAccess(w, r, r.Method != http.MethodPut)
+	if r.Method == http.MethodPut {
+		s.authUserPut(w, r, false, s.authPutUser)
+		return
+	}
+	u, _, ok := s.authUserAccess(w, r, true)
 	if !ok {
 		return
 	}
@@ -477,31 +443,41 @@ func (s *AuthStore) handleUser(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		writeJSON(w, http.StatusOK, u)
 	case http.MethodDelete:
-		if err := s.DeleteUser(u.Username); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
-	case http.MethodPut:
-		if err := s.authPutUser(caller, u, r); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		reply(w, http.StatusOK, map[string]any{"ok": true}, s.DeleteUser(u.Username))
 	}
+}
+
+// authUserPut serves a PUT on /users/{username}[/…] (authUserAccess, with
+// the user's own key when allowOwn): update gets the caller, the user and
+// the request's JSON object.
+func (s *AuthStore) authUserPut(w http.ResponseWriter, r *http.Request, allowOwn bool, update func(caller *Key, u *User, body map[string]any) error) {
+	u, caller, ok := s.authUserAccess(w, r, allowOwn)
+	if !ok {
+		return
+	}
+	body, err := decodeObject(r, false)
+	if err == nil {
+		err = update(caller, u, body)
+	}
+	reply(w, http.StatusOK, map[string]any{"ok": true}, err)
+}
+
+// authBodyPassword reads the non-empty "password" of a PUT.
+func authBodyPassword(body map[string]any) (string, error) {
+	password, err := mapString("password", body["password"])
+	if err != nil || password == "" {
+		return "", errBadRequest("password: missing or not a string")
+	}
+	return password, nil
 }
 
 // authPutUser applies PUT /users/{username}: a full update (password
 // required, extra fields replaced), except that an absent "key" or
 // "user_type" keeps the user's.
-func (s *AuthStore) authPutUser(caller *Key, u *User, r *http.Request) error {
-	body, err := decodeObject(r, false)
+func (s *AuthStore) authPutUser(caller *Key, u *User, body map[string]any) error {
+	password, err := authBodyPassword(body)
 	if err != nil {
 		return err
-	}
-	password, err := mapString("password", body["password"])
-	if err != nil || password == "" {
-		return errBadRequest("password: missing or not a string")
 	}
 	userType, err := authBodyUserType(caller, body, u.UserType)
 	if err != nil {
@@ -523,52 +499,29 @@ func (s *AuthStore) authPutUser(caller *Key, u *User, r *http.Request) error {
 
 // handleUserPassword serves PUT /users/{username}/password.
 func (s *AuthStore) handleUserPassword(w http.ResponseWriter, r *http.Request) {
-	u, _, ok := s.authUserAccess(w, r, true)
-	if !ok {
-		return
-	}
-	body, err := decodeObject(r, false)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	password, err := mapString("password", body["password"])
-	if err != nil || password == "" {
-		writeError(w, errBadRequest("password: missing or not a string"))
-		return
-	}
-	if err := s.SetPassword(u.Username, password); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	s.authUserPut(w, r, true, func(_ *Key, u *User, body map[string]any) error {
+		password, err := authBodyPassword(body)
+		if err != nil {
+			return err
+		}
+		return s.SetPassword(u.Username, password)
+	})
 }
 
 // handleUserKey serves PUT /users/{username}/key ("key": null removes the
 // link).
 func (s *AuthStore) handleUserKey(w http.ResponseWriter, r *http.Request) {
-	u, caller, ok := s.authUserAccess(w, r, true)
-	if !ok {
-		return
-	}
-	body, err := decodeObject(r, false)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	key, present, err := authBodyKey(body)
-	if err == nil && !present {
-		err = errBadRequest("key: missing")
-	}
-	if err == nil {
-		err = s.authCheckLinkKey(caller, key)
-	}
-	if err == nil {
-		err = s.SetUserKey(u.Username, key)
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	s.authUserPut(w, r, true, func(caller *Key, u *User, body map[string]any) error {
+		key, present, err := authBodyKey(body)
+		if err == nil && !present {
+			err = errBadRequest("key: missing")
+		}
+		if err == nil {
+			err = s.authCheckLinkKey(caller, key)
+		}
+		if err == nil {
+			err = s.SetUserKey(u.Username, key)
+		}
+		return err
+	})
 }

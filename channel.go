@@ -222,7 +222,7 @@ type chSub struct {
 // serveControlChannel runs the control protocol of reference §3 on an
 // upgraded websocket.
 func (s *Server) serveControlChannel(w http.ResponseWriter, r *http.Request) {
-	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}
@@ -550,7 +550,7 @@ func (c *chConn) forwardEvents(t chTopic, sub *Subscription, quit <-chan struct{
 // chStatData is the data of a STATS event: the §8.1 fields (with pid and
 // os_pid) and the job name.
 type chStatData struct {
-	ProcStats
+	procStatsWire
 	Event string `json:"event"`
 	Topic string `json:"topic"`
 	Name  string `json:"name"`
@@ -646,7 +646,7 @@ func (c *chConn) forwardStats(t chTopic, procs map[int]*Process, full string, sp
 			sort.Ints(pids)
 			for _, pid := range pids {
 				p := procs[pid]
-				d := chStatData{ProcStats: p.Stats(), Event: "stat", Topic: t.name, Name: p.Job}
+				d := chStatData{procStatsWire: p.Stats().wire(), Event: "stat", Topic: t.name, Name: p.Job}
 				if !c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": d}) {
 					return
 				}

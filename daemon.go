@@ -185,7 +185,8 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		consoleOut = newConsolePrinter(d.opts.Console).output
 	}
 	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut, MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout})
-	d.Manager.enableCgroups() // a cgroup per process where the machine allows it
+	d.Manager.enableCgroups()            // a cgroup per process where the machine allows it
+	defer startStatsHistory(d.Manager)() // the console's graphs (statshistory.go), stopped when Run returns
 	if d.opts.Verbose >= 1 && d.opts.Console != nil {
 		go printConsoleEvents(consoleEvents(d.Manager, d.opts.Verbose >= 2), d.opts.Console)
 	}

@@ -36,6 +36,9 @@ type ServerOptions struct {
 	// the Host header (the DNS-rebinding check): the names gafferd
 	// announces to lookupd, which clients then use to reach it.
 	AllowedHosts []string
+	// wsKeepalive is the keepalive of the websockets served (nil: the
+	// default, wsDefaultKeepalive); tests shorten it.
+	wsKeepalive *wsKeepalive
 }
 
 // Server is gafferd's HTTP API: every route of the reference, the legacy
@@ -60,6 +63,8 @@ type Server struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 	sockjs     *SockJS // the control channel's SockJS server
+	// wsKeepalive pings the clients of every websocket served (nil: none).
+	wsKeepalive *wsKeepalive
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -79,6 +84,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	s.checkOrigin = s.originAllowed
 	s.hosts = opts.AllowedHosts
+	if s.wsKeepalive = opts.wsKeepalive; s.wsKeepalive == nil {
+		s.wsKeepalive = wsDefaultKeepalive()
+	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routes()
@@ -319,13 +327,16 @@ func caller(r *http.Request) *Key { return KeyFrom(r.Context()) }
 // require_key is on: it may do nothing.
 var noKey = &Key{Label: "no key"}
 
-// allow writes 403 and returns false when ok is false.
+// allow writes 403 (errDenied) and returns false when ok is false.
 func allow(w http.ResponseWriter, ok bool) bool {
 	if !ok {
-		writeError(w, Errorf(CodeForbidden, 403, "the API key does not allow this"))
+		writeError(w, errDenied())
 	}
 	return ok
 }
+
+// errDenied is the error of a key without the right a route needs.
+func errDenied() *Error { return Errorf(CodeForbidden, 403, "the API key does not allow this") }
 
 // audit logs a state-changing request: who, what, result.
 func (s *Server) audit(r *http.Request, status int) {

@@ -108,7 +108,7 @@ func (s *Server) serveIOChannel(w http.ResponseWriter, r *http.Request, pid int,
 		}
 		since, backlog = n, true
 	}
-	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}

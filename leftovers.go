@@ -243,8 +243,7 @@ func (m *Manager) adoptLocked(j *job) {
 		m.procs[p.ID] = p
 		m.procJob[p.ID] = j
 		j.procs = append(j.procs, p)
-		m.publish("adopt", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-		m.publish("job."+j.full+".adopt", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
+		m.emit("adopt", j, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 		m.log.Info("adopted a detached process of the previous gafferd", "job", j.full, "pid", p.ID,
 			"os_pid", p.OSPid, "cmd", strings.Join(append([]string{p.Cmd}, p.Args...), " "))
 		go m.watchAdopted(p, p.pidf)

@@ -48,12 +48,13 @@ func (s *Server) lgJobStats(full string) (map[string]any, error) {
 	for i, st := range js.Stats {
 		stats[i] = lgProcStats(st)
 	}
-	return map[string]any{"name": lgName(full), "stats": stats, "mem": js.Mem, "max_mem": js.MaxMem,
-		"min_mem": js.MinMem, "cpu": js.CPU, "max_cpu": js.MaxCPU, "min_cpu": js.MinCPU}, nil
+	w := js.wire()
+	return map[string]any{"name": lgName(full), "stats": stats, "mem": w.Mem, "max_mem": w.MaxMem,
+		"min_mem": w.MinMem, "cpu": w.CPU, "max_cpu": w.MaxCPU, "min_cpu": w.MinCPU}, nil
 }
 
 // lgStatsAll serves GET /stats: the stats of every job the key can read.
-func (s *Server) lgStatsAll(w http.ResponseWriter, r *http.Request) {
+func (s *Server) lgStatsAll(r *http.Request) (any, error) {
 	k := caller(r)
 	jobs, _ := s.m.Jobs("")
 	out := []map[string]any{}
@@ -65,34 +66,34 @@ func (s *Server) lgStatsAll(w http.ResponseWriter, r *http.Request) {
 			out = append(out, st)
 		}
 	}
-	writeJSON(w, 200, out)
+	return out, nil
+}
+
+// lgFeedMode is the ?feed= of a /stats route: "" for one answer (normal).
+func lgFeedMode(r *http.Request) string {
+	if f := r.URL.Query().Get("feed"); f != "normal" {
+		return f
+	}
+	return ""
 }
 
 // lgStatsJob serves GET /stats/<name>[?feed=normal|longpoll|continuous|eventsource].
 func (s *Server) lgStatsJob(w http.ResponseWriter, r *http.Request) {
-	full, _, err := s.lgLocate(r.PathValue("name"))
-	if err != nil {
-		writeError(w, err)
+	t, ok := s.lgResolve(w, r, (*Key).CanRead, "")
+	if !ok {
 		return
 	}
-	if !allow(w, caller(r).CanRead(full)) {
+	if lgFeedMode(r) == "" {
+		st, err := s.lgJobStats(t.full)
+		lgReply(w, st, err)
 		return
 	}
-	if f := r.URL.Query().Get("feed"); f == "" || f == "normal" {
-		st, err := s.lgJobStats(full)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, 200, st)
-		return
-	}
-	if !s.lgExists(full) {
-		writeError(w, errNotFound("job %q not found", r.PathValue("name")))
+	if err := s.lgMustExist(t); err != nil {
+		lgReply(w, nil, err)
 		return
 	}
 	s.lgStatsFeed(w, r, func() ([]*Process, bool) {
-		procs, err := s.m.JobProcesses(full)
+		procs, err := s.m.JobProcesses(t.full)
 		return procs, err == nil
 	})
 }
@@ -100,25 +101,16 @@ func (s *Server) lgStatsJob(w http.ResponseWriter, r *http.Request) {
 // lgStatsProcess serves GET /stats/<name>/<pid>[?feed=…]; the process must
 // belong to the named job.
 func (s *Server) lgStatsProcess(w http.ResponseWriter, r *http.Request) {
-	pid, err := parsePid(r.PathValue("pid"))
+	p, err := s.lgStatsTarget(r)
+	if err == nil && !caller(r).CanRead(p.Job) {
+		err = errDenied()
+	}
 	if err != nil {
-		writeError(w, err)
+		lgReply(w, nil, err)
 		return
 	}
-	p, ok := s.m.Process(pid)
-	if !ok {
-		writeError(w, errNotFound("process %d not found", pid))
-		return
-	}
-	if full, _, err := s.lgLocate(r.PathValue("name")); err != nil || full != p.Job {
-		writeError(w, errNotFound("process %d is not a process of %q (it belongs to %s)", pid, r.PathValue("name"), lgName(p.Job)))
-		return
-	}
-	if !allow(w, caller(r).CanRead(p.Job)) {
-		return
-	}
-	if f := r.URL.Query().Get("feed"); f == "" || f == "normal" {
-		writeJSON(w, 200, lgProcStats(p.Stats()))
+	if lgFeedMode(r) == "" {
+		lgReply(w, lgProcStats(p.Stats()), nil)
 		return
 	}
 	s.lgStatsFeed(w, r, func() ([]*Process, bool) {
@@ -131,13 +123,30 @@ func (s *Server) lgStatsProcess(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// lgStatsTarget is the live process of /stats/<name>/<pid>, which must
+// belong to the job <name>.
+func (s *Server) lgStatsTarget(r *http.Request) (*Process, error) {
+	pid, err := parsePid(r.PathValue("pid"))
+	if err != nil {
+		return nil, err
+	}
+	p, ok := s.m.Process(pid)
+	if !ok {
+		return nil, errNotFound("process %d not found", pid)
+	}
+	if full, _, err := s.lgLocate(r.PathValue("name")); err != nil || full != p.Job {
+		return nil, errNotFound("process %d is not a process of %q (it belongs to %s)", pid, r.PathValue("name"), lgName(p.Job))
+	}
+	return p, nil
+}
+
 // lgStatsFeed streams stat samples of the processes procs returns, every
 // ?interval= seconds (default 1): longpoll sends one sample (waiting for a
 // process if there is none) and ends; continuous sends JSON lines and
 // eventsource "stat" events until the target goes away or the client
 // leaves.
 func (s *Server) lgStatsFeed(w http.ResponseWriter, r *http.Request, procs func() ([]*Process, bool)) {
-	mode := r.URL.Query().Get("feed")
+	mode := lgFeedMode(r)
 	if mode != "longpoll" && mode != "continuous" && mode != "eventsource" {
 		writeError(w, Errorf(CodeBadValue, 400, "feed: expected normal, longpoll, continuous or eventsource, got %q", mode))
 		return

@@ -120,15 +120,6 @@ func (m *Manager) Events() *Bus { return m.bus }
 // environment as GAFFER_INSTANCE.
 func (m *Manager) Instance() string { return m.instance }
 
-func (m *Manager) publish(name string, kv ...any) {
-	m.gen++ // every change of state publishes: cached views are stale now
-	data := make(map[string]any, len(kv)/2+1)
-	for i := 0; i+1 < len(kv); i += 2 {
-		data[kv[i].(string)] = kv[i+1]
-	}
-	m.bus.Publish(name, data)
-}
-
 func (m *Manager) jobLocked(full string) (*job, error) {
 	sid, name := SplitName(full)
 	s, ok := m.sessions[sid]
@@ -198,8 +189,7 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 	s.jobs[cfg.Name] = j
 	s.order = append(s.order, cfg.Name)
 	m.openSinksLocked(j)
-	m.publish("load", "name", j.full)
-	m.publish("create", "name", j.full)
+	m.emit("load", j, nil, "name", j.full)
 	m.adoptLocked(j)
 	var first spawnBatch
 	if start {
@@ -238,9 +228,7 @@ func (m *Manager) startLocked(j *job) spawnBatch {
 	if j.flap != nil {
 		j.flap.reset()
 	}
-	m.publish("start", "name", j.full)
-	m.publish("job."+j.full+".start", "name", j.full)
-	m.publish("proc."+j.full+".start", "name", j.full)
+	m.emit("start", j, nil, "name", j.full)
 	return m.manageLocked(j)
 }
 
@@ -279,9 +267,7 @@ func (m *Manager) StopJob(full string) error {
 func (m *Manager) stopJobLocked(j *job, state string) error {
 	m.cancelTimersLocked(j)
 	j.state = state
-	m.publish("stop", "name", j.full)
-	m.publish("job."+j.full+".stop", "name", j.full)
-	m.publish("proc."+j.full+".stop", "name", j.full)
+	m.emit("stop", j, nil, "name", j.full)
 	err := m.stopAllProcsLocked(j)
 	// Descendants of processes that exited before (a daemon a crashed
 	// process left behind) carry the job's marker.
@@ -348,8 +334,7 @@ func (m *Manager) unloadLocked(j *job) error {
 	j.removed = true
 	m.releaseJobLocked(j.full)
 	delete(m.infoCache, j.full)
-	m.publish("unload", "name", j.full)
-	m.publish("delete", "name", j.full)
+	m.emit("unload", j, nil, "name", j.full)
 	err := m.stopJobLocked(j, JobStopped)
 	m.closeSinksLocked(j)
 	return err
@@ -390,7 +375,7 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	m.closeSinksLocked(j)
 	m.openSinksLocked(j)
 	m.stopAllProcsLocked(j)
-	m.publish("update", "name", j.full)
+	m.emit("update", j, nil, "name", j.full)
 	var first spawnBatch
 	if start || j.state == JobRunning || j.state == JobFlapping {
 		if j.state != JobRunning {
@@ -417,8 +402,7 @@ func (m *Manager) ReloadJob(full string) error {
 	if j.flap != nil {
 		j.flap.reset()
 	}
-	m.publish("restart", "name", j.full)
-	m.publish("job."+j.full+".restart", "name", j.full)
+	m.emit("restart", j, nil, "name", j.full)
 	m.stopAllProcsLocked(j)
 	if j.state == JobFlapping || j.state == JobGaveUp {
 		j.state = JobRunning
@@ -469,9 +453,7 @@ func (m *Manager) manageLocked(j *job) spawnBatch {
 	}
 	for have > j.target && len(j.procs) > 0 {
 		p := j.procs[0]
-		m.publish("reap", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-		m.publish("job."+j.full+".reap", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-		m.publish(procEvent(p.ID, "reap"), "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
+		m.emit("reap", j, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 		m.stopProcLocked(j, p, 0)
 		have--
 	}
@@ -497,15 +479,10 @@ func (m *Manager) manageLocked(j *job) spawnBatch {
 	return batch
 }
 
-func procEvent(pid int, what string) string {
-	return "proc." + itoa(pid) + "." + what
-}
-
 // flapLocked stops a flapping job and, when retry, schedules its restart.
 func (m *Manager) flapLocked(j *job, retry bool) {
 	j.flaps++
-	m.publish("flap", "name", j.full, "retry", retry)
-	m.publish("job."+j.full+".flap", "name", j.full, "retry", retry)
+	m.emit("flap", j, nil, "name", j.full, "retry", retry)
 	state := JobGaveUp
 	if retry {
 		state = JobFlapping

@@ -247,8 +247,12 @@ func TestStopProcessLeavesRunningListAndReplacesAtOnce(t *testing.T) {
 	old := onlyProcess(t, m, "default.k")
 	st, _ := old.Stream("")
 	waitFor(t, 10*time.Second, "the child to ignore SIGTERM", func() bool { return st.LastSeq() > 0 })
-	sub := m.Events().Subscribe(0, "stop_pid", "stop_process")
-	defer sub.Unsubscribe()
+	// One event with both names: each subscription sees it once, under
+	// the name it asked for.
+	subPid := m.Events().Subscribe(0, "stop_pid")
+	defer subPid.Unsubscribe()
+	subProc := m.Events().Subscribe(0, "stop_process")
+	defer subProc.Unsubscribe()
 	if err := m.StopProcess(old.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -266,10 +270,10 @@ func TestStopProcessLeavesRunningListAndReplacesAtOnce(t *testing.T) {
 		t.Fatal("the test needs the old process to still be stopping")
 	}
 	names := map[string]bool{}
-	for i := 0; i < 2; i++ {
+	for _, sub := range []*Subscription{subPid, subProc} {
 		select {
 		case ev := <-sub.C:
-			names[ev.Name] = ev.Data["pid"] == old.ID
+			names[ev.Name] = ev.Data["pid"] == old.ID && ev.Data["event"] == ev.Name
 		case <-time.After(5 * time.Second):
 			t.Fatalf("events: %v", names)
 		}
@@ -278,6 +282,13 @@ func TestStopProcessLeavesRunningListAndReplacesAtOnce(t *testing.T) {
 		t.Fatalf("events: %v", names)
 	}
 	<-old.Exited()
+	for _, sub := range []*Subscription{subPid, subProc} {
+		select {
+		case ev := <-sub.C:
+			t.Fatalf("a second stop event: %v", ev.Data)
+		default:
+		}
+	}
 }
 
 // A job loaded unstarted with numprocesses 0 (a template for commits),

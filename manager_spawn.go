@@ -143,8 +143,7 @@ func (m *Manager) registerLocked(r *spawnReq, p *Process, err error) {
 			return
 		}
 		j.spawnErr = err.Error()
-		m.publish("spawn_error", "name", j.full, "reason", err.Error())
-		m.publish("job."+j.full+".spawn_error", "name", j.full, "reason", err.Error())
+		m.emit("spawn_error", j, nil, "name", j.full, "reason", err.Error())
 		m.log.Error("spawn failed", "job", j.full, "err", err)
 		// The rest of the queue would fail the same way: the timer
 		// tries again later.
@@ -180,10 +179,11 @@ func (m *Manager) registerLocked(r *spawnReq, p *Process, err error) {
 		j.procs = append(j.procs, p)
 		j.spawnErr = ""
 	}
-	m.publish("spawn", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-	if !r.once {
-		m.publish("job."+j.full+".spawn", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-		m.publish("proc."+j.full+".spawn", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
+	if r.once {
+		// A commit's spawn is "spawn" only, as in 0.5.2.
+		m.emit("spawn", nil, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
+	} else {
+		m.emit("spawn", j, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 	}
 	m.ledger.changed()
 	r.finish(nil)
@@ -254,10 +254,7 @@ func (m *Manager) exitedLocked(p *Process) {
 	}
 	payload := []any{"name", j.full, "pid", p.ID, "os_pid", p.OSPid, "exit_status", p.exitStatus,
 		"exit_code", p.exitStatus, "term_signal", p.termSignal, "once", p.Once}
-	m.publish("exit", payload...)
-	m.publish("job."+j.full+".exit", payload...)
-	m.publish("proc."+j.full+".exit", payload...)
-	m.publish(procEvent(p.ID, "exit"), payload...)
+	m.emit("exit", j, p, payload...)
 	wasKept := !p.Once && containsProc(j.procs, p)
 	j.procs = removeProc(j.procs, p)
 	j.commits = removeProc(j.commits, p)

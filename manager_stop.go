@@ -122,9 +122,7 @@ func (m *Manager) stopProcLocked(j *job, p *Process, graceful time.Duration) err
 	p.stopping = true
 	delete(m.procs, p.ID)
 	m.stopping[p.ID] = p
-	m.publish("stop_process", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-	m.publish("stop_pid", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
-	m.publish("proc."+j.full+".stop_pid", "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
+	m.emit("stop_process", j, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 	if graceful <= 0 {
 		graceful = p.graceful
 	}
@@ -180,7 +178,7 @@ func (m *Manager) Kill(pid int, sig syscall.Signal) error {
 	if err := m.signalLeaderLocked(p, sig); err != nil {
 		return err
 	}
-	m.publish(procEvent(pid, "kill"), "name", p.Job, "pid", pid, "signum", int(sig))
+	m.emit("kill", nil, p, "name", p.Job, "pid", pid, "signum", int(sig))
 	return nil
 }
 
@@ -195,13 +193,13 @@ func (m *Manager) KillAll(full string, sig syscall.Signal) error {
 		return err
 	}
 	var errs []error
-	m.publish("job."+j.full+".kill", "name", j.full, "signum", int(sig))
+	m.emit("kill", j, nil, "name", j.full, "signum", int(sig))
 	for _, p := range append(append([]*Process(nil), j.procs...), j.commits...) {
 		if err := m.signalLeaderLocked(p, sig); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		m.publish(procEvent(p.ID, "kill"), "name", j.full, "pid", p.ID, "signum", int(sig))
+		m.emit("kill", nil, p, "name", j.full, "pid", p.ID, "signum", int(sig))
 	}
 	return joinSignalErrors(errs)
 }
@@ -242,8 +240,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 func (m *Manager) shutdownJobLocked(j *job) {
 	m.cancelTimersLocked(j)
 	j.state = JobStopped
-	m.publish("stop", "name", j.full)
-	m.publish("job."+j.full+".stop", "name", j.full)
+	m.emit("stop", j, nil, "name", j.full)
 	m.cancelSpawnsLocked(j)
 	for _, p := range append(append([]*Process(nil), j.procs...), j.commits...) {
 		if p.detach {

@@ -94,6 +94,7 @@ func oaSchemas() oaObj {
 			"mem": oaNumOrNA("sum of mem"), "max_mem": oaNumOrNA("largest mem"), "min_mem": oaNumOrNA("smallest mem"),
 			"cpu": oaNumOrNA("sum of cpu"), "max_cpu": oaNumOrNA("largest cpu"), "min_cpu": oaNumOrNA("smallest cpu"),
 		}, "name", "stats"),
+		"JobHistory": oaHistorySchema(),
 		"ProcessInfo": oaObject(oaObj{
 			"pid": oaInt("internal pid"), "name": oaStr("its job, session.job"), "cmd": oaStr("program"), "args": strs,
 			"env": oaObj{"type": "object", "additionalProperties": oaObj{"type": "string"}, "description": "secret-looking values are masked without manage rights"},

@@ -14,6 +14,7 @@ import (
 // others), so the catch-all "/" dispatches them by hand.
 func (s *Server) routes() {
 	mx := s.mux
+	read, manage := (*Key).CanRead, (*Key).CanManage
 	mx.HandleFunc("GET /{$}", s.handleWelcome)
 	mx.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -30,16 +31,17 @@ func (s *Server) routes() {
 	mx.HandleFunc("GET /jobs/{sid}", s.handleSessionJobs)
 	mx.HandleFunc("POST /jobs/{sid}", s.audited(s.handleLoad))
 	mx.HandleFunc("GET /jobs/{sid}/{name}", s.handleJobInfo)
-	mx.HandleFunc("PUT /jobs/{sid}/{name}", s.audited(s.handleUpdate))
-	mx.HandleFunc("DELETE /jobs/{sid}/{name}", s.audited(s.handleUnload))
-	mx.HandleFunc("GET /jobs/{sid}/{name}/stats", s.handleJobStats)
-	mx.HandleFunc("GET /jobs/{sid}/{name}/numprocesses", s.handleGetNumProcesses)
-	mx.HandleFunc("POST /jobs/{sid}/{name}/numprocesses", s.audited(s.handleScale))
-	mx.HandleFunc("POST /jobs/{sid}/{name}/signal", s.audited(s.handleJobSignal))
+	mx.HandleFunc("PUT /jobs/{sid}/{name}", s.audited(s.jobRoute(manage, 201, s.handleUpdate)))
+	mx.HandleFunc("DELETE /jobs/{sid}/{name}", s.audited(s.jobRoute(manage, 200, s.handleUnload)))
+	mx.HandleFunc("GET /jobs/{sid}/{name}/stats", s.jobRoute(read, 200, s.handleJobStats))
+	mx.HandleFunc("GET /jobs/{sid}/{name}/history", s.handleJobHistory)
+	mx.HandleFunc("GET /jobs/{sid}/{name}/numprocesses", s.jobRoute(read, 200, s.handleGetNumProcesses))
+	mx.HandleFunc("POST /jobs/{sid}/{name}/numprocesses", s.audited(s.jobRoute(manage, 200, s.handleScale)))
+	mx.HandleFunc("POST /jobs/{sid}/{name}/signal", s.audited(s.jobRoute(manage, 202, s.handleJobSignal)))
 	mx.HandleFunc("GET /jobs/{sid}/{name}/state", s.handleGetState)
-	mx.HandleFunc("POST /jobs/{sid}/{name}/state", s.audited(s.handleSetState))
-	mx.HandleFunc("GET /jobs/{sid}/{name}/pids", s.handleJobPids)
-	mx.HandleFunc("POST /jobs/{sid}/{name}/commit", s.audited(s.handleCommit))
+	mx.HandleFunc("POST /jobs/{sid}/{name}/state", s.audited(s.jobRoute(manage, 202, s.handleSetState)))
+	mx.HandleFunc("GET /jobs/{sid}/{name}/pids", s.jobRoute(read, 200, s.handleJobPids))
+	mx.HandleFunc("POST /jobs/{sid}/{name}/commit", s.audited(s.jobRoute(manage, 200, s.handleCommit)))
 	mx.HandleFunc("POST /reload", s.audited(s.handleReload))
 	if s.auth != nil {
 		s.auth.RegisterRoutes(mx)
@@ -190,10 +192,26 @@ func (s *Server) handleSessionJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"sessionid": sid, "jobs": jobs})
 }
 
-// jobName returns session.name from the path and checks the key.
+// jobName returns session.name from the path.
 func jobName(r *http.Request) string {
 	return r.PathValue("sid") + "." + r.PathValue("name")
 }
+
+// jobRoute serves a route of /jobs/<sid>/<name>: the key must allow need
+// on the job; op's answer is written with status, or its error.
+func (s *Server) jobRoute(need func(*Key, string) bool, status int, op func(r *http.Request, full string) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		full := jobName(r)
+		if !allow(w, need(caller(r), full)) {
+			return
+		}
+		out, err := op(r, full)
+		reply(w, status, out, err)
+	}
+}
+
+// jobOK is the answer of a job route that returns nothing else.
+var jobOK = map[string]any{"ok": true}
 
 func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
@@ -211,10 +229,16 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !allow(w, caller(r).CanManage(sid+"."+cfg.Name)) {
-		return
+	reply(w, 200, map[string]any{"ok": true}, s.loadJob(caller(r), sid, cfg))
+}
+
+// loadJob loads cfg into session sid, as POST /jobs/<sid> and the 0.4
+// POST /processes do, when the key may manage the job.
+func (s *Server) loadJob(k *Key, sid string, cfg JobConfig) error {
+	if !k.CanManage(sid + "." + cfg.Name) {
+		return errDenied()
 	}
-	reply(w, 200, map[string]any{"ok": true}, s.m.Load(sid, cfg, nil, cfg.Start))
+	return s.m.Load(sid, cfg, nil, cfg.Start)
 }
 
 func (s *Server) handleJobInfo(w http.ResponseWriter, r *http.Request) {
@@ -236,102 +260,64 @@ func (s *Server) handleJobInfo(w http.ResponseWriter, r *http.Request) {
 
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
-func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanManage(full)) {
-		return
-	}
+func (s *Server) handleUpdate(r *http.Request, full string) (any, error) {
 	body, err := decodeObject(r, false)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	if n, ok := body["name"]; ok && n != r.PathValue("name") {
-		writeError(w, errBadRequest("name: %v conflicts with the job name in the path (%s)", n, r.PathValue("name")))
-		return
+		return nil, errBadRequest("name: %v conflicts with the job name in the path (%s)", n, r.PathValue("name"))
 	}
 	body["name"] = r.PathValue("name")
 	cfg, err := JobConfigFromMap(body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	reply(w, 201, map[string]any{"ok": true}, s.m.Update(r.PathValue("sid"), cfg, nil, cfg.Start))
+	return jobOK, s.m.Update(r.PathValue("sid"), cfg, nil, cfg.Start)
 }
 
-func (s *Server) handleUnload(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanManage(full)) {
-		return
-	}
-	reply(w, 200, map[string]any{"ok": true}, s.m.Unload(full))
+func (s *Server) handleUnload(_ *http.Request, full string) (any, error) {
+	return jobOK, s.m.Unload(full)
 }
 
-func (s *Server) handleJobStats(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanRead(full)) {
-		return
-	}
-	st, err := s.m.JobStats(full)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, st)
+func (s *Server) handleJobStats(_ *http.Request, full string) (any, error) {
+	return s.m.JobStats(full)
 }
 
-func (s *Server) handleGetNumProcesses(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanRead(full)) {
-		return
-	}
+func (s *Server) handleGetNumProcesses(_ *http.Request, full string) (any, error) {
 	info, err := s.m.JobInfo(full, false)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, 200, map[string]any{"numprocesses": info.MaxProcesses})
+	return map[string]any{"numprocesses": info.MaxProcesses}, nil
 }
 
-func (s *Server) handleScale(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanManage(full)) {
-		return
-	}
+func (s *Server) handleScale(r *http.Request, full string) (any, error) {
 	body, err := decodeObject(r, false)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	v, ok := body["scale"]
 	if !ok {
-		writeError(w, errBadRequest("scale: missing (send {\"scale\": N | \"+N\" | \"-N\" | \"=N\"})"))
-		return
+		return nil, errBadRequest("scale: missing (send {\"scale\": N | \"+N\" | \"-N\" | \"=N\"})")
 	}
 	op, err := ParseScale(v)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	n, err := s.m.Scale(full, op)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, 200, map[string]any{"numprocesses": n})
+	return map[string]any{"numprocesses": n}, nil
 }
 
-func (s *Server) handleJobSignal(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanManage(full)) {
-		return
-	}
+func (s *Server) handleJobSignal(r *http.Request, full string) (any, error) {
 	sig, err := bodySignal(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	reply(w, 202, map[string]any{"ok": true}, s.m.KillAll(full, sig))
+	return jobOK, s.m.KillAll(full, sig)
 }
 
 func (s *Server) handleGetState(w http.ResponseWriter, r *http.Request) {
@@ -352,15 +338,10 @@ func (s *Server) handleGetState(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) handleSetState(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanManage(full)) {
-		return
-	}
+func (s *Server) handleSetState(r *http.Request, full string) (any, error) {
 	body, err := readBody(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	switch string(bytes.Trim(bytes.TrimSpace(body), `"`)) {
 	case "1":
@@ -372,62 +353,45 @@ func (s *Server) handleSetState(w http.ResponseWriter, r *http.Request) {
 	default:
 		err = errBadRequest("state: the body must be 1 (start), 0 (stop) or 2 (reload), got %q", body)
 	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 202, map[string]any{"ok": true})
+	return jobOK, err
 }
 
-func (s *Server) handleJobPids(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanRead(full)) {
-		return
-	}
+func (s *Server) handleJobPids(_ *http.Request, full string) (any, error) {
 	// The kept-alive processes, then the committed ones, as job info
 	// lists them.
 	procs, err := s.m.JobProcesses(full)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	pids := make([]int, 0, len(procs))
 	for _, p := range procs {
 		pids = append(pids, p.ID)
 	}
-	writeJSON(w, 200, map[string]any{"pids": pids})
+	return map[string]any{"pids": pids}, nil
 }
 
-func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
-	full := jobName(r)
-	if !allow(w, caller(r).CanManage(full)) {
-		return
-	}
+func (s *Server) handleCommit(r *http.Request, full string) (any, error) {
 	body, err := decodeObject(r, true)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	var graceful time.Duration
 	if v, ok := body["graceful_timeout"]; ok && v != nil {
 		f, err := mapFloat("graceful_timeout", v)
 		if err != nil || f < 0 {
-			writeError(w, errBadRequest("graceful_timeout: expected a number of seconds >= 0"))
-			return
+			return nil, errBadRequest("graceful_timeout: expected a number of seconds >= 0")
 		}
 		graceful = secondsToDuration(f)
 	}
 	env, err := mapEnv("env", body["env"])
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	pid, err := s.m.Commit(full, graceful, env)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, 200, map[string]any{"pid": pid})
+	return map[string]any{"pid": pid}, nil
 }
 
 func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {

@@ -107,7 +107,7 @@ func (m *Manager) setTargetLocked(j *job, op ScaleOp) (int, error) {
 		return 0, err
 	}
 	j.target = t
-	m.publish("update", "name", j.full)
+	m.emit("update", j, nil, "name", j.full)
 	return t, nil
 }
 

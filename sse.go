@@ -376,7 +376,12 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	sub := s.m.Events().Subscribe(1024, pattern)
+	after, resume, err := resumePoint(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	backlog, gap, sub := s.m.Events().subscribeAfter(after, resume, 1024, pattern)
 	defer sub.Unsubscribe()
 	mode := r.URL.Query().Get("feed")
 	var tick <-chan time.Time
@@ -387,15 +392,17 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	switch mode {
 	case "", "longpoll":
+		if len(backlog) > 0 { // what was missed since the resume point first
+			writeWatchLongpoll(w, backlog[0])
+			return
+		}
 		select {
 		case ev, ok := <-sub.C:
 			if !ok {
 				writeError(w, Errorf(CodeUnavailable, 503, "event queue overflow"))
 				return
 			}
-			js, _ := json.Marshal(ev.Data)
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(append(js, '\r', '\n'))
+			writeWatchLongpoll(w, ev)
 		case <-r.Context().Done():
 		}
 		return
@@ -410,7 +417,13 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		ct = "text/event-stream; charset=utf-8"
 	}
 	f := newFeed(w, ct)
-	var buf []byte
+	buf := appendWatchGap(nil, gap, sse)
+	for _, ev := range backlog {
+		buf = appendWatchEvent(buf, ev, sse)
+	}
+	if f.write(buf) != nil || f.flush() != nil {
+		return
+	}
 	for {
 		select {
 		case ev, ok := <-sub.C:
@@ -421,12 +434,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 				}
 				return
 			}
-			js, _ := json.Marshal(ev.Data)
-			if sse {
-				buf = appendSSE(buf[:0], ev.Name, 0, js)
-			} else {
-				buf = append(append(buf[:0], js...), '\n')
-			}
+			buf = appendWatchEvent(buf[:0], ev, sse)
 			if f.write(buf) != nil || f.flush() != nil {
 				return
 			}
@@ -453,7 +461,7 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	if perr == nil {
 		p, _ = s.m.Process(pid)
 	}
-	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}

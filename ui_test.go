@@ -56,4 +56,23 @@ func TestUIHandler(t *testing.T) {
 	if strings.Contains(index, "<script>") || strings.Contains(index, "style=") || strings.Contains(index, "onclick=") {
 		t.Error("index.html has inline script or style")
 	}
+	if !strings.Contains(index, `id="job-filter"`) {
+		t.Error("index.html has no filter box")
+	}
+	// The console draws its graphs itself and loads nothing from
+	// elsewhere: no URL of another origin in any of its files.
+	for _, f := range []string{"/ui/", "/ui/app.js", "/ui/style.css"} {
+		_, body, _ := get("GET", f)
+		for _, bad := range []string{"http://", "https://", "//cdn", "import("} {
+			if i := strings.Index(body, bad); i >= 0 && !strings.HasPrefix(body[i:], "http://www.w3.org/2000/svg") {
+				t.Errorf("%s refers to %q: the console must not load anything at run time", f, body[i:min(len(body), i+40)])
+			}
+		}
+	}
+	_, app, _ := get("GET", "/ui/app.js")
+	for _, want := range []string{"/history", "createElementNS(SVG", "/state', value", "api('DELETE', '/' + pid)", "eventIsAlias"} {
+		if !strings.Contains(app, want) {
+			t.Errorf("app.js lacks %q", want)
+		}
+	}
 }

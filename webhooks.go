@@ -48,8 +48,12 @@ const whBusQueue = 16384
 // A hook's event is matched as on the bus (reference §7.2), which extends
 // 0.5.2: "." receives every event, an exact name receives that event, and a
 // name also receives the events below it ("job.default.web" receives
-// "job.default.web.exit"). A URL named by several matching hooks receives
-// an event once.
+// "job.default.web.exit"). Every name of an event counts, its aliases
+// included ("proc.dummy.spawn" receives the spawns of default.dummy). A URL
+// receives each event once, however many of its hooks match, under the
+// name its most specific matching hook matched, as a bus subscription
+// with those hooks as patterns would see it (Bus): that name is the
+// payload's "event" and the X-Gaffer-Event header.
 //
 // Each URL has its own worker and a bounded queue (WebhookQueueSize, the
 // oldest waiting event is dropped on overflow): deliveries to one URL are
@@ -101,7 +105,7 @@ type Webhooks struct {
 type whTarget struct {
 	url      string
 	safeURL  string // for logs: scheme://host only
-	patterns []string
+	patterns evPatterns
 	cancel   context.CancelFunc
 
 	mu        sync.Mutex
@@ -356,11 +360,11 @@ func (w *Webhooks) applyLocked() {
 	}
 	for _, u := range order {
 		if t, ok := w.targets[u]; ok {
-			t.patterns = want[u]
+			t.patterns = newEvPatterns(want[u])
 			continue
 		}
 		ctx, cancel := context.WithCancel(w.ctx)
-		t := &whTarget{url: u, safeURL: whSafeURL(u), patterns: want[u], cancel: cancel, wake: make(chan struct{}, 1)}
+		t := &whTarget{url: u, safeURL: whSafeURL(u), patterns: newEvPatterns(want[u]), cancel: cancel, wake: make(chan struct{}, 1)}
 		w.targets[u] = t
 		w.wg.Add(1)
 		go w.worker(ctx, t)
@@ -424,30 +428,28 @@ func logRecovered(log *slog.Logger, what string, v any, args ...any) {
 func (w *Webhooks) route(ev Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var body []byte
+	names := ev.names
+	if len(names) == 0 {
+		names = []string{ev.Name}
+		ev.names = names
+	}
+	// The body as seen under each name, encoded once per name used.
+	bodies := make([][]byte, len(names))
 	for _, t := range w.targets {
-		if !t.matches(ev.Name) {
+		k := t.patterns.pick(names)
+		if k < 0 {
 			continue
 		}
-		if body == nil {
-			b, err := json.Marshal(ev.Data)
+		if bodies[k] == nil {
+			b, err := json.Marshal(ev.as(k).Data)
 			if err != nil {
-				w.log.Error("webhooks: cannot encode event", "event", ev.Name, "err", err)
+				w.log.Error("webhooks: cannot encode event", "event", names[k], "err", err)
 				return
 			}
-			body = b
+			bodies[k] = b
 		}
-		w.enqueue(t, whItem{name: ev.Name, body: body, id: whDeliveryID()})
+		w.enqueue(t, whItem{name: names[k], body: bodies[k], id: whDeliveryID()})
 	}
-}
-
-func (t *whTarget) matches(name string) bool {
-	for _, p := range t.patterns {
-		if MatchPattern(p, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func (w *Webhooks) enqueue(t *whTarget, it whItem) {

@@ -1,23 +1,30 @@
 // gaffer web console: a client of gafferd's public HTTP API only.
-// Jobs come from GET /jobs?details=1 and GET /jobs/<sid>/<name>/stats,
-// actions go to POST /jobs/<sid>/<name>/state and .../numprocesses, the
-// output of a process comes from GET /streams/<pid>/<label>?feed=eventsource
-// and the events from GET /watch?feed=continuous.
+// Jobs come from GET /jobs?details=1, their cpu and memory over the last
+// 15 minutes (sampled by gafferd), uptimes, OS pids and last exits from
+// GET /jobs/<sid>/<name>/history, actions go to POST /jobs/<sid>/<name>/state
+// (1 start, 0 stop, 2 restart), .../numprocesses and DELETE /<pid> (a
+// process is replaced by a new one in its slot), the output of a process
+// comes from GET /streams/<pid>/<label>?feed=eventsource and the events from
+// GET /watch?feed=continuous.
 'use strict';
 
 (function () {
   const KEY_STORE = 'gaffer.apiKey';
+  const FILTER_STORE = 'gaffer.jobFilter';
   const REFRESH_MS = 2000;
   const MAX_EVENTS = 300;
   const MAX_OUTPUT = 512 * 1024;
+  const SVG = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
   const state = {
     key: sessionStorage.getItem(KEY_STORE) || '',
+    filter: sessionStorage.getItem(FILTER_STORE) || '',
     jobs: [],
-    stats: {},          // job name -> job stats
-    output: null,       // {pid, sources: [EventSource], last: {label: seq}}
+    hist: {},           // job name -> merged history (see mergeHistory)
+    output: null,       // {pid, sources: [EventSource], last: {label: seq}, lineStart: {label: bool}}
     watch: null,        // AbortController of the event feed
+    lastEvent: null,    // the happening the last shown event belongs to (see eventIsAlias)
     refreshTimer: null,
     refreshSoon: null,
     busy: false,
@@ -96,33 +103,147 @@
     start();
   }
 
-  // --- jobs ------------------------------------------------------------
+  // --- history (cpu and memory over time) --------------------------------
 
-  async function refresh() {
-    if (state.busy) return;
-    state.busy = true;
+  // mergeHistory folds an answer of GET …/history (all samples, or those
+  // after ?since=) into what the page holds for the job, and drops the
+  // samples that left the window.
+  function mergeHistory(old, js) {
+    const h = {
+      interval: js.interval, window: js.window || 900, now: js.now, fetchedAt: Date.now(),
+      lastExit: js.last_exit, job: old ? old.job : { t: [], cpu: [], rss: [] }, procs: {},
+    };
+    const append = (into, s) => {
+      const last = into.t.length ? into.t[into.t.length - 1] : -Infinity;
+      for (let i = 0; i < s.t.length; i++) {
+        if (s.t[i] <= last) continue;
+        into.t.push(s.t[i]); into.cpu.push(s.cpu[i]); into.rss.push(s.rss[i]);
+        if (into.pids) into.pids.push(s.pids[i]);
+      }
+      const from = js.now - h.window;
+      let k = 0;
+      while (k < into.t.length && into.t[k] <= from) k++;
+      if (k) for (const f of ['t', 'cpu', 'rss', 'pids']) if (into[f]) into[f].splice(0, k);
+      return into;
+    };
+    append(h.job, js.job);
+    for (const p of js.processes || []) {
+      const prev = old && old.procs[p.slot];
+      const series = prev ? { t: prev.t, cpu: prev.cpu, rss: prev.rss, pids: prev.pids } : { t: [], cpu: [], rss: [], pids: [] };
+      h.procs[p.slot] = Object.assign(append(series, p), {
+        slot: p.slot, pid: p.pid, os_pid: p.os_pid, uptime: p.uptime, once: p.once, last_exit: p.last_exit,
+      });
+    }
+    return h;
+  }
+
+  async function fetchHistory(full) {
+    const old = state.hist[full];
+    let path = jobPath(full) + '/history';
+    // Only the samples we do not hold yet (all of them the first time).
+    if (old && old.job.t.length) path += '?since=' + old.job.t[old.job.t.length - 1];
     try {
-      const js = await api('GET', '/jobs?details=1');
-      state.jobs = (js.jobs || []).slice().sort((a, b) => a.name.localeCompare(b.name));
-      const stats = {};
-      await Promise.all(state.jobs.map(async (j) => {
-        if (!j.running) return;
-        try { stats[j.name] = await api('GET', jobPath(j.name) + '/stats'); } catch (e) { /* the job may be gone */ }
-      }));
-      state.stats = stats;
-      render();
-      setStatus('updated ' + new Date().toLocaleTimeString());
+      state.hist[full] = mergeHistory(old, await api('GET', path));
     } catch (e) {
-      if (!(e instanceof APIError && needsKey(e.status, e.body))) setStatus('cannot reach gafferd: ' + e.message, true);
-    } finally {
-      state.busy = false;
+      if (e instanceof APIError && e.status === 404) delete state.hist[full];
     }
   }
 
-  function scheduleRefresh() {
-    if (state.refreshSoon) return;
-    state.refreshSoon = setTimeout(() => { state.refreshSoon = null; refresh(); }, 150);
+  // serverNow estimates gafferd's clock from the last answer.
+  function serverNow(h) {
+    return h.now + (Date.now() - h.fetchedAt) / 1000;
   }
+
+  // graphSpan is the time every graph covers, the same for all rows: the
+  // history the page holds (at least a minute, at most gafferd's window).
+  function graphSpan(now) {
+    let oldest = now, win = 900;
+    for (const h of Object.values(state.hist)) {
+      win = h.window || win;
+      if (h.job.t.length) oldest = Math.min(oldest, h.job.t[0]);
+    }
+    return Math.min(Math.max(now - oldest, 60), win);
+  }
+
+  // sparkline draws a series (values of key at times t) over the window
+  // as inline SVG. The values are also in data-values (and data-times),
+  // which the browser test reads.
+  function sparkline(h, s, key, label, fmt) {
+    const W = 120, H = 28, pad = 2;
+    const values = s[key], times = s.t;
+    const svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('class', 'spark ' + key);
+    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
+    svg.setAttribute('width', W);
+    svg.setAttribute('height', H);
+    svg.setAttribute('role', 'img');
+    svg.dataset.series = key;
+    svg.dataset.values = values.join(',');
+    svg.dataset.times = times.join(',');
+    let max = 0;
+    for (const v of values) max = Math.max(max, v);
+    const floor = key === 'cpu' ? 1 : 1024 * 1024;
+    const top = Math.max(max, floor) * 1.1;
+    const now = serverNow(h), span = graphSpan(now), from = now - span;
+    const x = (t) => pad + (W - 2 * pad) * Math.min(Math.max((t - from) / span, 0), 1);
+    const y = (v) => H - pad - (H - 2 * pad) * (v / top);
+    // A gap longer than two intervals (no process, gafferd restarted)
+    // breaks the line.
+    const gap = (h.interval || 5) * 2.5;
+    let d = '', area = '', segStart = null, prevT = null, prevX = null;
+    for (let i = 0; i < values.length; i++) {
+      const px = x(times[i]).toFixed(1), py = y(values[i]).toFixed(1);
+      if (prevT === null || times[i] - prevT > gap) {
+        if (segStart !== null) area += 'L' + prevX + ' ' + (H - pad) + 'L' + segStart + ' ' + (H - pad) + 'Z';
+        d += 'M' + px + ' ' + py;
+        area += 'M' + px + ' ' + (H - pad) + 'L' + px + ' ' + py;
+        segStart = px;
+      } else {
+        d += 'L' + px + ' ' + py;
+        area += 'L' + px + ' ' + py;
+      }
+      prevT = times[i];
+      prevX = px;
+    }
+    if (segStart !== null) area += 'L' + prevX + ' ' + (H - pad) + 'L' + segStart + ' ' + (H - pad) + 'Z';
+    const title = document.createElementNS(SVG, 'title');
+    const last = values.length ? values[values.length - 1] : null;
+    title.textContent = label + ' over the last ' + fmtDuration(span) +
+      (values.length ? ': now ' + fmt(last) + ', highest ' + fmt(max) : ': no sample yet');
+    svg.append(title);
+    const base = document.createElementNS(SVG, 'line');
+    base.setAttribute('x1', pad); base.setAttribute('x2', W - pad);
+    base.setAttribute('y1', H - pad); base.setAttribute('y2', H - pad);
+    base.setAttribute('class', 'axis');
+    svg.append(base);
+    if (area) {
+      const a = document.createElementNS(SVG, 'path');
+      a.setAttribute('d', area);
+      a.setAttribute('class', 'area');
+      svg.append(a);
+    }
+    if (d) {
+      const p = document.createElementNS(SVG, 'path');
+      p.setAttribute('d', d);
+      p.setAttribute('class', 'line');
+      svg.append(p);
+    }
+    // Restarts: where the pid of a slot's series changes.
+    if (s.pids) {
+      for (let i = 1; i < s.pids.length; i++) {
+        if (s.pids[i] === s.pids[i - 1]) continue;
+        const m = document.createElementNS(SVG, 'line');
+        const mx = x(times[i]).toFixed(1);
+        m.setAttribute('x1', mx); m.setAttribute('x2', mx);
+        m.setAttribute('y1', pad); m.setAttribute('y2', H - pad);
+        m.setAttribute('class', 'restart');
+        svg.append(m);
+      }
+    }
+    return svg;
+  }
+
+  // --- formatting ------------------------------------------------------
 
   function fmtBytes(n) {
     if (typeof n !== 'number' || !isFinite(n)) return '';
@@ -130,6 +251,39 @@
     let i = 0;
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
     return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + ' ' + units[i];
+  }
+
+  function fmtCPU(v) {
+    return typeof v === 'number' ? v.toFixed(1) + ' %' : '';
+  }
+
+  function fmtDuration(sec) {
+    if (typeof sec !== 'number' || !isFinite(sec) || sec < 0) return '';
+    if (sec < 10) return sec.toFixed(1) + 's';
+    sec = Math.floor(sec);
+    const d = Math.floor(sec / 86400), h = Math.floor(sec / 3600) % 24, m = Math.floor(sec / 60) % 60, s = sec % 60;
+    if (d) return d + 'd' + (h ? ' ' + h + 'h' : '');
+    if (h) return h + 'h' + (m ? ' ' + m + 'm' : '');
+    if (m) return m + 'm' + (s ? ' ' + s + 's' : '');
+    return s + 's';
+  }
+
+  function fmtClock(date) {
+    const p = (n, w) => String(n).padStart(w || 2, '0');
+    return p(date.getHours()) + ':' + p(date.getMinutes()) + ':' + p(date.getSeconds()) + '.' + p(date.getMilliseconds(), 3);
+  }
+
+  // exitCell describes an exit of GET …/history (or only a status):
+  // how it ended and when, then which process and after how long.
+  function exitCell(e, status) {
+    if (e) {
+      const how = e.term_signal ? (e.signal || ('signal ' + e.term_signal)) : ('exit ' + e.exit_status);
+      const when = new Date(e.time * 1000);
+      const detail = 'pid ' + e.pid + (typeof e.uptime === 'number' ? ', ran ' + fmtDuration(e.uptime) : '');
+      return [el('span', { title: when.toString() + ' (OS pid ' + e.os_pid + ')' }, how + ' · ' + when.toLocaleTimeString()),
+        el('div', { class: 'muted' }, detail)];
+    }
+    return typeof status === 'number' ? ['exit ' + status] : [];
   }
 
   function el(tag, attrs, ...children) {
@@ -146,61 +300,143 @@
     return e;
   }
 
+  // --- jobs ------------------------------------------------------------
+
+  // jobMatches tells whether a job passes the filter box: every word of
+  // the filter is in its name (case ignored).
+  function jobMatches(name) {
+    const words = state.filter.toLowerCase().split(/\s+/).filter(Boolean);
+    const n = name.toLowerCase();
+    return words.every((w) => n.includes(w));
+  }
+
+  async function refresh() {
+    if (state.busy) return;
+    state.busy = true;
+    try {
+      const js = await api('GET', '/jobs?details=1');
+      state.jobs = (js.jobs || []).slice().sort((a, b) => a.name.localeCompare(b.name));
+      const names = new Set(state.jobs.map((j) => j.name));
+      for (const n of Object.keys(state.hist)) if (!names.has(n)) delete state.hist[n];
+      await Promise.all(state.jobs.filter((j) => jobMatches(j.name)).map((j) => fetchHistory(j.name)));
+      render();
+      setStatus('updated ' + new Date().toLocaleTimeString());
+    } catch (e) {
+      if (!(e instanceof APIError && needsKey(e.status, e.body))) setStatus('cannot reach gafferd: ' + e.message, true);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  function scheduleRefresh() {
+    if (state.refreshSoon) return;
+    state.refreshSoon = setTimeout(() => { state.refreshSoon = null; refresh(); }, 150);
+  }
+
+  function lastOf(a) { return a && a.length ? a[a.length - 1] : undefined; }
+
   function render() {
-    const body = $('jobs-body');
+    const table = $('jobs');
     const ae = document.activeElement;
     const focused = ae && ae.dataset && ae.dataset.scaleInput;
     const typed = focused ? ae.value : null;
-    body.replaceChildren();
+    for (const tb of table.querySelectorAll('tbody')) tb.remove();
+    const shown = state.jobs.filter((j) => jobMatches(j.name));
     $('no-jobs').classList.toggle('hidden', state.jobs.length > 0);
-    for (const j of state.jobs) {
-      const st = state.stats[j.name];
-      let cpu = 0, rss = 0;
-      const perPid = {};
-      if (st && Array.isArray(st.stats)) {
-        for (const p of st.stats) {
-          cpu += p.cpu_percent || 0;
-          rss += p.rss_bytes || 0;
-          if (p.pid) perPid[p.pid] = p;
-        }
-      }
+    const any = Object.values(state.hist)[0];
+    $('graph-legend').textContent = !any ? ''
+      : any.interval ? 'graphs: up to the last ' + fmtDuration(any.window) + ', sampled by gafferd every ' + any.interval + ' s'
+        : 'no graphs: this server keeps no history';
+    $('filter-count').textContent = state.filter ? shown.length + ' of ' + state.jobs.length + ' jobs' : state.jobs.length + ' jobs';
+    for (const j of shown) {
+      const h = state.hist[j.name];
+      const up = h ? (Date.now() - h.fetchedAt) / 1000 : 0;
       const stateName = j.state || (j.active ? 'active' : 'stopped');
-      const procs = el('ul', { class: 'procs' });
-      for (const pid of j.processes || []) {
-        const p = perPid[pid];
-        const title = p ? ('os pid ' + p.os_pid + ', cpu ' + (p.cpu_percent || 0).toFixed(1) + '%, rss ' + fmtBytes(p.rss_bytes)) : '';
-        const selected = state.output && state.output.pid === pid;
-        procs.append(el('li', {},
-          el('button', { type: 'button', class: selected ? 'selected' : '', title, 'data-pid': pid,
-            'aria-pressed': selected ? 'true' : 'false', onclick: () => showOutput(pid, j.name) }, 'pid ' + pid)));
-      }
       const scaleInput = el('input', { type: 'number', min: 0, value: j.max_processes, 'aria-label': 'number of processes for ' + j.name, 'data-scale-input': j.name });
-      const row = el('tr', { 'data-job': j.name },
-        el('td', {}, el('strong', {}, j.name), procs),
+      const tbody = el('tbody', { class: 'job', 'data-job': j.name });
+      tbody.append(el('tr', { class: 'job-row' },
+        el('td', {}, el('strong', {}, j.name), el('div', { class: 'muted', 'data-field': 'running' }, j.running + ' / ' + j.max_processes + ' processes')),
         el('td', {}, el('span', { class: 'state ' + stateName }, stateName), j.spawn_error ? el('div', { class: 'error' }, j.spawn_error) : null),
-        el('td', { class: 'num', 'data-field': 'running' }, j.running + ' / ' + j.max_processes),
-        el('td', { class: 'num' }, j.restarts || 0),
-        el('td', { class: 'num' }, j.flaps || 0),
-        el('td', { class: 'num' }, st ? cpu.toFixed(1) : ''),
-        el('td', { class: 'num' }, st ? fmtBytes(rss) : ''),
+        el('td', { class: 'num' }, ''),
+        el('td', { class: 'num', 'data-field': 'uptime', title: 'the longest-running process' }, jobUptime(j, h, up)),
+        el('td', { class: 'num', 'data-field': 'cpu' }, h ? fmtCPU(lastOf(h.job.cpu)) : ''),
+        el('td', { class: 'graph' }, h ? sparkline(h, h.job, 'cpu', 'cpu %', fmtCPU) : null),
+        el('td', { class: 'num', 'data-field': 'rss' }, h ? fmtBytes(lastOf(h.job.rss)) : ''),
+        el('td', { class: 'graph' }, h ? sparkline(h, h.job, 'rss', 'memory', fmtBytes) : null),
+        el('td', { class: 'num' }, String(j.restarts || 0) + (j.flaps ? ' (' + j.flaps + ' flaps)' : '')),
+        el('td', { class: 'exit', 'data-field': 'last-exit' }, ...exitCell(h && h.lastExit, j.last_exit_status)),
         el('td', { class: 'actions' },
-          el('button', { type: 'button', 'data-action': 'start', disabled: j.active, onclick: () => setJobState(j.name, 1) }, 'Start'), ' ',
-          el('button', { type: 'button', 'data-action': 'stop', disabled: !j.active, onclick: () => setJobState(j.name, 0) }, 'Stop'), ' ',
-          el('button', { type: 'button', 'data-action': 'scale-down', title: 'one process less', onclick: () => scale(j.name, '-1') }, '−'), ' ',
-          el('button', { type: 'button', 'data-action': 'scale-up', title: 'one process more', onclick: () => scale(j.name, '+1') }, '+'), ' ',
-          scaleInput, ' ',
-          el('button', { type: 'button', 'data-action': 'scale-set', onclick: () => scale(j.name, '=' + Math.max(0, parseInt(scaleInput.value, 10) || 0)) }, 'Scale')));
-      body.append(row);
+          el('span', { class: 'group' },
+            el('button', { type: 'button', 'data-action': 'start', disabled: j.active, onclick: () => setJobState(j.name, '1') }, 'Start'), ' ',
+            el('button', { type: 'button', 'data-action': 'stop', disabled: !j.active, onclick: () => setJobState(j.name, '0') }, 'Stop'), ' ',
+            el('button', { type: 'button', 'data-action': 'restart', title: 'restart every process of the job', onclick: () => setJobState(j.name, '2') }, 'Restart')), ' ',
+          el('span', { class: 'group' },
+            el('button', { type: 'button', 'data-action': 'scale-down', title: 'one process less', onclick: () => scale(j.name, '-1') }, '−'), ' ',
+            el('button', { type: 'button', 'data-action': 'scale-up', title: 'one process more', onclick: () => scale(j.name, '+1') }, '+'), ' ',
+            scaleInput, ' ',
+            el('button', { type: 'button', 'data-action': 'scale-set', onclick: () => scale(j.name, '=' + Math.max(0, parseInt(scaleInput.value, 10) || 0)) }, 'Scale')))));
+      // One row per slot: the live processes (from the job info, so a
+      // process appears before its first sample), then the slots whose
+      // process is gone but whose history is still in the window.
+      const rows = [];
+      const bySlotPid = {};
+      if (h) for (const p of Object.values(h.procs)) if (p.pid) bySlotPid[p.pid] = p;
+      for (const pid of j.processes || []) rows.push({ pid, p: bySlotPid[pid] });
+      if (h) for (const p of Object.values(h.procs)) if (!p.pid) rows.push({ pid: null, p });
+      for (const { pid, p } of rows) tbody.append(processRow(j, h, pid, p, up));
+      $('jobs').append(tbody);
       if (focused === j.name) { scaleInput.value = typed; scaleInput.focus(); }
     }
   }
 
-  async function setJobState(full, on) {
+  function jobUptime(j, h, up) {
+    let best = -1;
+    if (h) for (const p of Object.values(h.procs)) if (p.pid && (j.processes || []).includes(p.pid) && typeof p.uptime === 'number') best = Math.max(best, p.uptime);
+    return best >= 0 ? fmtDuration(best + up) : '';
+  }
+
+  function processRow(j, h, pid, p, up) {
+    // The figures now are those of the last sample, when it was read
+    // from this process (right after a restart it was the previous one's).
+    const current = p && pid && lastOf(p.pids) === pid;
+    const selected = pid && state.output && state.output.pid === pid;
+    const who = pid
+      ? el('button', { type: 'button', class: selected ? 'selected' : '', 'data-pid': pid, 'aria-pressed': selected ? 'true' : 'false',
+        title: 'show the output of pid ' + pid, onclick: () => showOutput(pid, j.name) }, 'pid ' + pid)
+      : el('span', { class: 'muted' }, 'no process');
+    return el('tr', { class: 'proc-row' + (pid ? '' : ' gone'), 'data-slot': p ? p.slot : '', 'data-proc': pid || '' },
+      el('td', { class: 'proc-name' }, who, p ? el('span', { class: 'muted' }, ' slot ' + p.slot) : null, p && p.once ? el('span', { class: 'muted' }, ' one-off') : null),
+      el('td', {}, ''),
+      el('td', { class: 'num', 'data-field': 'os-pid' }, p && p.os_pid ? String(p.os_pid) : ''),
+      el('td', { class: 'num', 'data-field': 'uptime' }, p && typeof p.uptime === 'number' ? fmtDuration(p.uptime + up) : ''),
+      el('td', { class: 'num' }, current ? fmtCPU(lastOf(p.cpu)) : ''),
+      el('td', { class: 'graph' }, p ? sparkline(h, p, 'cpu', 'cpu % of slot ' + p.slot, fmtCPU) : null),
+      el('td', { class: 'num' }, current ? fmtBytes(lastOf(p.rss)) : ''),
+      el('td', { class: 'graph' }, p ? sparkline(h, p, 'rss', 'memory of slot ' + p.slot, fmtBytes) : null),
+      el('td', {}, ''),
+      el('td', { class: 'exit', 'data-field': 'last-exit' }, ...(p ? exitCell(p.last_exit) : [])),
+      el('td', { class: 'actions' }, pid && !(p && p.once)
+        ? el('button', { type: 'button', 'data-action': 'restart-process', 'data-restart': pid, title: 'stop pid ' + pid + '; a new process takes its slot', onclick: () => restartProcess(pid) }, 'Restart')
+        : null));
+  }
+
+  async function setJobState(full, value) {
+    const verb = { '0': 'stop', '1': 'start', '2': 'restart' }[value];
     try {
-      await api('POST', jobPath(full) + '/state', on ? '1' : '0');
-      setStatus((on ? 'started ' : 'stopped ') + full);
+      await api('POST', jobPath(full) + '/state', value);
+      setStatus(verb + ' ' + full + ': done');
     } catch (e) {
-      setStatus((on ? 'start ' : 'stop ') + full + ' failed: ' + e.message, true);
+      setStatus(verb + ' ' + full + ' failed: ' + e.message, true);
+    }
+    refresh();
+  }
+
+  async function restartProcess(pid) {
+    try {
+      await api('DELETE', '/' + pid);
+      setStatus('pid ' + pid + ' stopped; a new process takes its slot');
+    } catch (e) {
+      setStatus('restart of pid ' + pid + ' failed: ' + e.message, true);
     }
     refresh();
   }
@@ -223,13 +459,19 @@
     state.output = null;
   }
 
-  function appendOutput(text, cls) {
+  // appendOutput adds a chunk of output; each line starts with the time
+  // it was captured (when: a Date).
+  function appendOutput(out, label, text, cls, when) {
     const pre = $('output');
     const follow = $('output-follow').checked;
-    const span = document.createElement('span');
-    if (cls) span.className = cls;
-    span.textContent = text;
-    pre.append(span);
+    const parts = text.split(/(?<=\n)/);
+    for (const part of parts) {
+      if (out.lineStart[label] !== false) {
+        pre.append(el('span', { class: 'ts', title: when.toISOString() + ' (' + label + ')' }, fmtClock(when) + ' '));
+      }
+      pre.append(el('span', { class: cls || '' }, part));
+      out.lineStart[label] = part.endsWith('\n');
+    }
     // Keep the page light: drop the oldest output past the limit.
     let size = pre.textContent.length;
     while (size > MAX_OUTPUT && pre.firstChild) {
@@ -237,6 +479,23 @@
       pre.firstChild.remove();
     }
     if (follow) pre.scrollTop = pre.scrollHeight;
+  }
+
+  function appendMarker(text, cls) {
+    const pre = $('output');
+    pre.append(el('span', { class: cls }, text));
+    if ($('output-follow').checked) pre.scrollTop = pre.scrollHeight;
+  }
+
+  // chunkTime is the capture time of a chunk: the server's when it sends
+  // one (an SSE "chunk" event, see showOutput), else now, the time the
+  // browser got it.
+  function chunkTime(serverTime) {
+    if (serverTime) {
+      const d = new Date(typeof serverTime === 'number' ? serverTime * 1000 : serverTime);
+      if (!isNaN(d.getTime())) return d;
+    }
+    return new Date();
   }
 
   async function showOutput(pid, jobName) {
@@ -255,30 +514,39 @@
       $('output-state').textContent = 'this process has no redirected output (set redirect_output)';
       return;
     }
-    const out = { pid, sources: [], last: {} };
+    const out = { pid, sources: [], last: {}, lineStart: {} };
     state.output = out;
     render();
     for (const label of labels) {
       // since=0 asks for what the ring buffer still holds; after a
       // reconnect the browser also sends Last-Event-ID, and chunks
-      // already shown are skipped by their sequence number.
-      let url = '/streams/' + pid + '/' + encodeURIComponent(label) + '?feed=eventsource&since=0&heartbeat=15';
+      // already shown are skipped by their sequence number. format=json
+      // asks for the chunks with their capture time ("chunk" events,
+      // below); a gafferd that does not know it sends the raw chunks as
+      // events named after the label.
+      let url = '/streams/' + pid + '/' + encodeURIComponent(label) + '?feed=eventsource&since=0&heartbeat=15&format=json';
       if (state.key) url += '&api_key=' + encodeURIComponent(state.key);
       const es = new EventSource(url);
       out.sources.push(es);
       out.last[label] = 0;
-      es.addEventListener(label, (ev) => {
+      const onChunk = (seq, text, time) => {
         if (state.output !== out) return;
-        const seq = parseInt(ev.lastEventId, 10) || 0;
         if (seq && seq <= out.last[label]) return;
         if (seq) out.last[label] = seq;
-        appendOutput(ev.data, label === 'stderr' ? 'stderr' : '');
+        appendOutput(out, label, text, label === 'stderr' ? 'stderr' : '', chunkTime(time));
+      };
+      es.addEventListener(label, (ev) => onChunk(parseInt(ev.lastEventId, 10) || 0, ev.data, null));
+      es.addEventListener('chunk', (ev) => {
+        let c;
+        try { c = JSON.parse(ev.data); } catch (e) { return; }
+        onChunk(c.seq || parseInt(ev.lastEventId, 10) || 0, String(c.data === undefined ? '' : c.data), c.time);
       });
       es.addEventListener('gap', (ev) => {
         if (state.output !== out) return;
         let g = {};
         try { g = JSON.parse(ev.data); } catch (e) { /* keep the marker */ }
-        appendOutput('\n[output ' + g.from + '–' + g.to + ' of ' + label + ' was lost: the buffer no longer holds it]\n', 'gap');
+        appendMarker('\n[output ' + g.from + '–' + g.to + ' of ' + label + ' was lost: the buffer no longer holds it]\n', 'gap');
+        out.lineStart[label] = true;
       });
       es.addEventListener('eof', () => {
         es.close();
@@ -294,12 +562,44 @@
 
   // --- event feed --------------------------------------------------------
 
+  // Today gafferd publishes one happening under several names (an exit
+  // as exit, job.<s>.<j>.exit, proc.<s>.<j>.exit and proc.<pid>.exit; a
+  // load as load and create; an unload as unload and delete), one right
+  // after the other. eventIsAlias tells such a repeat: same kind (the last
+  // segment of the name, create and delete read as load and unload), same
+  // payload, and a name not yet seen for this happening. Two happenings
+  // that look alike (two updates in a row) keep their own lines: the
+  // second has a name already seen. A gafferd that publishes each
+  // happening once needs no de-duplication, and gets none.
+  const KIND_ALIASES = { create: 'load', delete: 'unload' };
+
+  function eventKind(name) {
+    const k = name.slice(name.lastIndexOf('.') + 1);
+    return KIND_ALIASES[k] || k;
+  }
+
+  function eventIsAlias(ev) {
+    const name = ev.event || '?';
+    const rest = Object.assign({}, ev);
+    delete rest.event;
+    const key = eventKind(name) + ' ' + JSON.stringify(rest, Object.keys(rest).sort());
+    const last = state.lastEvent;
+    if (last && last.key === key && !last.names.has(name)) {
+      last.names.add(name);
+      return true;
+    }
+    state.lastEvent = { key, names: new Set([name]) };
+    return false;
+  }
+
   function addEvent(ev) {
+    if (eventIsAlias(ev)) return;
     const list = $('events');
     const name = ev.event || '?';
     const rest = Object.assign({}, ev);
     delete rest.event;
-    const li = el('li', {}, el('span', { class: 'time' }, new Date().toLocaleTimeString()), el('strong', {}, name), ' ', JSON.stringify(rest));
+    const li = el('li', { 'data-event': name, 'data-kind': eventKind(name), 'data-pid': rest.pid },
+      el('span', { class: 'time' }, new Date().toLocaleTimeString()), el('strong', {}, name), ' ', JSON.stringify(rest));
     list.prepend(li);
     while (list.children.length > MAX_EVENTS) list.lastChild.remove();
   }
@@ -323,6 +623,7 @@
         }
         $('events-state').textContent = '(live)';
         delay = 500;
+        state.lastEvent = null;
         const reader = r.body.getReader();
         const dec = new TextDecoder();
         let buf = '';
@@ -380,6 +681,11 @@
     watch();
   }
 
+  // What the browser test reads: the history the page holds.
+  window.gafferConsole = {
+    history: (job) => state.hist[job] || null,
+  };
+
   document.addEventListener('DOMContentLoaded', () => {
     $('login-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -388,7 +694,19 @@
       if (k) useKey(k);
     });
     $('forget-key').addEventListener('click', () => { useKey(''); });
-    $('output-clear').addEventListener('click', () => { $('output').replaceChildren(); });
+    $('output-clear').addEventListener('click', () => {
+      $('output').replaceChildren();
+      if (state.output) state.output.lineStart = {};
+    });
+    const filter = $('job-filter');
+    filter.value = state.filter;
+    filter.addEventListener('input', () => {
+      state.filter = filter.value;
+      if (state.filter) sessionStorage.setItem(FILTER_STORE, state.filter);
+      else sessionStorage.removeItem(FILTER_STORE);
+      render();
+      scheduleRefresh(); // the history of jobs shown again
+    });
     start();
   });
 })();

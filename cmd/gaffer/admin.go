@@ -29,26 +29,26 @@ func init() {
 			setup: setupKeyCreate},
 		&command{name: "key:delete", usage: "[--no-input] <apikey>", short: "delete an API key and its sub-keys", setup: setupKeyDelete},
 		&command{name: "lookup", usage: "-L ADDR... [--no-color]", short: "follow the events of lookupd servers", setup: setupLookup},
-		&command{name: "lookup:job", usage: "-L ADDR... [--json] <session.job>", short: "find the nodes running a job", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "lookup:job", usage: "-L ADDR... [--json] <session.job>", short: "find the nodes running a job", setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 			return setupLookupQuery(c, fs, "job")
 		}},
-		&command{name: "lookup:jobs", usage: "-L ADDR... [--json]", short: "list the jobs of every node", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "lookup:jobs", usage: "-L ADDR... [--json]", short: "list the jobs of every node", setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 			return setupLookupQuery(c, fs, "jobs")
 		}},
-		&command{name: "lookup:session", usage: "-L ADDR... [--json] <session>", short: "list the jobs of a session across the nodes", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "lookup:session", usage: "-L ADDR... [--json] <session>", short: "list the jobs of a session across the nodes", setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 			return setupLookupQuery(c, fs, "session")
 		}},
-		&command{name: "lookup:sessions", usage: "-L ADDR... [--json] [<node>]", short: "list the sessions of every node (or of one)", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "lookup:sessions", usage: "-L ADDR... [--json] [<node>]", short: "list the sessions of every node (or of one)", setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 			return setupLookupQuery(c, fs, "sessions")
 		}},
-		&command{name: "lookup:nodes", usage: "-L ADDR... [--json]", short: "list the nodes registered with lookupd", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+		&command{name: "lookup:nodes", usage: "-L ADDR... [--json]", short: "list the nodes registered with lookupd", setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 			return setupLookupQuery(c, fs, "nodes")
 		}},
 	)
 }
 
 // ask prompts for a value on stderr and reads it from stdin.
-func (c *cli) ask(prompt string) (string, error) {
+func (c *state) ask(prompt string) (string, error) {
 	fmt.Fprint(c.stderr, prompt)
 	line, err := c.readLine()
 	if err != nil {
@@ -57,7 +57,7 @@ func (c *cli) ask(prompt string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-func setupLogin(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupLogin(c *state, fs *flag.FlagSet) func([]string) error {
 	user := fs.String("u", "", "user name")
 	pass := fs.String("p", "", "password (prompted for when missing; it echoes)")
 	return func(args []string) error {
@@ -97,7 +97,7 @@ func setupLogin(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupUser(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupUser(c *state, fs *flag.FlagSet) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		if len(args) != 1 {
@@ -119,7 +119,7 @@ func setupUser(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupUserAdd(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupUserAdd(c *state, fs *flag.FlagSet) func([]string) error {
 	pass := fs.String("p", "", "password (prompted for when missing)")
 	key := fs.String("k", "", "API key to link the user to")
 	typ := fs.Int("t", gaffer.UserTypeApp, "user type: 0 user, 1 application")
@@ -153,7 +153,7 @@ func setupUserAdd(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupUserDel(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupUserDel(c *state, fs *flag.FlagSet) func([]string) error {
 	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
 	return func(args []string) error {
 		if len(args) != 1 {
@@ -174,7 +174,7 @@ func setupUserDel(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupUserSetPassword(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupUserSetPassword(c *state, fs *flag.FlagSet) func([]string) error {
 	pass := fs.String("p", "", "new password (prompted for when missing)")
 	return func(args []string) error {
 		if len(args) != 1 {
@@ -198,7 +198,7 @@ func setupUserSetPassword(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupUserSetKey(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupUserSetKey(c *state, fs *flag.FlagSet) func([]string) error {
 	key := fs.String("k", "", "the API key")
 	return func(args []string) error {
 		if len(args) != 1 || *key == "" {
@@ -216,7 +216,7 @@ func setupUserSetKey(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupKey(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupKey(c *state, fs *flag.FlagSet) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		if len(args) != 1 {
@@ -277,7 +277,7 @@ func parsePermissions(args []string) (gaffer.Permissions, error) {
 	return p, nil
 }
 
-func setupKeyCreate(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupKeyCreate(c *state, fs *flag.FlagSet) func([]string) error {
 	label := fs.String("label", "", "a label for the key")
 	parent := fs.String("parent", "", "make it a sub-key of this key")
 	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
@@ -303,7 +303,7 @@ func setupKeyCreate(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupKeyDelete(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupKeyDelete(c *state, fs *flag.FlagSet) func([]string) error {
 	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
 	return func(args []string) error {
 		if len(args) != 1 {
@@ -326,7 +326,7 @@ func setupKeyDelete(c *cli, fs *flag.FlagSet) func([]string) error {
 
 // lookupClient reads -L (repeatable; default $GAFFER_LOOKUPD_ADDRESS,
 // comma-separated).
-func (c *cli) lookupClient(addrs []string) (*gaffer.LookupClient, error) {
+func (c *state) lookupClient(addrs []string) (*gaffer.LookupClient, error) {
 	if len(addrs) == 0 {
 		for _, a := range strings.Split(os.Getenv("GAFFER_LOOKUPD_ADDRESS"), ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -337,10 +337,10 @@ func (c *cli) lookupClient(addrs []string) (*gaffer.LookupClient, error) {
 	if len(addrs) == 0 {
 		return nil, usagef("no lookupd address: use -L ADDR (or $GAFFER_LOOKUPD_ADDRESS)")
 	}
-	return gaffer.NewLookupClient(addrs, gaffer.ClientOptions{CACert: c.g.cacert, CertFile: c.g.certfile, KeyFile: c.g.keyfile})
+	return gaffer.NewLookupClient(addrs, gaffer.ClientOptions{CACert: c.g.remote.CACert, CertFile: c.g.remote.CertFile, KeyFile: c.g.remote.KeyFile})
 }
 
-func setupLookup(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupLookup(c *state, fs *flag.FlagSet) func([]string) error {
 	var addrs multiFlag
 	fs.Var(&addrs, "L", "lookupd address (repeatable)")
 	fs.Var(&addrs, "lookupd-address", "same as -L")
@@ -388,7 +388,7 @@ func setupLookup(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupLookupQuery(c *cli, fs *flag.FlagSet, what string) func([]string) error {
+func setupLookupQuery(c *state, fs *flag.FlagSet, what string) func([]string) error {
 	var addrs multiFlag
 	fs.Var(&addrs, "L", "lookupd address (repeatable)")
 	fs.Var(&addrs, "lookupd-address", "same as -L")

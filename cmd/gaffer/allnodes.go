@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/cli"
 )
 
 // nodeJobs is one node's answer for "ps --all-nodes".
@@ -27,7 +28,7 @@ type nodeJobs struct {
 // its own origin (--api-key-for ORIGIN=KEY, else the key `gaffer login`
 // saved for it), never --api-key or $GAFFER_API_KEY; a node without one is
 // asked without a key.
-func (c *cli) psAllNodes(addrs []string, asJSON bool) error {
+func (c *state) psAllNodes(addrs []string, asJSON bool) error {
 	keys, err := c.nodeKeys()
 	if err != nil {
 		return err
@@ -82,7 +83,7 @@ func (c *cli) psAllNodes(addrs []string, asJSON bool) error {
 }
 
 // nodeKeys reads --api-key-for ORIGIN=KEY into normalised origin → key.
-func (c *cli) nodeKeys() (map[string]string, error) {
+func (c *state) nodeKeys() (map[string]string, error) {
 	keys := map[string]string{}
 	for _, v := range c.g.apiKeyFor {
 		origin, key, ok := strings.Cut(v, "=")
@@ -103,7 +104,7 @@ func (c *cli) nodeKeys() (map[string]string, error) {
 
 // nodeJobInfo asks the node at origin for its jobs, with the key and TLS
 // files held for that origin only.
-func (c *cli) nodeJobInfo(origin string, keys map[string]string, uc *userConfig) ([]gaffer.JobInfo, error) {
+func (c *state) nodeJobInfo(origin string, keys map[string]string, uc *userConfig) ([]gaffer.JobInfo, error) {
 	if !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") {
 		return nil, fmt.Errorf("not an http:// or https:// origin; not asked")
 	}
@@ -112,8 +113,8 @@ func (c *cli) nodeJobInfo(origin string, keys map[string]string, uc *userConfig)
 	if key == "" {
 		key = node["key"]
 	}
-	opts := gaffer.ClientOptions{APIKey: key, CACert: firstNonEmpty(node["cacert"], c.g.cacert),
-		CertFile: c.g.certfile, KeyFile: c.g.keyfile}
+	opts := gaffer.ClientOptions{APIKey: key, CACert: cli.FirstNonEmpty(node["cacert"], c.g.remote.CACert),
+		CertFile: c.g.remote.CertFile, KeyFile: c.g.remote.KeyFile}
 	if node["certfile"] != "" {
 		opts.CertFile, opts.KeyFile = node["certfile"], node["keyfile"]
 	}

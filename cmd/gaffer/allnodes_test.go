@@ -1,33 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
-
-// freePort returns a TCP port free on 127.0.0.1 right now.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func TestPsAllNodes(t *testing.T) {
 	lk := gaffer.NewLookupd(gaffer.LookupdOptions{PingInterval: 200 * time.Millisecond})
@@ -36,23 +23,10 @@ func TestPsAllNodes(t *testing.T) {
 
 	var origins []string
 	for i := 0; i < 2; i++ {
-		port := strconv.Itoa(freePort(t))
+		port := strconv.Itoa(testenv.FreePort(t))
 		origin := "http://127.0.0.1:" + port
-		dir := t.TempDir()
-		cmd := exec.Command(filepath.Join(binDir, "gafferd"), "--bind", "127.0.0.1:"+port, "--data-dir", dir,
+		_, cl := testenv.Gafferd(t, gaffer.ClientOptions{}, "--bind", "127.0.0.1:"+port, "--data-dir", t.TempDir(),
 			"--lookupd-address", lsrv.URL, "--broadcast-address", origin)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-		})
-		cl, err := gaffer.NewClient(origin, gaffer.ClientOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, 10*time.Second, "gafferd to answer", func() bool { return cl.Ping(context.Background()) == nil })
 		cfg := gaffer.NewJobConfig("job"+strconv.Itoa(i), "sleep 300")
 		if err := cl.Load(context.Background(), "app", cfg); err != nil {
 			t.Fatal(err)
@@ -62,7 +36,7 @@ func TestPsAllNodes(t *testing.T) {
 	waitFor(t, 10*time.Second, "both nodes registered", func() bool { return len(lk.Nodes()) == 2 })
 	r := gafferIn(t, t.TempDir(), "", "ps", "--all-nodes", "-L", lsrv.URL)
 	want(t, r, 0, "NODE", origins[0], origins[1], "app.job0", "app.job1", "running")
-	for _, line := range strings.Split(r.stdout, "\n") {
+	for _, line := range strings.Split(r.Stdout, "\n") {
 		if strings.Contains(line, "app.job0") && !strings.Contains(line, origins[0]) {
 			t.Fatalf("job0 listed under the wrong node: %q", line)
 		}
@@ -75,18 +49,11 @@ func TestPsAllNodes(t *testing.T) {
 // (no key, no endpoint, the user config given by the caller).
 func anRun(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "gaffer"), args...)
+	cmd := gafferCmd(t, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), append([]string{"GAFFERD_ADDRESS=", "GAFFER_API_KEY=", "GAFFER_LOOKUPD_ADDRESS="}, env...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	r := testenv.Run(t, cmd)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // anKeyNode runs a gafferd with require_key on 127.0.0.1, registered
@@ -95,29 +62,11 @@ func anRun(t *testing.T, env []string, args ...string) (stdout, stderr string, c
 func anKeyNode(t *testing.T, lookupd string) (origin, key string) {
 	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command(filepath.Join(binDir, "gafferd"), "--data-dir", dir, "--create-admin-user",
-		"--username", "admin", "--password", "pw").CombinedOutput()
-	if err != nil {
-		t.Fatalf("create admin: %v\n%s", err, out)
-	}
-	_, key, _ = strings.Cut(string(out), "API Key: ")
-	key = strings.TrimSpace(key)
-	port := strconv.Itoa(freePort(t))
+	key = testenv.AdminKey(t, dir, "admin", "pw")
+	port := strconv.Itoa(testenv.FreePort(t))
 	origin = "http://127.0.0.1:" + port
-	cmd := exec.Command(filepath.Join(binDir, "gafferd"), "--bind", "127.0.0.1:"+port, "--data-dir", dir, "--require-key",
+	_, cl := testenv.Gafferd(t, gaffer.ClientOptions{APIKey: key}, "--bind", "127.0.0.1:"+port, "--data-dir", dir, "--require-key",
 		"--lookupd-address", lookupd, "--broadcast-address", origin)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	cl, err := gaffer.NewClient(origin, gaffer.ClientOptions{APIKey: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "gafferd to answer", func() bool { return cl.Ping(context.Background()) == nil })
 	if err := cl.Load(context.Background(), "app", gaffer.NewJobConfig("secure", "sleep 300")); err != nil {
 		t.Fatal(err)
 	}

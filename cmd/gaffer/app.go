@@ -27,7 +27,7 @@ var appNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 
 // loadApp reads the Procfile (required when need is set, or when -f was
 // given) and the .env files.
-func (c *cli) loadApp(need bool) (*app, error) {
+func (c *state) loadApp(need bool) (*app, error) {
 	a := &app{}
 	pfPath := c.g.procfile
 	if pfPath == "" {
@@ -98,7 +98,7 @@ func splitEnvArgs(values []string) (files []string, pairs [][2]string) {
 // the documentation's <name>/<appname> argument (reference §12.1): an
 // explicit value ("." is the current folder's app), else the Procfile's
 // app, else "default".
-func (c *cli) appName(a *app, flagValue string) (string, error) {
+func (c *state) appName(a *app, flagValue string) (string, error) {
 	name := flagValue
 	switch {
 	case name == ".":

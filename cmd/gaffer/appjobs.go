@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/cli"
 )
 
 // unload, reload, ps:start and ps:stop, on jobs or on whole applications,
@@ -23,7 +24,7 @@ func pickApp(flagValue, arg string) (string, error) {
 	if flagValue != "" && arg != "" && flagValue != arg {
 		return "", usagef("--app %q and the application name %q disagree (give one)", flagValue, arg)
 	}
-	return firstNonEmpty(arg, flagValue), nil
+	return cli.FirstNonEmpty(arg, flagValue), nil
 }
 
 // loadArgIsFile tells whether the argument of load is a JSON job file (an
@@ -64,7 +65,7 @@ func inactiveState(info gaffer.JobInfo) string {
 // named jobs, or on every job of an app after a confirmation. For unload,
 // reload and restart an argument that is not a job of the app but the name of an
 // application (or ".") stands for that whole application.
-func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
+func setupAppJobsOp(c *state, fs *flag.FlagSet, op string) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	noInput := fs.Bool("no-input", false, "do not ask for confirmation")
 	var fromFile *string
@@ -73,11 +74,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 	}
 	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "restart": "restarted", "start": "started", "stop": "stopped"}[op]
 	return func(args []string) error {
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}
@@ -211,7 +208,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 			}
 		}
 		if failed {
-			return &exitError{code: 1}
+			return &cli.ExitError{Code: 1}
 		}
 		return nil
 	}
@@ -220,7 +217,7 @@ func setupAppJobsOp(c *cli, fs *flag.FlagSet, op string) func([]string) error {
 // restartJob restarts the processes of a job (POST …/state 2), or starts
 // it when it is stopped, as restart does in supervisorctl, pm2 and
 // systemctl.
-func restartJob(c *cli, cl *gaffer.Client, full string) error {
+func restartJob(c *state, cl *gaffer.Client, full string) error {
 	info, err := cl.JobInfo(c.ctx, full)
 	if err != nil {
 		return err

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // The command lines of the gaffer documentation (docs §1.2.4 "Gaffer"),
@@ -37,17 +35,17 @@ func TestHelpShowsTheDocumentedSynopses(t *testing.T) {
 	dir := t.TempDir()
 	for name, syn := range documentedSynopses {
 		r := gafferIn(t, dir, "", name, "-h")
-		if r.code != 0 || !strings.HasPrefix(r.stderr, "usage: gaffer "+name+" "+syn+"\n") {
-			t.Errorf("%s -h: exit %d\n%s", name, r.code, r.stderr)
+		if r.Code != 0 || !strings.HasPrefix(r.Stderr, "usage: gaffer "+name+" "+syn+"\n") {
+			t.Errorf("%s -h: exit %d\n%s", name, r.Code, r.Stderr)
 		}
 	}
-	if r := gafferIn(t, dir, "", "start", "-h"); !strings.Contains(r.stderr, "\n       gaffer start <type>\n") {
-		t.Errorf("start -h lacks 'start <type>':\n%s", r.stderr)
+	if r := gafferIn(t, dir, "", "start", "-h"); !strings.Contains(r.Stderr, "\n       gaffer start <type>\n") {
+		t.Errorf("start -h lacks 'start <type>':\n%s", r.Stderr)
 	}
 	r := gafferIn(t, dir, "", "-h")
 	for _, s := range []string{"-d, --directory DIR", "-e, --env FILE|KEY=VALUE", "--endpoint ADDRESS", "-v, --vv"} {
-		if r.code != 0 || !strings.Contains(r.stderr, s) {
-			t.Errorf("gaffer -h lacks %q: exit %d\n%s", s, r.code, r.stderr)
+		if r.Code != 0 || !strings.Contains(r.Stderr, s) {
+			t.Errorf("gaffer -h lacks %q: exit %d\n%s", s, r.Code, r.Stderr)
 		}
 	}
 }
@@ -61,14 +59,14 @@ func TestUsageErrorsAreTwoLines(t *testing.T) {
 		{"--nosuchflag", "ps"}, {"nosuchcommand"}, {"unload", "--from-file"},
 	} {
 		r := gafferIn(t, app, "", args...)
-		lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
-		if r.code != 2 || r.stdout != "" || len(lines) != 2 || !strings.HasPrefix(lines[0], "gaffer") || !strings.HasPrefix(lines[1], "usage: gaffer ") {
-			t.Errorf("%q: exit %d stdout %q stderr:\n%s", args, r.code, r.stdout, r.stderr)
+		lines := strings.Split(strings.TrimSuffix(r.Stderr, "\n"), "\n")
+		if r.Code != 2 || r.Stdout != "" || len(lines) != 2 || !strings.HasPrefix(lines[0], "gaffer") || !strings.HasPrefix(lines[1], "usage: gaffer ") {
+			t.Errorf("%q: exit %d stdout %q stderr:\n%s", args, r.Code, r.Stdout, r.Stderr)
 		}
 	}
 	r := gafferIn(t, app, "", "ps", "--nosuchflag")
-	if want := "gaffer ps: flag provided but not defined: -nosuchflag\nusage: gaffer ps [<appname>] (gaffer ps -h for details)\n"; r.stderr != want {
-		t.Errorf("ps --nosuchflag: %q", r.stderr)
+	if want := "gaffer ps: flag provided but not defined: -nosuchflag\nusage: gaffer ps [<appname>] (gaffer ps -h for details)\n"; r.Stderr != want {
+		t.Errorf("ps --nosuchflag: %q", r.Stderr)
 	}
 }
 
@@ -105,25 +103,25 @@ func TestDocumentedServerForms(t *testing.T) {
 	// ps on stopped jobs shows them with their state (it printed nothing).
 	r := g("ps", "--app", "myapp")
 	want(t, r, 0, "=== web: `sh -c ", "=== worker: `sh -c ")
-	if !regexp.MustCompile("(?m)^=== worker: `[^`]+` \\(not started\\)$").MatchString(r.stdout) {
-		t.Fatalf("ps --app myapp:\n%s", r.stdout)
+	if !regexp.MustCompile("(?m)^=== worker: `[^`]+` \\(not started\\)$").MatchString(r.Stdout) {
+		t.Fatalf("ps --app myapp:\n%s", r.Stdout)
 	}
 	// ps <appname>, ps . and ps --app give the same.
 	for _, args := range [][]string{{"ps", "myapp"}, {"ps", "."}, {"ps"}} {
-		if r2 := g(args...); r2.code != 0 || r2.stdout != r.stdout {
-			t.Errorf("%q: exit %d\n%s\nwant\n%s", args, r2.code, r2.stdout, r.stdout)
+		if r2 := g(args...); r2.Code != 0 || r2.Stdout != r.Stdout {
+			t.Errorf("%q: exit %d\n%s\nwant\n%s", args, r2.Code, r2.Stdout, r.Stdout)
 		}
 	}
 	var psj []struct {
 		Job gaffer.JobInfo `json:"job"`
 	}
-	if r := g("ps", "myapp", "--json"); json.Unmarshal([]byte(r.stdout), &psj) != nil || len(psj) != 2 || psj[0].Job.State != gaffer.JobNotStarted {
-		t.Fatalf("ps myapp --json: %s", r.stdout)
+	if r := g("ps", "myapp", "--json"); json.Unmarshal([]byte(r.Stdout), &psj) != nil || len(psj) != 2 || psj[0].Job.State != gaffer.JobNotStarted {
+		t.Fatalf("ps myapp --json: %s", r.Stdout)
 	}
 	r = g("ps", "mysess")
 	want(t, r, 0, "=== web: `sh -c ")
-	if n := len(regexp.MustCompile(`(?m)^web\.\d+: up for `).FindAllString(r.stdout, -1)); n != 2 {
-		t.Fatalf("ps mysess: %d web processes\n%s", n, r.stdout)
+	if n := len(regexp.MustCompile(`(?m)^web\.\d+: up for `).FindAllString(r.Stdout, -1)); n != 2 {
+		t.Fatalf("ps mysess: %d web processes\n%s", n, r.Stdout)
 	}
 	want(t, g("ps", "mysess", "--app", "other"), 2)
 	want(t, g("ps", "nosuch"), 1)
@@ -145,8 +143,8 @@ func TestDocumentedServerForms(t *testing.T) {
 		t.Fatal("unload web took myapp.worker too")
 	}
 	r = g("unload", "--no-input", "nosuch")
-	if r.code != 1 || r.stderr != "gaffer: 'nosuch' not found in 'myapp'\n" {
-		t.Fatalf("unload nosuch: %d %q", r.code, r.stderr)
+	if r.Code != 1 || r.Stderr != "gaffer: 'nosuch' not found in 'myapp'\n" {
+		t.Fatalf("unload nosuch: %d %q", r.Code, r.Stderr)
 	}
 	want(t, g("unload", ".", "--no-input"), 0, "==> app 'myapp' unloaded\n")
 	if jobs, _ := cl.Jobs(ctx); len(jobs) != 0 {
@@ -159,12 +157,12 @@ func TestDocumentedServerForms(t *testing.T) {
 	want(t, g("load", "jobs.json", "--app", "files"), 0, "'files.sleeper' has been loaded in ")
 	waitFor(t, 20*time.Second, "files.sleeper", running("files.sleeper", 1))
 	r = g("load", "missing.json")
-	if r.code != 1 || r.stderr != "gaffer: missing.json: no such file\n" {
-		t.Fatalf("load missing.json: %d %q", r.code, r.stderr)
+	if r.Code != 1 || r.Stderr != "gaffer: missing.json: no such file\n" {
+		t.Fatalf("load missing.json: %d %q", r.Code, r.Stderr)
 	}
 	r = gafferIn(t, other, "", "--endpoint", addr, "load", "noprocfile")
-	if r.code != 1 || !strings.Contains(r.stderr, "no Procfile here to load as 'noprocfile'") {
-		t.Fatalf("load <name> without a Procfile: %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "no Procfile here to load as 'noprocfile'") {
+		t.Fatalf("load <name> without a Procfile: %d %q", r.Code, r.Stderr)
 	}
 
 	// GAFFERD_ADDRESS stands for --endpoint.
@@ -180,34 +178,28 @@ func TestPsShowsStoppedJobs(t *testing.T) {
 	want(t, g("load", "--nostart", "--app", "x"), 0)
 	r := g("ps", "--app", "x")
 	want(t, r, 0)
-	if !regexp.MustCompile("(?m)^=== web: `sh -c [^`]+` \\(not started\\)\n\n=== worker: `sh -c [^`]+` \\(not started\\)\n$").MatchString(r.stdout) {
-		t.Fatalf("ps --app x, not started:\n%s", r.stdout)
+	if !regexp.MustCompile("(?m)^=== web: `sh -c [^`]+` \\(not started\\)\n\n=== worker: `sh -c [^`]+` \\(not started\\)\n$").MatchString(r.Stdout) {
+		t.Fatalf("ps --app x, not started:\n%s", r.Stdout)
 	}
 	want(t, g("ps:start", "--app", "x", "worker"), 0)
 	waitFor(t, 20*time.Second, "worker", func() bool { a, _ := cl.JobActive(ctx, "x.worker"); return a })
 	want(t, g("ps:stop", "--app", "x", "worker"), 0)
 	waitFor(t, 20*time.Second, "worker to stop", func() bool { a, _ := cl.JobActive(ctx, "x.worker"); return !a })
 	r = g("ps", "--app", "x")
-	if !regexp.MustCompile("(?m)^=== worker: `sh -c [^`]+` \\(stopped\\)$").MatchString(r.stdout) {
-		t.Fatalf("ps --app x, stopped:\n%s", r.stdout)
+	if !regexp.MustCompile("(?m)^=== worker: `sh -c [^`]+` \\(stopped\\)$").MatchString(r.Stdout) {
+		t.Fatalf("ps --app x, stopped:\n%s", r.Stdout)
 	}
 }
 
 func TestAPIKeyFromTheEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	out, err := exec.Command(filepath.Join(binDir, "gafferd"), "--data-dir", data, "--create-admin-user",
-		"--username", "admin", "--password", "secret").CombinedOutput()
-	m := regexp.MustCompile(`API Key: (\S+)`).FindSubmatch(out)
-	if err != nil || m == nil {
-		t.Fatalf("create-admin-user: %v %s", err, out)
-	}
-	key := string(m[1])
+	key := testenv.AdminKey(t, data, "admin", "secret")
 	addr, _ := startGafferdData(t, dir, data, gaffer.ClientOptions{APIKey: key}, "--require-key")
 	app := writeApp(t)
 	r := gafferEnv(t, app, []string{"GAFFERD_ADDRESS=" + addr}, "", "apps")
-	if r.code != 1 || !strings.Contains(r.stderr, "unauthorized") {
-		t.Fatalf("no key: %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "unauthorized") {
+		t.Fatalf("no key: %d %q", r.Code, r.Stderr)
 	}
 	want(t, gafferEnv(t, app, []string{"GAFFERD_ADDRESS=" + addr, "GAFFER_API_KEY=" + key}, "", "load", "--nostart"), 0, "==> 'myapp' has been loaded")
 	want(t, gafferEnv(t, app, []string{"GAFFERD_ADDRESS=" + addr, "GAFFER_API_KEY=" + key}, "", "ps", "myapp"), 0, "=== web: ")
@@ -220,12 +212,12 @@ func TestDocumentedLocalForms(t *testing.T) {
 	// run -c: that many copies; the .env and -e k=v environment; -d.
 	r := gafferIn(t, other, "", "-d", app, "run", "-c", "2", "sh", "-c", `echo "run $GREETING $(pwd)"`)
 	want(t, r, 0)
-	if r.stdout != "run hello "+app+"\nrun hello "+app+"\n" {
-		t.Fatalf("run -c 2: %q", r.stdout)
+	if r.Stdout != "run hello "+app+"\nrun hello "+app+"\n" {
+		t.Fatalf("run -c 2: %q", r.Stdout)
 	}
 	r = gafferIn(t, app, "", "-e", "GREETING=bye", "run", "--concurrency", "sh=3", "sh", "-c", `echo "run $GREETING"`)
-	if r.code != 0 || r.stdout != strings.Repeat("run bye\n", 3) {
-		t.Fatalf("-e k=v run --concurrency sh=3: %d %q %q", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || r.Stdout != strings.Repeat("run bye\n", 3) {
+		t.Fatalf("-e k=v run --concurrency sh=3: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	want(t, gafferIn(t, app, "", "run", "-c", "3", "sh", "-c", "exit 4"), 4)
 	// An -e that names an existing file is a .env file, even with a "=".
@@ -250,23 +242,10 @@ func TestDocumentedLocalForms(t *testing.T) {
 		"[process:myapp:web]\n", "numprocesses = 2\n", "env:EXTRA = 1\n")
 
 	// start <type> with --concurrency after it, -d, and --vv.
-	cmd := exec.Command(filepath.Join(binDir, "gaffer"), "-d", app, "start", "worker", "--concurrency", "worker=2", "--vv")
+	cmd := gafferCmd(t, "-d", app, "start", "worker", "--concurrency", "worker=2", "--vv")
 	cmd.Dir = other
 	cmd.Env = append(os.Environ(), "GAFFER_CONFIG=/nonexistent", "NO_COLOR=1")
-	pipe, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines, stderr := testenv.Lines(t, cmd)
 	seen := map[string]bool{}
 	var all []string
 	deadline := time.After(20 * time.Second)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/cli"
 	"github.com/gaffer-go/gaffer/cmd/internal/statustable"
 )
 
@@ -43,11 +44,11 @@ it, numprocesses from -c (process=num,process=num), output labels "out" and
 unloaded, after a confirmation (--no-input skips it). An argument is a job of
 that application when it has one of that name, else the application (session)
 of that name; "." is the current folder's application.`,
-			setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+			setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 				return setupAppJobsOp(c, fs, "unload")
 			}},
 		&command{name: "reload", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>|<name>|.]...",
-			short: "restart the processes of jobs, or of a whole app", setup: func(c *cli, fs *flag.FlagSet) func([]string) error {
+			short: "restart the processes of jobs, or of a whole app", setup: func(c *state, fs *flag.FlagSet) func([]string) error {
 				return setupAppJobsOp(c, fs, "reload")
 			}},
 		&command{name: "ps", usage: "[<appname>]\n[--app APP] [--json] [--all-nodes -L ADDR...]",
@@ -63,9 +64,9 @@ same as --app. process=N sets the number of processes, process+N adds N and
 process-N removes N; process may be app.job.`,
 			setup: setupScale},
 		&command{name: "ps:start", usage: "[--app APP] [--no-input] [<job>...]", short: "start jobs, or every job of the app",
-			setup: func(c *cli, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "start") }},
+			setup: func(c *state, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "start") }},
 		&command{name: "ps:stop", usage: "[--app APP] [--no-input] [<job>|<pid>...]", short: "stop jobs or processes, or every job of the app",
-			setup: func(c *cli, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "stop") }},
+			setup: func(c *state, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "stop") }},
 		&command{name: "ps:kill", usage: "[--app APP] <job>|<pid> <signal>", short: "send a signal to a job's processes or to one process", setup: setupKill},
 		&command{name: "commit", aliases: []string{"ps:run"}, usage: "[--app APP] [--graceful-timeout S] [-p KEY=VALUE]... <job>",
 			short: "start a one-off process of a job in gafferd (0.5.2's 'gaffer run')", setup: setupCommit},
@@ -122,7 +123,7 @@ func isPid(s string) bool {
 }
 
 // confirm asks a yes/no question (default yes); an end of input aborts.
-func (c *cli) confirm(noInput bool, question string) error {
+func (c *state) confirm(noInput bool, question string) error {
 	if noInput {
 		return nil
 	}
@@ -140,7 +141,7 @@ func (c *cli) confirm(noInput bool, question string) error {
 
 var stdinReader *bufio.Reader
 
-func (c *cli) readLine() (string, error) {
+func (c *state) readLine() (string, error) {
 	if stdinReader == nil {
 		stdinReader = bufio.NewReader(c.stdin)
 	}
@@ -152,7 +153,7 @@ func (c *cli) readLine() (string, error) {
 }
 
 // appOf loads the app and resolves --app.
-func (c *cli) appOf(flagValue string) (*app, string, error) {
+func (c *state) appOf(flagValue string) (*app, string, error) {
 	a, err := c.loadApp(false)
 	if err != nil {
 		return nil, "", err
@@ -161,7 +162,17 @@ func (c *cli) appOf(flagValue string) (*app, string, error) {
 	return a, name, err
 }
 
-func setupApps(c *cli, fs *flag.FlagSet) func([]string) error {
+// appRemote is appOf, and the client of gafferd.
+func (c *state) appRemote(flagValue string) (*app, string, *gaffer.Client, error) {
+	a, name, err := c.appOf(flagValue)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cl, err := c.apiClient()
+	return a, name, cl, err
+}
+
+func setupApps(c *state, fs *flag.FlagSet) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		if len(args) > 0 {
@@ -185,7 +196,7 @@ func setupApps(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupLoad(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupLoad(c *state, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
 	fs.Var(&specs, "c", "processes per type: process=num[,process=num...] (repeatable)")
 	fs.Var(&specs, "concurrency", "same as -c")
@@ -207,11 +218,7 @@ func setupLoad(c *cli, fs *flag.FlagSet) func([]string) error {
 				return err
 			}
 		}
-		a, name, err := c.appOf(appArg)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		a, name, cl, err := c.appRemote(appArg)
 		if err != nil {
 			return err
 		}
@@ -260,7 +267,7 @@ func setupLoad(c *cli, fs *flag.FlagSet) func([]string) error {
 }
 
 // loadFile loads the jobs of a JSON file ("-" for stdin).
-func (c *cli) loadFile(cl *gaffer.Client, path, appFlag, app string, start bool) error {
+func (c *state) loadFile(cl *gaffer.Client, path, appFlag, app string, start bool) error {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -332,7 +339,7 @@ type psJob struct {
 	Processes []gaffer.ProcessInfo `json:"processes"`
 }
 
-func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupPs(c *state, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	asJSON := fs.Bool("json", false, "print JSON")
 	allNodes := fs.Bool("all-nodes", false, "list the jobs of every node known to the lookupds (-L)")
@@ -356,11 +363,7 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 				return err
 			}
 		}
-		_, app, err := c.appOf(appArg)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(appArg)
 		if err != nil {
 			return err
 		}
@@ -415,7 +418,7 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 				rss += st.RSSBytes
 			}
 			fmt.Fprintf(c.stdout, "Total CPU: %s Total MEM: %s (%s); up for: time since start\n\n",
-				percent(pj.Stats.CPU), percent(pj.Stats.Mem), statustable.Bytes(rss))
+				percent(pj.Stats, pj.Stats.CPU), percent(pj.Stats, pj.Stats.Mem), statustable.Bytes(rss))
 			for _, p := range pj.Processes {
 				up := time.Since(time.Unix(0, int64(p.CreateTime*1e9)))
 				fmt.Fprintf(c.stdout, "%s.%d: up for %s\n", name, p.Pid, statustable.Duration(up))
@@ -426,11 +429,13 @@ func setupPs(c *cli, fs *flag.FlagSet) func([]string) error {
 }
 
 // percent formats a figure of the stats (a number, or "N/A") as a percent.
-func percent(v any) string {
-	if f, ok := v.(float64); ok {
-		return fmt.Sprintf("%.2f%%", f)
+// percent formats one of js's percents, N/A when none of its processes
+// could be sampled.
+func percent(js gaffer.JobStats, f float64) string {
+	if js.Sampled == 0 {
+		return "N/A"
 	}
-	return fmt.Sprint(v)
+	return fmt.Sprintf("%.2f%%", f)
 }
 
 func commandLine(cfg map[string]any) string {
@@ -443,18 +448,14 @@ func commandLine(cfg map[string]any) string {
 	return s
 }
 
-func setupPsInfo(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupPsInfo(c *state, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		if len(args) != 1 {
 			return usagef("ps:info needs one job or pid")
 		}
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}
@@ -477,7 +478,7 @@ func setupPsInfo(c *cli, fs *flag.FlagSet) func([]string) error {
 			}
 			sort.Strings(env)
 			lines := [][2]any{{"pid", info.Pid}, {"name", info.Name}, {"cmd", info.Cmd}, {"args", strings.Join(info.Args, " ")},
-				{"os_pid", info.OSPid}, {"create_time", fmt.Sprintf("%.2f", info.CreateTime)}, {"commited", info.Commited},
+				{"os_pid", info.OSPid}, {"create_time", fmt.Sprintf("%.2f", info.CreateTime)}, {"commited", info.Committed},
 				{"redirect_output", strings.Join(info.RedirectOutput, ",")}, {"redirect_input", info.RedirectInput},
 				{"custom_streams", strings.Join(info.CustomStreams, ",")}, {"active", info.Active}, {"env", strings.Join(env, " ")}}
 			for _, l := range lines {
@@ -521,7 +522,7 @@ func parseScaleArg(s string) (job, op string, ok bool) {
 	return "", "", false
 }
 
-func setupScale(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupScale(c *state, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	return func(args []string) error {
 		appArg := *appFlag
@@ -569,13 +570,13 @@ func setupScale(c *cli, fs *flag.FlagSet) func([]string) error {
 			}
 		}
 		if failed {
-			return &exitError{code: 1}
+			return &cli.ExitError{Code: 1}
 		}
 		return nil
 	}
 }
 
-func setupKill(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupKill(c *state, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	return func(args []string) error {
 		if len(args) != 2 {
@@ -584,11 +585,7 @@ func setupKill(c *cli, fs *flag.FlagSet) func([]string) error {
 		if _, err := gaffer.ParseSignal(args[1]); err != nil {
 			return usagef("%s", errorText(err))
 		}
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}
@@ -606,7 +603,7 @@ func setupKill(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupCommit(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupCommit(c *state, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	graceful := fs.String("graceful-timeout", "", "graceful stop timeout in seconds")
 	var pairs multiFlag

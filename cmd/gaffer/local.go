@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/cli"
 )
 
 // The commands that need no gafferd: start, run and export.
@@ -76,7 +77,18 @@ func concurrency(a *app, specs []string) (map[string]int, error) {
 	return counts, nil
 }
 
-func setupStart(c *cli, fs *flag.FlagSet) func([]string) error {
+// loadCounts loads the app (its Procfile is needed) and reads the -c
+// flags against it.
+func (c *state) loadCounts(specs []string) (*app, map[string]int, error) {
+	a, err := c.loadApp(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts, err := concurrency(a, specs)
+	return a, counts, err
+}
+
+func setupStart(c *state, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
 	fs.Var(&specs, "c", "processes to run per type: process=num[,process=num...] (repeatable)")
 	fs.Var(&specs, "concurrency", "same as -c")
@@ -88,11 +100,7 @@ func setupStart(c *cli, fs *flag.FlagSet) func([]string) error {
 		if len(args) > 1 {
 			return usagef("start takes at most one process name")
 		}
-		a, err := c.loadApp(true)
-		if err != nil {
-			return err
-		}
-		counts, err := concurrency(a, specs)
+		a, counts, err := c.loadCounts(specs)
 		if err != nil {
 			return err
 		}
@@ -138,7 +146,7 @@ func setupStart(c *cli, fs *flag.FlagSet) func([]string) error {
 }
 
 // startForeground runs the app in an embedded manager until a signal.
-func (c *cli) startForeground(a *app, session string, counts map[string]int, base int, graceful time.Duration, color bool) error {
+func (c *state) startForeground(a *app, session string, counts map[string]int, base int, graceful time.Duration, color bool) error {
 	cfgs, err := gaffer.ProcfileJobConfigs(a.pf, counts, a.env)
 	if err != nil {
 		return err
@@ -277,7 +285,7 @@ func (c *cli) startForeground(a *app, session string, counts map[string]int, bas
 	return nil
 }
 
-func setupRun(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupRun(c *state, fs *flag.FlagSet) func([]string) error {
 	conc := fs.String("c", "", "number of copies to run at once: N, or <command>=N")
 	fs.StringVar(conc, "concurrency", "", "same as -c")
 	return func(args []string) error {
@@ -381,9 +389,9 @@ func setupRun(c *cli, fs *flag.FlagSet) func([]string) error {
 			var xe *exec.ExitError
 			if errors.As(err, &xe) {
 				if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-					return &exitError{code: 128 + int(ws.Signal())}
+					return &cli.ExitError{Code: 128 + int(ws.Signal())}
 				}
-				return &exitError{code: xe.ExitCode()}
+				return &cli.ExitError{Code: xe.ExitCode()}
 			}
 			return err
 		}
@@ -411,7 +419,7 @@ func runCopies(spec, command string) (int, error) {
 	return n, nil
 }
 
-func setupExport(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupExport(c *state, fs *flag.FlagSet) func([]string) error {
 	var specs multiFlag
 	fs.Var(&specs, "c", "processes per type: process=num[,process=num...] (repeatable)")
 	fs.Var(&specs, "concurrency", "same as -c")
@@ -435,11 +443,7 @@ func setupExport(c *cli, fs *flag.FlagSet) func([]string) error {
 		if len(args) > 1 {
 			return usagef("export takes at most one process name")
 		}
-		a, err := c.loadApp(true)
-		if err != nil {
-			return err
-		}
-		counts, err := concurrency(a, specs)
+		a, counts, err := c.loadCounts(specs)
 		if err != nil {
 			return err
 		}

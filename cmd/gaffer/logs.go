@@ -14,7 +14,7 @@ import (
 
 // logs, recv and send: the feeds of a gafferd.
 
-func setupLogs(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupLogs(c *state, fs *flag.FlagSet) func([]string) error {
 	appFlag := fs.String("app", "", "app (session) name")
 	ps := fs.String("ps", "", "only this job")
 	backlog := fs.Bool("backlog", false, "start with the recent output gafferd still holds")
@@ -23,11 +23,7 @@ func setupLogs(c *cli, fs *flag.FlagSet) func([]string) error {
 		if len(args) > 0 {
 			return usagef("logs takes no argument (use --ps JOB)")
 		}
-		_, app, err := c.appOf(*appFlag)
-		if err != nil {
-			return err
-		}
-		cl, err := c.apiClient()
+		_, app, cl, err := c.appRemote(*appFlag)
 		if err != nil {
 			return err
 		}
@@ -131,7 +127,7 @@ func setupLogs(c *cli, fs *flag.FlagSet) func([]string) error {
 
 func isTerminalEnvOff() bool { return os.Getenv("NO_COLOR") != "" }
 
-func setupRecv(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupRecv(c *state, fs *flag.FlagSet) func([]string) error {
 	backlog := fs.Bool("backlog", false, "start with the recent output gafferd still holds")
 	return func(args []string) error {
 		if len(args) < 1 || len(args) > 2 {
@@ -175,7 +171,7 @@ func setupRecv(c *cli, fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-func setupSend(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupSend(c *state, fs *flag.FlagSet) func([]string) error {
 	stream := fs.String("s", "", "stream: stdin (default) or a custom stream")
 	fs.StringVar(stream, "stream", "", "same as -s")
 	return func(args []string) error {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -18,43 +17,14 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // The tests build gaffer and gafferd and run them as real processes.
 
-var binDir string
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gaffer-cli-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, p := range []string{"gaffer=.", "gafferd=../gafferd"} {
-		name, pkg, _ := strings.Cut(p, "=")
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", name, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 // startGafferd runs gafferd on a unix socket (with the extra options)
 // and returns its address and a client of it.
@@ -68,38 +38,14 @@ func startGafferd(t *testing.T, extra ...string) (string, *gaffer.Client) {
 // options of the returned client.
 func startGafferdData(t *testing.T, dir, data string, opts gaffer.ClientOptions, extra ...string) (string, *gaffer.Client) {
 	t.Helper()
-	sock := filepath.Join(dir, "g.sock")
-	cmd := exec.Command(filepath.Join(binDir, "gafferd"), append([]string{"--bind", "unix:" + sock, "--data-dir", data}, extra...)...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := "unix:" + sock
-	cl, err := gaffer.NewClient(addr, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cl.Close()
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("gafferd did not stop; log:\n%s", logs.String())
-		}
-	})
-	waitFor(t, 10*time.Second, "gafferd to answer", func() bool { return cl.Ping(context.Background()) == nil })
-	return addr, cl
+	return testenv.Gafferd(t, opts, append([]string{"--bind", "unix:" + filepath.Join(dir, "g.sock"), "--data-dir", data}, extra...)...)
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
+type result = testenv.Result
+
+// gaffer is the gaffer program, built for the tests.
+func gafferCmd(t *testing.T, args ...string) *exec.Cmd {
+	return exec.Command(testenv.Binary(t, "gaffer"), args...)
 }
 
 // gafferIn runs the gaffer binary in dir.
@@ -112,30 +58,21 @@ func gafferIn(t *testing.T, dir, stdin string, args ...string) result {
 // GAFFER_API_KEY empty, then env.
 func gafferEnv(t *testing.T, dir string, env []string, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "gaffer"), args...)
+	cmd := gafferCmd(t, args...)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "GAFFER_CONFIG="+filepath.Join(t.TempDir(), "gaffer.ini"), "GAFFERD_ADDRESS=", "GAFFER_API_KEY="), env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testenv.Run(t, cmd)
 }
 
 func want(t *testing.T, r result, code int, stdoutHas ...string) {
 	t.Helper()
-	if r.code != code {
-		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	if r.Code != code {
+		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.Code, code, r.Stdout, r.Stderr)
 	}
 	for _, s := range stdoutHas {
-		if !strings.Contains(r.stdout, s) {
-			t.Fatalf("stdout lacks %q:\n%s\nstderr: %s", s, r.stdout, r.stderr)
+		if !strings.Contains(r.Stdout, s) {
+			t.Fatalf("stdout lacks %q:\n%s\nstderr: %s", s, r.Stdout, r.Stderr)
 		}
 	}
 }
@@ -174,35 +111,22 @@ func TestServerCommands(t *testing.T) {
 	})
 	r := g("", "ps")
 	want(t, r, 0, "=== web: `sh -c", "=== worker: `sh", "Total CPU: ")
-	if !regexp.MustCompile(`(?m)^web\.\d+: up for \d+`).MatchString(r.stdout) {
-		t.Fatalf("ps: no process line:\n%s", r.stdout)
+	if !regexp.MustCompile(`(?m)^web\.\d+: up for \d+`).MatchString(r.Stdout) {
+		t.Fatalf("ps: no process line:\n%s", r.Stdout)
 	}
 	var psj []struct {
 		Job gaffer.JobInfo `json:"job"`
 	}
 	r = g("", "ps", "--json")
-	if err := json.Unmarshal([]byte(r.stdout), &psj); err != nil || len(psj) != 2 {
-		t.Fatalf("ps --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &psj); err != nil || len(psj) != 2 {
+		t.Fatalf("ps --json: %v\n%s", err, r.Stdout)
 	}
 
 	// logs sees live output lines and lifecycle events.
-	logs := exec.Command(filepath.Join(binDir, "gaffer"), "-g", addr, "logs")
+	logs := gafferCmd(t, "-g", addr, "logs")
 	logs.Dir = app
 	logs.Env = append(os.Environ(), "NO_COLOR=1")
-	pipe, _ := logs.StdoutPipe()
-	var logsErr bytes.Buffer
-	logs.Stderr = &logsErr
-	if err := logs.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines, logsErr := testenv.Lines(t, logs)
 	outputRE := regexp.MustCompile(`^\d\d:\d\d:\d\d web\.\d+ \| web \d+ port 5000 hello$`)
 	spawnRE := regexp.MustCompile(`^\d\d:\d\d:\d\d myapp\.web \| spawn process with pid \d+$`)
 	seenOut, seenSpawn, seenScaledOut := false, false, false
@@ -277,7 +201,7 @@ func TestServerCommands(t *testing.T) {
 		}
 		return catPid != 0
 	})
-	recv := exec.Command(filepath.Join(binDir, "gaffer"), "-g", addr, "recv", strconv.Itoa(catPid))
+	recv := gafferCmd(t, "-g", addr, "recv", strconv.Itoa(catPid))
 	rpipe, _ := recv.StdoutPipe()
 	recv.Start()
 	got := make(chan string, 10)
@@ -313,8 +237,8 @@ func TestServerCommands(t *testing.T) {
 	}
 	r = g("", "ps")
 	want(t, r, 1)
-	if r.stderr != "gaffer: 'myapp' not loaded\n" {
-		t.Fatalf("ps after unload: %q", r.stderr)
+	if r.Stderr != "gaffer: 'myapp' not loaded\n" {
+		t.Fatalf("ps after unload: %q", r.Stderr)
 	}
 	// unload without --no-input and no answer aborts.
 	want(t, g("", "load"), 0)
@@ -337,27 +261,27 @@ func TestErrorsAndHelp(t *testing.T) {
 	missing := "unix:" + filepath.Join(t.TempDir(), "none.sock")
 	for _, args := range [][]string{{"ps"}, {"apps"}, {"load"}, {"scale", "web=1"}, {"logs"}} {
 		r := gafferIn(t, app, "", append([]string{"-g", missing}, args...)...)
-		if r.code != 1 || r.stderr != "gaffer: cannot reach gafferd at "+missing+": no such file or directory\n" {
-			t.Fatalf("%v: exit %d stderr %q", args, r.code, r.stderr)
+		if r.Code != 1 || r.Stderr != "gaffer: cannot reach gafferd at "+missing+": no such file or directory\n" {
+			t.Fatalf("%v: exit %d stderr %q", args, r.Code, r.Stderr)
 		}
 	}
 	r := gafferIn(t, app, "", "help")
 	want(t, r, 0, "start (dev:start)")
-	names := regexp.MustCompile(`(?m)^    (\S+)`).FindAllStringSubmatch(r.stdout, -1)
+	names := regexp.MustCompile(`(?m)^    (\S+)`).FindAllStringSubmatch(r.Stdout, -1)
 	if len(names) < 30 {
-		t.Fatalf("help lists %d commands:\n%s", len(names), r.stdout)
+		t.Fatalf("help lists %d commands:\n%s", len(names), r.Stdout)
 	}
 	for _, n := range names {
-		if r := gafferIn(t, app, "", n[1], "-h"); r.code != 0 || !strings.Contains(r.stderr, "usage: gaffer "+n[1]) {
-			t.Errorf("%s -h: exit %d stderr %q", n[1], r.code, r.stderr)
+		if r := gafferIn(t, app, "", n[1], "-h"); r.Code != 0 || !strings.Contains(r.Stderr, "usage: gaffer "+n[1]) {
+			t.Errorf("%s -h: exit %d stderr %q", n[1], r.Code, r.Stderr)
 		}
 	}
 	want(t, gafferIn(t, app, "", "nosuchcommand"), 2)
 	want(t, gafferIn(t, app, "", "ps", "--nosuchflag"), 2)
 	want(t, gafferIn(t, app, "", "--version"), 0, "gaffer version "+gaffer.Version)
 	r = gafferIn(t, app, "", "-f", "nope/Procfile", "start")
-	if r.code != 1 || !strings.Contains(r.stderr, "config error: procfile 'nope/Procfile' not found") {
-		t.Fatalf("missing procfile: %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "config error: procfile 'nope/Procfile' not found") {
+		t.Fatalf("missing procfile: %d %q", r.Code, r.Stderr)
 	}
 	want(t, gafferIn(t, app, "", "start", "-c", "nosuch=2"), 2)
 }
@@ -414,23 +338,10 @@ func TestStartForeground(t *testing.T) {
 		t.Skip("needs /proc")
 	}
 	examples, _ := filepath.Abs("../../examples")
-	cmd := exec.Command(filepath.Join(binDir, "gaffer"), "start", "-c", "web=2")
+	cmd := gafferCmd(t, "start", "-c", "web=2")
 	cmd.Dir = examples
 	cmd.Env = append(os.Environ(), "GAFFER_CONFIG=/nonexistent", "PORT=")
-	pipe, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines, stderr := testenv.Lines(t, cmd)
 	prefix := `^\d\d:\d\d:\d\d `
 	// The names are padded to the longest, worker.1, as foreman does.
 	webRE := regexp.MustCompile(prefix + `web\.(1|2)    \| dummy \d+$`)

@@ -31,8 +31,8 @@ func TestPsJSONShowsDocumentedStats(t *testing.T) {
 			Stats []map[string]any `json:"stats"`
 		} `json:"stats"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out) != 1 || len(out[0].Stats.Stats) != 1 {
-		t.Fatalf("ps --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || len(out) != 1 || len(out[0].Stats.Stats) != 1 {
+		t.Fatalf("ps --json: %v\n%s", err, r.Stdout)
 	}
 	me, _ := user.Current()
 	st := out[0].Stats.Stats[0]

@@ -25,11 +25,11 @@ terminal, and not when NO_COLOR is set.`,
 			setup: setupStatus},
 		&command{name: "restart", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>|<name>|.]...",
 			short: "restart the processes of jobs (a stopped job starts), or of a whole app",
-			setup: func(c *cli, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "restart") }},
+			setup: func(c *state, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "restart") }},
 	)
 }
 
-func setupStatus(c *cli, fs *flag.FlagSet) func([]string) error {
+func setupStatus(c *state, fs *flag.FlagSet) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	appFlag := fs.String("app", "", "only the jobs of this app (session)")
 	return func(args []string) error {

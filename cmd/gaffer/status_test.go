@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // statusRows parses the table of gaffer status into cells by column.
@@ -87,10 +87,10 @@ func TestStatusTableAndRestart(t *testing.T) {
 
 	r := gafferEnv(t, t.TempDir(), env, "", "status")
 	want(t, r, 0)
-	if strings.Contains(r.stdout, "\x1b[") {
-		t.Fatalf("colour on a pipe:\n%s", r.stdout)
+	if strings.Contains(r.Stdout, "\x1b[") {
+		t.Fatalf("colour on a pipe:\n%s", r.Stdout)
 	}
-	rows := statusRows(t, r.stdout)
+	rows := statusRows(t, r.Stdout)
 	var webRows []map[string]string
 	for _, row := range rows {
 		if row["JOB"] == "default.web" {
@@ -98,7 +98,7 @@ func TestStatusTableAndRestart(t *testing.T) {
 		}
 	}
 	if len(webRows) != 2 {
-		t.Fatalf("%d rows of default.web, want 2:\n%s", len(webRows), r.stdout)
+		t.Fatalf("%d rows of default.web, want 2:\n%s", len(webRows), r.Stdout)
 	}
 	for _, row := range webRows {
 		pid, _ := strconv.Atoi(row["PID"])
@@ -126,7 +126,7 @@ func TestStatusTableAndRestart(t *testing.T) {
 		}
 	}
 	if idleRow == nil || idleRow["STATE"] != gaffer.JobNotStarted || idleRow["PID"] != "-" || idleRow["MEMORY"] != "-" {
-		t.Errorf("the job without a process: %v\n%s", idleRow, r.stdout)
+		t.Errorf("the job without a process: %v\n%s", idleRow, r.Stdout)
 	}
 
 	// --json: the same rows, as numbers.
@@ -143,8 +143,8 @@ func TestStatusTableAndRestart(t *testing.T) {
 		MemoryBytes   *int64   `json:"memory_bytes"`
 		LastExit      *int     `json:"last_exit_status"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &js); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.Stdout)
 	}
 	n := 0
 	for _, row := range js {
@@ -161,13 +161,13 @@ func TestStatusTableAndRestart(t *testing.T) {
 		}
 	}
 	if n != 2 {
-		t.Errorf("%d json rows of default.web:\n%s", n, r.stdout)
+		t.Errorf("%d json rows of default.web:\n%s", n, r.Stdout)
 	}
 
 	// On a terminal: colours, unless NO_COLOR.
 	if script, err := exec.LookPath("script"); err == nil {
 		tty := func(noColor string) string {
-			cmd := exec.Command(script, "-qec", filepath.Join(binDir, "gaffer")+" status default.web", "/dev/null")
+			cmd := exec.Command(script, "-qec", testenv.Binary(t, "gaffer")+" status default.web", "/dev/null")
 			cmd.Env = append(os.Environ(), "GAFFERD_ADDRESS="+addr, "NO_COLOR="+noColor, "GAFFER_CONFIG=/nonexistent")
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -195,8 +195,8 @@ func TestStatusTableAndRestart(t *testing.T) {
 	want(t, gafferEnv(t, t.TempDir(), env, "", "restart", "other.idle"), 0, "restarted")
 	waitFor(t, 20*time.Second, "idle started", func() bool { a, _ := cl.JobActive(ctx, "other.idle"); return a })
 	r = gafferEnv(t, t.TempDir(), env, "", "restart", "--app", "default", "nosuch")
-	if r.code != 1 || !strings.Contains(r.stderr, "'nosuch' not found") {
-		t.Errorf("restart nosuch: %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "'nosuch' not found") {
+		t.Errorf("restart nosuch: %d %q", r.Code, r.Stderr)
 	}
 }
 
@@ -212,10 +212,10 @@ func TestPsUptimeAndUnits(t *testing.T) {
 	waitFor(t, 20*time.Second, "web", func() bool { a, _ := cl.JobActive(ctx, "myapp.web"); return a })
 	r := gafferEnv(t, t.TempDir(), []string{"GAFFERD_ADDRESS=" + addr}, "", "ps", "myapp")
 	want(t, r, 0, "=== web: `sleep 300`")
-	if !regexp.MustCompile(`(?m)^Total CPU: \d+\.\d\d% Total MEM: \d+\.\d\d% \(\d+(\.\d)? (B|KiB|MiB)\); up for: time since start$`).MatchString(r.stdout) {
-		t.Errorf("ps header:\n%s", r.stdout)
+	if !regexp.MustCompile(`(?m)^Total CPU: \d+\.\d\d% Total MEM: \d+\.\d\d% \(\d+(\.\d)? (B|KiB|MiB)\); up for: time since start$`).MatchString(r.Stdout) {
+		t.Errorf("ps header:\n%s", r.Stdout)
 	}
-	if !regexp.MustCompile(`(?m)^web\.\d+: up for \d+s$`).MatchString(r.stdout) {
-		t.Errorf("ps process line:\n%s", r.stdout)
+	if !regexp.MustCompile(`(?m)^web\.\d+: up for \d+s$`).MatchString(r.Stdout) {
+		t.Errorf("ps process line:\n%s", r.Stdout)
 	}
 }

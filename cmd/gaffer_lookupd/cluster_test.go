@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // clusterPing is the lookupds' ping interval: a node silent for three of
@@ -49,8 +49,8 @@ func (h *clusterHost) start(t *testing.T) {
 	h.proc = startChild(t, h.name, h.ns, h.bin, h.args...)
 	eventually(t, 15*time.Second, h.name+" answers /ping", func() error {
 		select {
-		case <-h.proc.done:
-			t.Fatalf("%s exited with %d:\n%s", h.name, h.proc.code, h.proc.out.String())
+		case <-h.proc.Done:
+			t.Fatalf("%s exited with %d:\n%s", h.name, h.proc.Code(), h.proc.Output())
 		default:
 		}
 		return call(h.client, "GET", "/ping", "", nil)
@@ -196,7 +196,7 @@ func (c *cluster) fakeNodeRefused(lk *clusterHost) {
 		}
 	}
 	eventually(t, 5*time.Second, lk.name+" logs the refusals", func() error {
-		out := lk.proc.out.String()
+		out := lk.proc.Output()
 		if !strings.Contains(out, "no node key") || !strings.Contains(out, "wrong node key") {
 			return errors.New("not logged yet")
 		}
@@ -294,7 +294,7 @@ func (c *cluster) run(cut, restore func(n *clusterHost)) {
 	}
 
 	// Killing one lookupd leaves discovery working through the other.
-	if code := lk0.proc.stop(t); code != 0 {
+	if code := lk0.proc.Stop(t); code != 0 {
 		t.Fatalf("lookupd0 exited with %d on SIGTERM, want 0", code)
 	}
 	c.commit(c.nodes[0], "web0")
@@ -364,14 +364,7 @@ func (c *cluster) run(cut, restore func(n *clusterHost)) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+var freePort = testenv.FreePort
 
 // TestClusterLoopback: every program on 127.0.0.1; a node is "cut off" by
 // freezing it (SIGSTOP), so that it stops pinging.
@@ -385,8 +378,8 @@ func TestClusterLoopback(t *testing.T) {
 	}
 	c := newCluster(t, func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }, func(int) string { return "" })
 	c.run(
-		func(n *clusterHost) { syscall.Kill(n.proc.cmd.Process.Pid, syscall.SIGSTOP) },
-		func(n *clusterHost) { syscall.Kill(n.proc.cmd.Process.Pid, syscall.SIGCONT) },
+		func(n *clusterHost) { syscall.Kill(n.proc.Cmd.Process.Pid, syscall.SIGSTOP) },
+		func(n *clusterHost) { syscall.Kill(n.proc.Cmd.Process.Pid, syscall.SIGCONT) },
 	)
 }
 

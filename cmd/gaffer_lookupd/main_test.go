@@ -57,21 +57,21 @@ func TestSignals(t *testing.T) {
 	client := unixClient(sock)
 	eventually(t, 10*time.Second, "lookupd answers", func() error { return call(client, "GET", "/ping", "", nil) })
 	data, err := os.ReadFile(pidfile)
-	if err != nil || strings.TrimSpace(string(data)) != strconv.Itoa(c.cmd.Process.Pid) {
+	if err != nil || strings.TrimSpace(string(data)) != strconv.Itoa(c.Cmd.Process.Pid) {
 		t.Fatalf("pidfile: %q %v", data, err)
 	}
 
 	second := startChild(t, "second", "", lookupd, "--bind", "unix:"+filepath.Join(dir, "other.sock"), "--pidfile", pidfile)
 	select {
-	case <-second.done:
-		if second.code != 1 || !strings.Contains(second.out.String(), "already running") {
-			t.Fatalf("second start: exit %d, %q", second.code, second.out.String())
+	case <-second.Done:
+		if second.Code() != 1 || !strings.Contains(second.Output(), "already running") {
+			t.Fatalf("second start: exit %d, %q", second.Code(), second.Output())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a second lookupd with a live pidfile did not exit")
 	}
 
-	syscall.Kill(c.cmd.Process.Pid, syscall.SIGHUP)
+	syscall.Kill(c.Cmd.Process.Pid, syscall.SIGHUP)
 	// SIGHUP is ignored: still serving afterwards, and the SIGTERM that
 	// follows it ends the process with 0 (a SIGHUP acted upon would end it
 	// by the signal, exit code -1).
@@ -80,8 +80,8 @@ func TestSignals(t *testing.T) {
 			t.Fatalf("after SIGHUP: %v", err)
 		}
 	}
-	if code := c.stop(t); code != 0 {
-		t.Fatalf("SIGTERM: exit %d, want 0\n%s", code, c.out.String())
+	if code := c.Stop(t); code != 0 {
+		t.Fatalf("SIGTERM: exit %d, want 0\n%s", code, c.Output())
 	}
 	for _, p := range []string{pidfile, sock} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {

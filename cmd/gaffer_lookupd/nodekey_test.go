@@ -48,10 +48,10 @@ func TestNodeKeyBinaries(t *testing.T) {
 	bad, badOrigin := node("bad", "lookupd_key = not-the-key")
 
 	eventually(t, 15*time.Second, "the refusal logged by both sides", func() error {
-		if !strings.Contains(bad.out.String(), "refused this node's key") || !strings.Contains(bad.out.String(), "node_key_refused") {
+		if !strings.Contains(bad.Output(), "refused this node's key") || !strings.Contains(bad.Output(), "node_key_refused") {
 			return errors.New("not in the refused gafferd's log yet")
 		}
-		if out := lk.out.String(); !strings.Contains(out, "wrong node key") || !strings.Contains(out, badOrigin) {
+		if out := lk.Output(); !strings.Contains(out, "wrong node key") || !strings.Contains(out, badOrigin) {
 			return errors.New("not in the lookupd's log yet")
 		}
 		return nil
@@ -70,14 +70,14 @@ func TestNodeKeyBinaries(t *testing.T) {
 		}
 		return nil
 	})
-	for _, out := range []string{lk.out.String(), bad.out.String()} {
+	for _, out := range []string{lk.Output(), bad.Output()} {
 		if strings.Contains(out, "s3cret-node-key") || strings.Contains(out, "not-the-key") {
 			t.Fatal("a node key appears in a log")
 		}
 	}
 	select {
-	case <-bad.done:
-		t.Fatalf("the refused gafferd exited: %s", bad.out.String())
+	case <-bad.Done:
+		t.Fatalf("the refused gafferd exited: %s", bad.Output())
 	default:
 	}
 }

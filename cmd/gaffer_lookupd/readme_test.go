@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // readmeLookupdCommands returns the commands of the README's lookupd
@@ -91,7 +93,7 @@ func TestReadmeLookupdCommands(t *testing.T) {
 			a = strings.ReplaceAll(a, "127.0.0.1:5010", lkAddr)
 			a = strings.ReplaceAll(a, "examples/", dir+"/")
 			if strings.HasPrefix(a, "bin/") {
-				a = filepath.Join(binDir, strings.TrimPrefix(a, "bin/"))
+				a = testenv.Binary(t, strings.TrimPrefix(a, "bin/"))
 			}
 			out[i] = a
 		}
@@ -121,8 +123,8 @@ func TestReadmeLookupdCommands(t *testing.T) {
 			c := startChild(t, "gaffer_lookupd", "", args[0], args[1:]...)
 			eventually(t, 15*time.Second, what+": answers", func() error {
 				select {
-				case <-c.done:
-					t.Fatalf("%s: exited %d\n%s", what, c.code, c.out.String())
+				case <-c.Done:
+					t.Fatalf("%s: exited %d\n%s", what, c.Code(), c.Output())
 				default:
 				}
 				_, err := get("/ping")
@@ -133,8 +135,8 @@ func TestReadmeLookupdCommands(t *testing.T) {
 			// Registered, with the job running: what the next commands show.
 			eventually(t, 20*time.Second, what+": default.dummy registered with a pid", func() error {
 				select {
-				case <-c.done:
-					t.Fatalf("%s: exited %d\n%s", what, c.code, c.out.String())
+				case <-c.Done:
+					t.Fatalf("%s: exited %d\n%s", what, c.Code(), c.Output())
 				default:
 				}
 				body, err := get("/findJob?name=default.dummy")

@@ -39,11 +39,7 @@ func init() {
 					if len(args) != 1 {
 						return usagef("get_process needs one name")
 					}
-					cl, full, err := c.resolve(args[0])
-					if err != nil {
-						return err
-					}
-					info, err := cl.JobInfo(c.ctx, full)
+					_, full, info, err := c.resolveInfo(args[0])
 					if err != nil {
 						return err
 					}
@@ -138,6 +134,16 @@ proc.app:web.exit; proc(dummy) and proc(dummy).spawn are accepted too.`,
 
 // resolve turns a 0.4 name (or a pid: the template of that pid) into a
 // full job name (gafferctl-0.4 §1.5, §4.1).
+// resolveInfo is resolve, and the info of the job.
+func (c *ctl) resolveInfo(arg string) (*gaffer.Client, string, gaffer.JobInfo, error) {
+	cl, full, err := c.resolve(arg)
+	if err != nil {
+		return nil, "", gaffer.JobInfo{}, err
+	}
+	info, err := cl.JobInfo(c.ctx, full)
+	return cl, full, info, err
+}
+
 func (c *ctl) resolve(arg string) (*gaffer.Client, string, error) {
 	cl, err := c.client()
 	if err != nil {
@@ -325,11 +331,7 @@ func setupUpdateProcess(c *ctl, fs *flag.FlagSet) func([]string) error {
 		if len(args) != 2 {
 			return usagef("update_process needs a name and a command (or - to read JSON settings)")
 		}
-		cl, full, err := c.resolve(args[0])
-		if err != nil {
-			return err
-		}
-		info, err := cl.JobInfo(c.ctx, full)
+		cl, full, info, err := c.resolveInfo(args[0])
 		if err != nil {
 			return err
 		}
@@ -436,11 +438,7 @@ func setupStatus(c *ctl, fs *flag.FlagSet) func([]string) error {
 		default:
 			return usagef("status takes at most one name (or pid)")
 		}
-		cl, full, err := c.resolve(args[0])
-		if err != nil {
-			return err
-		}
-		info, err := cl.JobInfo(c.ctx, full)
+		_, _, info, err := c.resolveInfo(args[0])
 		if err != nil {
 			return err
 		}
@@ -462,11 +460,7 @@ func setupRestart(c *ctl, fs *flag.FlagSet) func([]string) error {
 			return usagef("restart needs at least one name (or pid)")
 		}
 		for _, a := range args {
-			cl, full, err := c.resolve(a)
-			if err != nil {
-				return err
-			}
-			info, err := cl.JobInfo(c.ctx, full)
+			cl, full, info, err := c.resolveInfo(a)
 			if err != nil {
 				return err
 			}

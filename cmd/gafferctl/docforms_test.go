@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // The gafferctl command lines of the gaffer documentation's getting-started
@@ -56,8 +55,8 @@ func TestLoadProcessStartsTheTemplate(t *testing.T) {
 		}
 	}
 	r := ctl(`{"name": "bad", "cmd": "sleep 300", "start": "no"}`, "load_process", "-")
-	if r.code != 1 || !strings.Contains(r.stderr, `"start" must be true or false`) {
-		t.Fatalf("start: \"no\": %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, `"start" must be true or false`) {
+		t.Fatalf("start: \"no\": %d %q", r.Code, r.Stderr)
 	}
 	if ok, _ := cl.JobExists(ctx, "default.bad"); ok {
 		t.Fatal("bad loaded")
@@ -82,30 +81,24 @@ func TestDocumentedAdminForms(t *testing.T) {
 	// A mistake: one error line, one usage line, exit 2.
 	for _, args := range [][]string{{"status", "a", "b"}, {"add", "name", "x"}, {"processes", "--nosuch"}, {"--nosuch"}, {"nosuch"}} {
 		r := ctlRun(t, "", args...)
-		lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
-		if r.code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "gafferctl") || !strings.HasPrefix(lines[1], "usage: gafferctl ") {
-			t.Errorf("%q: exit %d stderr:\n%s", args, r.code, r.stderr)
+		lines := strings.Split(strings.TrimSuffix(r.Stderr, "\n"), "\n")
+		if r.Code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "gafferctl") || !strings.HasPrefix(lines[1], "usage: gafferctl ") {
+			t.Errorf("%q: exit %d stderr:\n%s", args, r.Code, r.Stderr)
 		}
 	}
 	r := ctlRun(t, "", "load_process", "-h")
-	if r.code != 0 || !strings.HasPrefix(r.stderr, "usage: gafferctl load_process <file>|-\n") {
-		t.Errorf("load_process -h: %d\n%s", r.code, r.stderr)
+	if r.Code != 0 || !strings.HasPrefix(r.Stderr, "usage: gafferctl load_process <file>|-\n") {
+		t.Errorf("load_process -h: %d\n%s", r.Code, r.Stderr)
 	}
 }
 
 func TestAPIKeyFromTheEnvironment(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	out, err := exec.Command(filepath.Join(binDir, "gafferd"), "--data-dir", data, "--create-admin-user",
-		"--username", "admin", "--password", "secret").CombinedOutput()
-	m := regexp.MustCompile(`API Key: (\S+)`).FindSubmatch(out)
-	if err != nil || m == nil {
-		t.Fatalf("create-admin-user: %v %s", err, out)
-	}
-	key := string(m[1])
+	key := testenv.AdminKey(t, data, "admin", "secret")
 	url, _ := startGafferdData(t, data, gaffer.ClientOptions{APIKey: key}, "--require-key")
 	r := ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url}, "", "processes")
-	if r.code != 1 || !strings.Contains(r.stderr, "unauthorized") {
-		t.Fatalf("no key: %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "unauthorized") {
+		t.Fatalf("no key: %d %q", r.Code, r.Stderr)
 	}
 	want(t, ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url, "GAFFER_API_KEY=" + key}, "", "processes", "--json"), 0, "[]\n")
 	want(t, ctlEnv(t, []string{"GAFFERD_ADDRESS=" + url}, "", "processes", "--api-key", key, "--json"), 0, "[]\n")

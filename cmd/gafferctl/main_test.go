@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,44 +16,15 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // The tests build gafferctl and gafferd and run them as real processes;
 // every command's effect is checked through the HTTP API.
 
-var binDir string
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gafferctl-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, p := range []string{"gafferctl=.", "gafferd=../gafferd"} {
-		name, pkg, _ := strings.Cut(p, "=")
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", name, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 // startGafferd runs gafferd on 127.0.0.1:0 and returns its URL (read from
 // its "listening" log line) and a client of it.
@@ -67,56 +37,14 @@ func startGafferd(t *testing.T) (string, *gaffer.Client) {
 // and the options of the returned client.
 func startGafferdData(t *testing.T, data string, opts gaffer.ClientOptions, extra ...string) (string, *gaffer.Client) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "gafferd"), append([]string{"--bind", "127.0.0.1:0", "--data-dir", data}, extra...)...)
-	pipe, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrc := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg=listening .*address=(\S+)`)
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrc <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("gafferd did not log its address")
-	}
-	url := "http://" + addr
-	cl, err := gaffer.NewClient(url, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cl.Close()
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Error("gafferd did not stop")
-		}
-	})
-	waitFor(t, 10*time.Second, "gafferd", func() bool { return cl.Ping(context.Background()) == nil })
-	return url, cl
+	return testenv.Gafferd(t, opts, append([]string{"--bind", "127.0.0.1:0", "--data-dir", data}, extra...)...)
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
+type result = testenv.Result
+
+// gafferctl is the gafferctl program, built for the tests.
+func gafferctl(t *testing.T, args ...string) *exec.Cmd {
+	return exec.Command(testenv.Binary(t, "gafferctl"), args...)
 }
 
 func ctlRun(t *testing.T, stdin string, args ...string) result {
@@ -128,25 +56,16 @@ func ctlRun(t *testing.T, stdin string, args ...string) result {
 // then env.
 func ctlEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "gafferctl"), args...)
+	cmd := gafferctl(t, args...)
 	cmd.Env = append(append(os.Environ(), "GAFFERD_ADDRESS=", "GAFFER_API_KEY="), env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testenv.Run(t, cmd)
 }
 
 func want(t *testing.T, r result, code int, stdout string) {
 	t.Helper()
-	if r.code != code || (stdout != "*" && r.stdout != stdout) {
-		t.Fatalf("exit %d stdout %q (want %d %q); stderr %q", r.code, r.stdout, code, stdout, r.stderr)
+	if r.Code != code || (stdout != "*" && r.Stdout != stdout) {
+		t.Fatalf("exit %d stdout %q (want %d %q); stderr %q", r.Code, r.Stdout, code, stdout, r.Stderr)
 	}
 }
 
@@ -175,14 +94,14 @@ func TestCommands(t *testing.T) {
 	want(t, ctl("", "processes", "--running"), 0, fmt.Sprintf("[%d]\n", pids[0]))
 	r := ctl("", "processes", "--json")
 	var names []string
-	if json.Unmarshal([]byte(r.stdout), &names) != nil || len(names) != 2 {
-		t.Fatalf("processes --json: %q", r.stdout)
+	if json.Unmarshal([]byte(r.Stdout), &names) != nil || len(names) != 2 {
+		t.Fatalf("processes --json: %q", r.Stdout)
 	}
 
 	r = ctl("", "get_process", "dummy")
 	var cfg map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &cfg); err != nil || cfg["name"] != "dummy" || cfg["cmd"] != "sleep 300" {
-		t.Fatalf("get_process: %v %q", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &cfg); err != nil || cfg["name"] != "dummy" || cfg["cmd"] != "sleep 300" {
+		t.Fatalf("get_process: %v %q", err, r.Stdout)
 	}
 	want(t, ctl("", "status", "dummy"), 0, "active\n")
 	want(t, ctl("", "status", "quiet"), 0, "stopped\n")
@@ -236,33 +155,28 @@ func TestCommands(t *testing.T) {
 	}
 	want(t, ctl(`{"cmd": "x"}`, "load_process", "-"), 1, "")
 	r = ctl("", "load_process", "/nonexistent.json")
-	if r.code != 1 || !strings.Contains(r.stderr, `"/nonexistent.json" not found`) {
-		t.Fatalf("missing file: %d %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, `"/nonexistent.json" not found`) {
+		t.Fatalf("missing file: %d %q", r.Code, r.Stderr)
 	}
 	want(t, ctl("", "status", "grp:web"), 0, "active\n")
 
 	// watch: dotted and proc(...) patterns.
 	type watcher struct {
 		cmd   *exec.Cmd
-		lines chan string
+		lines <-chan string
 	}
 	startWatch := func(pattern string) watcher {
-		w := watcher{cmd: exec.Command(filepath.Join(binDir, "gafferctl"), "--connect="+url, "watch", pattern), lines: make(chan string, 100)}
-		pipe, _ := w.cmd.StdoutPipe()
-		if err := w.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			sc := bufio.NewScanner(pipe)
-			for sc.Scan() {
-				w.lines <- sc.Text()
-			}
-			close(w.lines)
-		}()
+		w := watcher{cmd: gafferctl(t, "--connect="+url, "watch", pattern)}
+		w.lines, _ = testenv.Lines(t, w.cmd)
 		return w
 	}
 	watchers := []watcher{startWatch("proc(dummy).spawn"), startWatch("proc.dummy"), startWatch(".")}
-	spawnRE := regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`)
+	// A pattern shows the name it matched; no pattern, the primary name.
+	spawnREs := []*regexp.Regexp{
+		regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`),
+		regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| proc\.dummy\.spawn dummy$`),
+		regexp.MustCompile(`^\d\d:\d\d:\d\d dummy \| spawn dummy$`),
+	}
 	got := make([]bool, len(watchers))
 	waitFor(t, 20*time.Second, "spawn lines in every watcher", func() bool {
 		ctl("", "add", "dummy") // the watchers subscribe asynchronously
@@ -271,7 +185,7 @@ func TestCommands(t *testing.T) {
 			for {
 				select {
 				case l := <-w.lines:
-					if spawnRE.MatchString(l) {
+					if spawnREs[i].MatchString(l) {
 						got[i] = true
 					} else if i == 0 {
 						t.Errorf("proc(dummy).spawn printed %q", l)
@@ -296,8 +210,8 @@ func TestCommands(t *testing.T) {
 		t.Fatal("dummy still loaded")
 	}
 	r = ctl("", "status", "dummy")
-	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "gafferctl: ") {
-		t.Fatalf("status of a deleted template: %d %q", r.code, r.stderr)
+	if r.Code != 1 || strings.Count(r.Stderr, "\n") != 1 || !strings.HasPrefix(r.Stderr, "gafferctl: ") {
+		t.Fatalf("status of a deleted template: %d %q", r.Code, r.Stderr)
 	}
 }
 
@@ -305,9 +219,9 @@ func TestErrorsAndHelp(t *testing.T) {
 	l := filepath.Join(t.TempDir(), "none.sock")
 	for _, env := range []bool{false, true} {
 		args := []string{"--connect=unix:" + l, "processes"}
-		cmd := exec.Command(filepath.Join(binDir, "gafferctl"), args...)
+		cmd := gafferctl(t, args...)
 		if env {
-			cmd = exec.Command(filepath.Join(binDir, "gafferctl"), "processes")
+			cmd = gafferctl(t, "processes")
 			cmd.Env = append(os.Environ(), "GAFFERD_ADDRESS=unix:"+l)
 		}
 		var errb bytes.Buffer
@@ -320,13 +234,13 @@ func TestErrorsAndHelp(t *testing.T) {
 	}
 	r := ctlRun(t, "", "help")
 	want(t, r, 0, "*")
-	names := regexp.MustCompile(`(?m)^\t(\S+)`).FindAllStringSubmatch(r.stdout, -1)
+	names := regexp.MustCompile(`(?m)^\t(\S+)`).FindAllStringSubmatch(r.Stdout, -1)
 	if len(names) != 19 { // 0.4's 17, help, version and restart
-		t.Fatalf("help lists %d commands:\n%s", len(names), r.stdout)
+		t.Fatalf("help lists %d commands:\n%s", len(names), r.Stdout)
 	}
 	for _, n := range names {
-		if r := ctlRun(t, "", n[1], "-h"); r.code != 0 || !strings.Contains(r.stderr, "usage: gafferctl "+n[1]) {
-			t.Errorf("%s -h: %d %q", n[1], r.code, r.stderr)
+		if r := ctlRun(t, "", n[1], "-h"); r.Code != 0 || !strings.Contains(r.Stderr, "usage: gafferctl "+n[1]) {
+			t.Errorf("%s -h: %d %q", n[1], r.Code, r.Stderr)
 		}
 	}
 	want(t, ctlRun(t, "", "version"), 0, "gaffer (version "+gaffer.Version+")\nAvailable in the public domain.\n\n")
@@ -337,22 +251,23 @@ func TestErrorsAndHelp(t *testing.T) {
 }
 
 func TestWatchPatterns(t *testing.T) {
-	cases := map[string][]string{
-		"":                  {"."},
-		"proc(dummy)":       {"proc.dummy", "proc.default.dummy"},
-		"proc(dummy).spawn": {"proc.dummy.spawn", "proc.default.dummy.spawn"},
-		"proc.ga:a.exit":    {"proc.ga:a.exit", "proc.ga.a.exit"},
-		"proc.3.kill":       {"proc.3.kill"},
-		"spawn":             {"spawn"},
+	cases := map[string]string{
+		"":                  ".",
+		"proc(dummy)":       "proc.dummy",
+		"proc(dummy).spawn": "proc.dummy.spawn",
+		"proc.ga:a.exit":    "proc.ga.a.exit",
+		"job.ga:a.":         "job.ga.a",
+		"proc.3.kill":       "proc.3.kill",
+		"spawn":             "spawn",
 	}
 	for in, out := range cases {
-		got, err := watchPatterns(in)
-		if err != nil || strings.Join(got, " ") != strings.Join(out, " ") {
+		got, err := watchPattern(in)
+		if err != nil || got != out {
 			t.Errorf("%q: %v %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"proc(", "proc()x", "a b"} {
-		if _, err := watchPatterns(bad); err == nil {
+		if _, err := watchPattern(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

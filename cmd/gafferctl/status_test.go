@@ -23,18 +23,18 @@ func TestStatusTableRestartAndProcesses(t *testing.T) {
 
 	r := ctl("status")
 	want(t, r, 0, "*")
-	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "JOB") || !strings.Contains(lines[0], "LAST EXIT") {
-		t.Fatalf("status table:\n%s", r.stdout)
+		t.Fatalf("status table:\n%s", r.Stdout)
 	}
 	if !regexp.MustCompile(`^app:idle +- +- +not_started `).MatchString(lines[1]) ||
 		!regexp.MustCompile(`^web +\d+ +\d+ +running +\d+s +0 +\d+\.\d% +\d+(\.\d)? (B|KiB|MiB) +-$`).MatchString(lines[2]) {
-		t.Fatalf("status rows:\n%s", r.stdout)
+		t.Fatalf("status rows:\n%s", r.Stdout)
 	}
 	r = ctl("status", "--json")
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 2 || rows[1]["job"] != "web" || rows[1]["os_pid"] == nil {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil || len(rows) != 2 || rows[1]["job"] != "web" || rows[1]["os_pid"] == nil {
+		t.Fatalf("status --json: %v\n%s", err, r.Stdout)
 	}
 	want(t, ctl("status", "web"), 0, "active\n") // the 0.4 form stays
 

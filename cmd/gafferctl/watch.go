@@ -9,35 +9,34 @@ import (
 	"github.com/gaffer-go/gaffer"
 )
 
-// watchPatterns turns a watch pattern into the event-name prefixes it
+// watchPattern turns a watch pattern into the event-name prefix gafferd
 // matches. proc(dummy) and proc(dummy).spawn are proc.dummy and
-// proc.dummy.spawn. A 0.4 proc.<name> pattern matches the events of the
-// job <name> stands for, whether gafferd names them proc.<name>.* or
-// proc.<session>.<job>.* ("dummy" is "default.dummy", "app:web" is
-// "app.web"). It returns an error for a malformed pattern.
-func watchPatterns(p string) ([]string, error) {
+// proc.dummy.spawn, which gafferd matches itself (a job of the default
+// session is also named by its short name); a 0.4 name with a session,
+// proc.app:web or job.app:web, is proc.app.web or job.app.web. It returns
+// an error for a malformed pattern.
+func watchPattern(p string) (string, error) {
 	p = strings.TrimSpace(p)
 	if p == "" || p == "." {
-		return []string{"."}, nil
+		return ".", nil
 	}
 	if rest, ok := strings.CutPrefix(p, "proc("); ok {
 		name, tail, ok := strings.Cut(rest, ")")
 		if !ok || name == "" || (tail != "" && !strings.HasPrefix(tail, ".")) {
-			return nil, fmt.Errorf("pattern %q: expected proc(NAME) or proc(NAME).EVENT", p)
+			return "", fmt.Errorf("pattern %q: expected proc(NAME) or proc(NAME).EVENT", p)
 		}
 		p = "proc." + name + tail
 	}
 	if strings.ContainsAny(p, "() \t") {
-		return nil, fmt.Errorf("pattern %q: expected a dotted event name prefix such as spawn, proc.dummy or proc.dummy.spawn", p)
+		return "", fmt.Errorf("pattern %q: expected a dotted event name prefix such as spawn, proc.dummy or proc.dummy.spawn", p)
 	}
-	out := []string{gaffer.NormalizePattern(p)}
-	segs := strings.Split(out[0], ".")
-	if segs[0] == "proc" && len(segs) >= 2 && !isDigits(segs[1]) && segs[1] != "" {
-		full := gaffer.FromLegacyName(segs[1])
-		alt := append([]string{"proc", full}, segs[2:]...)
-		out = append(out, strings.Join(alt, "."))
+	p = gaffer.NormalizePattern(p)
+	segs := strings.Split(p, ".")
+	if (segs[0] == "proc" || segs[0] == "job") && len(segs) >= 2 && strings.Contains(segs[1], ":") {
+		segs[1] = gaffer.FromLegacyName(segs[1])
+		p = strings.Join(segs, ".")
 	}
-	return out, nil
+	return p, nil
 }
 
 // legacyEventName shows proc.<session>.<job>.<event> as
@@ -64,7 +63,7 @@ func setupWatch(c *ctl, fs *flag.FlagSet) func([]string) error {
 		if len(args) == 1 {
 			pattern = args[0]
 		}
-		pats, err := watchPatterns(pattern)
+		pat, err := watchPattern(pattern)
 		if err != nil {
 			return usagef("%v", err)
 		}
@@ -72,24 +71,15 @@ func setupWatch(c *ctl, fs *flag.FlagSet) func([]string) error {
 		if err != nil {
 			return err
 		}
-		server := "."
-		if pats[0] != "." {
-			server, _, _ = strings.Cut(pats[0], ".")
-		}
-		events, err := cl.Watch(c.ctx, server)
+		// gafferd sends each event once, under the name the pattern
+		// matched (the primary name, "spawn", for no pattern).
+		events, err := cl.Watch(c.ctx, pat)
 		if err != nil {
 			return err
 		}
 		color := *colorize || (!*noColor && os.Getenv("NO_COLOR") == "" && isTerminal(c.stdout))
 		printer := gaffer.NewConsolePrinter(c.stdout, color)
 		for ev := range events {
-			match := false
-			for _, p := range pats {
-				match = match || gaffer.MatchPattern(p, ev.Name)
-			}
-			if !match {
-				continue
-			}
 			full, _ := ev.Data["name"].(string)
 			name := full
 			if strings.Contains(full, ".") {

@@ -16,7 +16,9 @@ import (
 // TestBrowser runs test/browser/run.mjs against a real gafferd, in Debian's
 // Chromium driven by playwright-core: sockjs-client over each SockJS
 // transport on /channel, and the web console at /ui/ (key prompt, scaling
-// with a click, live output of a child, start/stop). gafferd runs with
+// with a click, live output of a child with capture times, start/stop,
+// the cpu graph of a job whose cpu rises, restart of a job and of a
+// process, events shown once, the filter box). gafferd runs with
 // require_key, a TCP endpoint for the browser and a trusted unix socket for
 // the test's own setup. Screenshots go to $GAFFER_ARTIFACTS (default: a
 // temporary folder whose path is logged).
@@ -64,6 +66,22 @@ func TestBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(site, "sockjs.min.js"), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A job whose cpu changes: idle, then burning one core for a while,
+	// then idle again until it is stopped (bounded: one burst per start).
+	burn := filepath.Join(dir, "burn.js")
+	script := `const idle = 12000, burn = 15000;
+console.log('idle for ' + idle + ' ms');
+setTimeout(() => {
+  console.log('burning cpu for ' + burn + ' ms');
+  const end = Date.now() + burn;
+  while (Date.now() < end) {}
+  console.log('idle again');
+}, idle);
+setInterval(() => {}, 1 << 30);
+`
+	if err := os.WriteFile(burn, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := `[gaffer]
 http_endpoints = sock, web
 require_key = true
@@ -78,6 +96,11 @@ bind = 127.0.0.1:0
 [process:browser:cat]
 cmd = cat
 redirect_input = true
+redirect_output = stdout
+graceful_timeout = 1
+
+[process:browser:burn]
+cmd = ` + node + ` ` + burn + `
 redirect_output = stdout
 graceful_timeout = 1
 `
@@ -104,7 +127,9 @@ graceful_timeout = 1
 	if resp.StatusCode != 200 || created.APIKey == "" {
 		t.Fatalf("POST /keys: %d", resp.StatusCode)
 	}
-	d.waitFor(10*time.Second, "the cat job", func() bool { return d.job("browser.cat").Running == 1 })
+	d.waitFor(10*time.Second, "the cat and burn jobs", func() bool {
+		return d.job("browser.cat").Running == 1 && d.job("browser.burn").Running == 1
+	})
 	// The routes the browser needs; fail fast and say which is missing.
 	for _, p := range []string{"/ui/", "/channel/info", "/_plugin/sockjs-test/"} {
 		resp, err := d.client.Get("http://localhost" + p)
@@ -130,6 +155,7 @@ graceful_timeout = 1
 		"GAFFER_URL=http://"+addr,
 		"GAFFER_KEY="+created.APIKey,
 		"GAFFER_JOB=browser.cat",
+		"GAFFER_BURN_JOB=browser.burn",
 		"SOCKJS_PAGE=/_plugin/sockjs-test/",
 		"ARTIFACTS="+artifacts,
 		"CHROMIUM="+chromium,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"os/exec"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // The command line of the gaffer documentation's "gafferd -h".
@@ -23,15 +24,8 @@ func runGafferdQuick(t *testing.T, args ...string) (stdout, stderr string, code 
 	t.Helper()
 	cmd := exec.Command(gafferdBinary(t), args...)
 	cmd.Env = append(os.Environ(), "GAFFERD_CONFIG=")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	r := testenv.Run(t, cmd)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 func TestGafferdHelpPrintsTheDocumentedSynopsis(t *testing.T) {

@@ -2,19 +2,18 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // The seed's HTTP examples (docs/commands/*.rst, the 0.4 API) run with
@@ -41,12 +40,7 @@ func TestCurlHelperGafferd(t *testing.T) {
 // free loopback port and returns its base URL.
 func curlGafferd(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testenv.FreePort(t)
 	dir := t.TempDir()
 	ini := filepath.Join(dir, "gaffer.ini")
 	conf := fmt.Sprintf("[gaffer]\nhttp_endpoints = public\n\n[endpoint:public]\nbind = 127.0.0.1:%d\n", port)
@@ -56,26 +50,7 @@ func curlGafferd(t *testing.T) string {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCurlHelperGafferd$")
 	argv, _ := json.Marshal([]string{"-c", ini, "--data-dir", filepath.Join(dir, "data")})
 	cmd.Env = append(os.Environ(), curlHelperEnv+"="+string(argv))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("gafferd did not stop within 30 s after SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("gafferd output:\n%s", logs.String())
-		}
-	})
+	p := testenv.Start(t, "gafferd", cmd)
 	base := fmt.Sprintf("http://localhost:%d", port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -86,13 +61,11 @@ func curlGafferd(t *testing.T) string {
 				return base
 			}
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("gafferd exited: %v\n%s", err, logs.String())
-		default:
+		if p.Exited() {
+			t.Fatalf("gafferd exited: %v\n%s", p.Err, p.Output())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gafferd did not answer /ping within 20 s\n%s", logs.String())
+			t.Fatalf("gafferd did not answer /ping within 20 s\n%s", p.Output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

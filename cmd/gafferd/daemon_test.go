@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,51 +10,27 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // These tests run the real gafferd binary on a temporary configuration and
 // drive it over its unix socket, as an operator would.
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func gafferdBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gafferd-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "gafferd")
-		out, err := exec.Command("go", "build", "-o", buildPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
-}
+func gafferdBinary(t *testing.T) string { return testenv.Binary(t, "gafferd") }
 
+// daemon is a gafferd run by a test, whose API is on the unix socket sock.
 type daemon struct {
+	*testenv.Proc
 	t      *testing.T
-	cmd    *exec.Cmd
 	dir    string
 	sock   string
 	client *http.Client
-	mu     sync.Mutex
-	out    strings.Builder
-	done   chan struct{}
-	err    error
 }
 
 // startDaemon writes cfg (with %SOCK% replaced) to dir/gaffer.ini and
@@ -80,51 +52,14 @@ func runDaemon(t *testing.T, dir string, extra ...string) *daemon {
 }
 
 // runDaemonArgs starts gafferd with exactly args; its API must be on the
-// unix socket dir/g.sock.
+// unix socket dir/g.sock. A gafferd that does not stop on SIGTERM at the
+// end of the test is killed.
 func runDaemonArgs(t *testing.T, dir string, args ...string) *daemon {
 	t.Helper()
 	sock := filepath.Join(dir, "g.sock")
-	cmd := exec.Command(gafferdBinary(t), args...)
-	d := &daemon{t: t, cmd: cmd, dir: dir, sock: sock, done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.out.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
-		}
-	}()
-	go func() {
-		d.err = cmd.Wait()
-		pw.Close()
-		close(d.done)
-	}()
-	d.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", sock)
-		}}}
-	t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.done:
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				<-d.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("gafferd output:\n%s", d.output())
-		}
-	})
+	d := &daemon{t: t, dir: dir, sock: sock, client: testenv.UnixClient(sock, 10*time.Second)}
+	d.Proc = testenv.Start(t, "gafferd", exec.Command(gafferdBinary(t), args...))
+	d.Lenient = true
 	d.waitFor(10*time.Second, "the API to answer", func() bool {
 		resp, err := d.client.Get("http://localhost/ping")
 		if err != nil {
@@ -136,10 +71,18 @@ func runDaemonArgs(t *testing.T, dir string, args ...string) *daemon {
 	return d
 }
 
-func (d *daemon) output() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.out.String()
+func (d *daemon) output() string { return d.Output() }
+
+// signalExit sends sig to gafferd and waits for its exit: after timeout
+// the test fails with msg.
+func (d *daemon) signalExit(sig syscall.Signal, timeout time.Duration, msg string) {
+	d.t.Helper()
+	d.Cmd.Process.Signal(sig)
+	select {
+	case <-d.Done:
+	case <-time.After(timeout):
+		d.t.Fatal(msg)
+	}
 }
 
 func (d *daemon) waitFor(timeout time.Duration, what string, cond func() bool) {
@@ -147,8 +90,8 @@ func (d *daemon) waitFor(timeout time.Duration, what string, cond func() bool) {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		select {
-		case <-d.done:
-			d.t.Fatalf("gafferd exited (%v) while waiting for %s", d.err, what)
+		case <-d.Done:
+			d.t.Fatalf("gafferd exited (%v) while waiting for %s", d.Err, what)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -260,14 +203,9 @@ port = 80
 	for _, j := range []string{"default.late", "app.first", "default.web"} {
 		pids = append(pids, d.osPids(j)...)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("gafferd did not stop on SIGTERM")
-	}
-	if d.err != nil {
-		t.Fatalf("gafferd exit: %v", d.err)
+	d.signalExit(syscall.SIGTERM, 15*time.Second, "gafferd did not stop on SIGTERM")
+	if d.Err != nil {
+		t.Fatalf("gafferd exit: %v", d.Err)
 	}
 	for _, p := range pids {
 		if processAlive(p) {
@@ -304,7 +242,7 @@ cmd = sleep 301
 cmd = sleep 300
 `
 	os.WriteFile(filepath.Join(dir, "gaffer.ini"), []byte(strings.ReplaceAll(cfg2, "%SOCK%", d.sock)), 0o644)
-	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
 	d.waitFor(10*time.Second, "the reload", func() bool {
 		var jobs struct{ Jobs []string }
 		d.getJSON("/jobs", &jobs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // End-to-end tests of what a gafferd killed with SIGKILL leaves behind:
@@ -89,34 +92,15 @@ func (d *daemon) instanceOf(job string) string {
 
 func (d *daemon) kill9() {
 	d.t.Helper()
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		d.t.Fatal("gafferd did not die on SIGKILL")
-	}
+	d.signalExit(syscall.SIGKILL, 10*time.Second, "gafferd did not die on SIGKILL")
 }
 
 func (d *daemon) stop() {
 	d.t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		d.t.Fatal("gafferd did not stop on SIGTERM")
-	}
+	d.signalExit(syscall.SIGTERM, 30*time.Second, "gafferd did not stop on SIGTERM")
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitUntil = testenv.WaitFor
 
 // The escaping job's shell starts a grandchild in a session of its own
 // from a subshell that exits: it is re-parented, out of every group.
@@ -179,7 +163,22 @@ func TestKill9LeavesNothingAndRestartDoesNotDuplicate(t *testing.T) {
 	t.Logf("after kill -9 and restart: %d processes of the new instance, %d of the killed one", countMarked(second), countMarked(first))
 
 	d2.stop()
-	waitUntil(t, 10*time.Second, "nothing left after the stop", func() bool { return countMarked(first, second) == 0 })
+	deadline := time.Now().Add(10 * time.Second)
+	for countMarked(first, second) != 0 {
+		if time.Now().After(deadline) {
+			left := markedProcs(first, second)
+			var desc []string
+			for job, pids := range left {
+				for _, p := range pids {
+					stat, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+					cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
+					desc = append(desc, fmt.Sprintf("%s %d %q stat=%s", job, p, strings.ReplaceAll(string(cmd), "\x00", " "), stat))
+				}
+			}
+			t.Fatalf("left after the stop: %s\n%s", strings.Join(desc, "; "), d2.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 const detachConfig = baseConfig + `
@@ -291,21 +290,16 @@ graceful_timeout = 300
 			syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Cmd.Process.Signal(syscall.SIGTERM)
 	d.waitFor(10*time.Second, "the graceful stop to begin", func() bool {
 		return strings.Contains(d.output(), "msg=stopping")
 	})
 	select {
-	case <-d.done:
+	case <-d.Done:
 		t.Fatal("gafferd did not wait for the graceful timeout")
 	case <-time.After(500 * time.Millisecond):
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("gafferd still waits after a second SIGTERM")
-	}
+	d.signalExit(syscall.SIGTERM, 30*time.Second, "gafferd still waits after a second SIGTERM")
 	for _, p := range pids {
 		if processAlive(p) {
 			t.Fatalf("process %d survived the second stop signal", p)

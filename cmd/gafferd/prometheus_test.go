@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // dashboardQueries are the queries of the README's example dashboard
@@ -215,75 +216,34 @@ scrape_configs:
 // and returns the address it listens on.
 func startPrometheus(t *testing.T, bin, dir string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address=127.0.0.1:0")
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(done)
-	}()
-	var mu sync.Mutex
-	var log strings.Builder
-	addrc := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg="Listening on" address=(127\.0\.0\.1:\d+)`)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrc <- m[1]:
-				default:
-				}
-			}
+	p := testenv.Start(t, "prometheus", exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address=127.0.0.1:0"))
+	p.Lenient = true
+	re := regexp.MustCompile(`msg="Listening on" address=(127\.0\.0\.1:\d+)`)
+	a := ""
+	testenv.WaitFor(t, 60*time.Second, "prometheus to say where it listens", func() bool {
+		if m := re.FindStringSubmatch(p.Output()); m != nil {
+			a = m[1]
 		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("prometheus output:\n%s", log.String())
-			mu.Unlock()
-		}
+		return a != "" || p.Exited()
 	})
-	select {
-	case a := <-addrc:
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			resp, err := http.Get("http://" + a + "/-/ready")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return a
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("prometheus on %s not ready within 60 s: %v", a, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	case <-done:
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("prometheus exited:\n%s", log.String())
-	case <-time.After(60 * time.Second):
-		t.Fatal("prometheus did not say where it listens within 60 s")
+	if a == "" {
+		t.Fatalf("prometheus exited:\n%s", p.Output())
 	}
-	return ""
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + a + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return a
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus on %s not ready within 60 s: %v", a, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func TestReadmeListsTheDashboardQueries(t *testing.T) {

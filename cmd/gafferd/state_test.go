@@ -88,12 +88,7 @@ func (p *stProc) pids(full string) int {
 
 func (p *stProc) stop(sig syscall.Signal) {
 	p.t.Helper()
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		p.t.Fatalf("gafferd did not exit on %v", sig)
-	}
+	p.signalExit(sig, 30*time.Second, fmt.Sprintf("gafferd did not exit on %v", sig))
 }
 
 // NEEDS the daemon wiring of state.go (OpenState/MergeState/StateRecorder
@@ -178,8 +173,8 @@ func TestStateConsistentAfterSIGKILLDuringBurst(t *testing.T) {
 		}(c)
 	}
 	g.waitFor(30*time.Second, "a burst of answered changes", func() bool { return total.Load() >= 60 })
-	g.cmd.Process.Signal(syscall.SIGKILL)
-	<-g.done
+	g.Cmd.Process.Signal(syscall.SIGKILL)
+	<-g.Done
 	close(stop)
 	wg.Wait()
 

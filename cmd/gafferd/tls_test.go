@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gaffer-go/gaffer"
+	"github.com/gaffer-go/gaffer/cmd/internal/testenv"
 )
 
 // tlsCert writes a self-signed certificate for 127.0.0.1 (its own CA).
@@ -44,14 +45,7 @@ func tlsCert(t *testing.T, dir, name string) (cert, key string) {
 	return cert, key
 }
 
-func tlsFreePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
+func tlsFreePort(t *testing.T) string { return strconv.Itoa(testenv.FreePort(t)) }
 
 // TestTLSWithCurlAndGoClient serves the API over TLS and mutual TLS and
 // reaches it with curl and with the package's Go client.

@@ -5,6 +5,7 @@
 //   GAFFER_URL      http://127.0.0.1:PORT of gafferd (TCP endpoint)
 //   GAFFER_KEY      an admin API key (gafferd runs with require_key)
 //   GAFFER_JOB      the job the console tests use (session.name), running `cat`
+//   GAFFER_BURN_JOB a job whose child idles, burns cpu for a while, then idles
 //   SOCKJS_PAGE     path of a page that loads sockjs-client (a plugin site)
 //   ARTIFACTS       folder for screenshots
 //   CHROMIUM        the browser binary (default /usr/bin/chromium)
@@ -19,6 +20,7 @@ import fs from 'node:fs';
 const base = process.env.GAFFER_URL;
 const key = process.env.GAFFER_KEY || '';
 const jobName = process.env.GAFFER_JOB || 'browser.cat';
+const burnJob = process.env.GAFFER_BURN_JOB || 'browser.burn';
 const sockjsPage = process.env.SOCKJS_PAGE || '/_plugin/sockjs-test/';
 const artifacts = process.env.ARTIFACTS || 'artifacts';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -29,6 +31,7 @@ if (!base) {
 fs.mkdirSync(artifacts, { recursive: true });
 
 const [sid, name] = [jobName.slice(0, jobName.indexOf('.')), jobName.slice(jobName.indexOf('.') + 1)];
+const burnPath = `/jobs/${burnJob.slice(0, burnJob.indexOf('.'))}/${burnJob.slice(burnJob.indexOf('.') + 1)}`;
 
 async function api(method, p, body) {
   const headers = { 'X-Api-Key': key };
@@ -142,7 +145,8 @@ try {
   // --- the web console ---------------------------------------------------
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
-  const row = `tr[data-job="${jobName}"]`;
+  const row = `tbody[data-job="${jobName}"]`;
+  const burnRow = `tbody[data-job="${burnJob}"]`;
 
   await test('console asks for the key once and lists the jobs', async () => {
     await page.goto(base + '/ui/');
@@ -177,6 +181,9 @@ try {
     await page.waitForFunction((m) => document.getElementById('output').textContent.includes(m), marker, { timeout: 1000 });
     const ms = Date.now() - t0;
     if (ms > 1000) throw new Error(`the line took ${ms} ms to show`);
+    // The line starts with the time it was captured.
+    const text = await page.textContent('#output');
+    if (!new RegExp('\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ' + marker).test(text)) throw new Error(`no capture time before the line: ${JSON.stringify(text.slice(-200))}`);
     await page.screenshot({ path: path.join(artifacts, 'console.png'), fullPage: true });
   });
 
@@ -185,6 +192,105 @@ try {
     await until('the job to stop', 10000, async () => (await api('GET', `/jobs/${sid}/${name}`)).active === false);
     await page.click(`${row} button[data-action="start"]`);
     await until('the job to start', 10000, async () => (await api('GET', `/jobs/${sid}/${name}`)).active === true);
+  });
+
+  // --- graphs, restart, events, filter -----------------------------------
+
+  // cpuRise returns the cpu values of a graph when a low value (< 3 %:
+  // the child idles) is followed by a high one (>= 10 %: it burns one
+  // core, of which a loaded machine may give it little), else null.
+  const cpuRise = async (selector) => {
+    const values = await page.$eval(selector, (svg) => svg.dataset.values.split(',').filter((v) => v !== '').map(Number));
+    const low = values.findIndex((v) => v < 3);
+    if (low < 0) return null;
+    return values.slice(low + 1).some((v) => v >= 10) ? values : null;
+  };
+  // cpuFall: the same, then low again (the burst ended).
+  const cpuFall = async (selector) => {
+    const values = await cpuRise(selector);
+    if (!values) return null;
+    const high = values.findIndex((v, i) => v >= 10 && values.slice(0, i).some((w) => w < 3));
+    return values.slice(high + 1).some((v) => v < 3) ? values : null;
+  };
+
+  await test('console graphs the cpu of a job whose cpu rises and falls (history sampled by gafferd)', async () => {
+    // The job started with gafferd: by now its history already holds
+    // samples the page never saw live.
+    await page.locator(`${burnRow} tr.job-row svg[data-series="cpu"]`).waitFor({ timeout: 10000 });
+    await until('the job cpu graph to show the rise', 120000, () => cpuRise(`${burnRow} tr.job-row svg[data-series="cpu"]`));
+    await until('the process cpu graph to show it too', 10000, () => cpuRise(`${burnRow} tr.proc-row svg[data-series="cpu"]`));
+    const values = await until('the job cpu graph to show the fall after the burst', 120000, () => cpuFall(`${burnRow} tr.job-row svg[data-series="cpu"]`));
+    const h = await page.evaluate((j) => window.gafferConsole.history(j), burnJob);
+    if (!h || h.job.cpu.join(',') !== values.join(',')) throw new Error(`the graph (${values}) is not the history the page holds (${h && h.job.cpu})`);
+    const rss = await page.$eval(`${burnRow} tr.job-row svg[data-series="rss"]`, (svg) => svg.dataset.values.split(',').map(Number));
+    if (!rss.length || !rss.every((v) => v > 0)) throw new Error(`memory graph values ${rss}`);
+    // The process row: its OS pid and an uptime.
+    const pid = (await api('GET', `${burnPath}/pids`)).pids[0];
+    const info = await api('GET', `/${pid}`);
+    const procRow = `${burnRow} tr.proc-row[data-proc="${pid}"]`;
+    await until('the OS pid in the process row', 10000, async () => (await page.textContent(`${procRow} [data-field="os-pid"]`)).trim() === String(info.os_pid));
+    if (!/\d[smhd]/.test(await page.textContent(`${procRow} [data-field="uptime"]`))) throw new Error('no uptime in the process row');
+    console.log(`# cpu samples of ${burnJob}: ${values.join(' ')}`);
+    await page.locator(burnRow).scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(artifacts, 'console-cpu-graph.png'), fullPage: true });
+  });
+
+  await test('console restarts a job with a click (verified through the API); its exit is shown once, with the signal', async () => {
+    const before = (await api('GET', `${burnPath}/pids`)).pids;
+    await page.click(`${burnRow} tr.job-row button[data-action="restart"]`);
+    const after = await until('new processes', 15000, async () => {
+      const p = (await api('GET', `${burnPath}/pids`)).pids;
+      return p.length === before.length && p.every((x) => !before.includes(x)) ? p : null;
+    });
+    const old = before[0];
+    await until('the exit of the old process in the event list', 10000, async () => (await page.locator(`#events li[data-kind="exit"][data-pid="${old}"]`).count()) > 0);
+    // One more happening after it (a SIGCONT to the new process): once it
+    // is listed, every name the exit was published under has been read.
+    await api('POST', `/${after[0]}/signal`, { signal: 'CONT' });
+    await until('the signal in the event list', 10000, async () => (await page.locator(`#events li[data-kind="kill"][data-pid="${after[0]}"]`).count()) > 0);
+    const exits = await page.locator(`#events li[data-kind="exit"][data-pid="${old}"]`).count();
+    const spawns = await page.locator(`#events li[data-kind="spawn"][data-pid="${after[0]}"]`).count();
+    if (exits !== 1 || spawns !== 1) throw new Error(`the exit of pid ${old} is listed ${exits} times, the spawn of pid ${after[0]} ${spawns} times: ${await page.textContent('#events')}`);
+    await until('the last exit of the job', 10000, async () => {
+      const t = await page.textContent(`${burnRow} tr.job-row [data-field="last-exit"]`);
+      return t.includes(`pid ${old}`) && t.includes('SIGTERM') ? t : null;
+    });
+    await until('the new process in the console', 10000, async () => (await page.locator(`${burnRow} button[data-pid="${after[0]}"]`).count()) === 1);
+  });
+
+  await test('console restarts one process with a click: a new one takes its slot (verified through the API)', async () => {
+    const [old] = (await api('GET', `${burnPath}/pids`)).pids;
+    // Sampled at least once, so that gafferd knows its slot when it exits.
+    await until('the process to be sampled', 20000, async () => page.evaluate(([j, pid]) => {
+      const h = window.gafferConsole.history(j);
+      return !!h && Object.values(h.procs).some((p) => p.pids.includes(pid));
+    }, [burnJob, old]));
+    await page.locator(`${burnRow} button[data-restart="${old}"]`).waitFor({ timeout: 10000 });
+    await page.click(`${burnRow} button[data-restart="${old}"]`);
+    const [now] = await until('a new process', 15000, async () => {
+      const p = (await api('GET', `${burnPath}/pids`)).pids;
+      return p.length === 1 && p[0] !== old ? p : null;
+    });
+    const slotRow = `${burnRow} tr.proc-row[data-proc="${now}"]`;
+    await until('the new process in slot 0, with the old one\'s exit', 15000, async () => {
+      if ((await page.locator(slotRow).count()) !== 1) return false;
+      return (await page.getAttribute(slotRow, 'data-slot')) === '0' && (await page.textContent(`${slotRow} [data-field="last-exit"]`)).includes(`pid ${old}`);
+    });
+    await page.screenshot({ path: path.join(artifacts, 'console-restart.png'), fullPage: true });
+  });
+
+  await test('console filter box narrows the job list', async () => {
+    const all = async () => page.$$eval('tbody[data-job]', (els) => els.map((e) => e.dataset.job));
+    const before = await all();
+    if (!before.includes(jobName) || !before.includes(burnJob)) throw new Error(`jobs listed: ${before}`);
+    await page.fill('#job-filter', burnJob.slice(burnJob.indexOf('.') + 1).toUpperCase());
+    await until('only the burn job', 5000, async () => { const j = await all(); return j.length === 1 && j[0] === burnJob; });
+    if (!(await page.textContent('#filter-count')).includes(`1 of ${before.length}`)) throw new Error('the count does not say 1 of ' + before.length);
+    await page.screenshot({ path: path.join(artifacts, 'console-filter.png'), fullPage: true });
+    await page.fill('#job-filter', 'no-such-job-xyz');
+    await until('no job', 5000, async () => (await all()).length === 0);
+    await page.fill('#job-filter', '');
+    await until('every job again', 5000, async () => (await all()).length === before.length);
   });
   await context.close();
 } finally {
