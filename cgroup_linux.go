@@ -394,14 +394,28 @@ func cgLacks(h *cgHost, ctl string) string {
 	return s
 }
 
-// limitsInfo lists where each limit comes from, for GET /.
+// limitsInfo lists where each limit comes from, for GET / (without
+// making anything: a v1 cgroup is made by the first job that needs it).
 func (r *cgRoot) limitsInfo() map[string]string {
 	out := map[string]string{}
 	for _, c := range []struct{ key, ctl string }{{"memory_max", "memory"}, {"cpu_max", "cpu"}, {"pids_max", "pids"}} {
-		if src, err := r.limitSource(c.ctl); err == nil {
-			out[c.key] = src
-		} else {
+		r.mu.Lock()
+		dir, err := r.v1[c.ctl], r.v1err[c.ctl]
+		r.mu.Unlock()
+		parent := r.host.v1[c.ctl]
+		switch {
+		case r.ctl[c.ctl]:
+			out[c.key] = "cgroup2"
+		case dir != "":
+			out[c.key] = "cgroup1:" + dir
+		case err != nil:
 			out[c.key] = "unavailable: " + err.Error()
+		case parent == "":
+			out[c.key] = "unavailable: " + cgLacks(r.host, c.ctl)
+		case unix.Access(parent, unix.W_OK) != nil:
+			out[c.key] = "unavailable: " + cgLacks(r.host, c.ctl) + "; the cgroup v1 " + c.ctl + " hierarchy at " + parent + " is not writable"
+		default:
+			out[c.key] = "cgroup1:" + filepath.Join(parent, r.name)
 		}
 	}
 	return out
