@@ -424,8 +424,15 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 		}
 	}
 	if s.cg != nil {
-		if p.cg, err = s.cg.newLeaf(s.instance, p.markID, s.job, jobCgLimits(cfg), cfg.Detach); err != nil {
-			return fail(Errorf(CodeSpawnFailed, 500, "%s: %v", cfg.Name, err))
+		lim := jobCgLimits(cfg)
+		if p.cg, err = s.cg.newLeaf(s.instance, p.markID, s.job, lim, cfg.Detach); err != nil {
+			if lim != (cgLimits{}) {
+				return fail(Errorf(CodeSpawnFailed, 500, "%s: %v", cfg.Name, err))
+			}
+			// Without limits a process is still contained by its group
+			// and its markers, as on a machine without cgroups.
+			s.log.Warn("cannot make the cgroup of a process; it runs without one", "job", s.job, "err", err)
+			p.cg = nil
 		}
 	}
 	envList := make([]string, 0, len(env)+1)
