@@ -24,24 +24,33 @@ type Gap struct {
 // The pipe reader never waits for a subscriber: one that falls behind is
 // cut off (its channel closed, Overflowed true). A Stream is safe for
 // concurrent use.
+//
+// The ring holds whole chunks only: the newest ones whose sizes add up to
+// at most the ring size, and always the newest chunk, even when it alone
+// is larger than the ring (so that a live reader of a small ring still
+// gets it). What is no longer held is reported to readers as a Gap.
 type Stream struct {
 	Label string
 
 	mu      sync.Mutex
-	ring    []byte // circular buffer, grows up to max
+	ring    []byte // circular buffer of the held chunks' bytes, grows up to max
 	max     int
-	total   int64 // bytes ever written
+	start   int64  // ring offset of the oldest held byte
+	end     int64  // ring offset after the newest held byte
+	big     []byte // the newest chunk, when it alone is larger than max
 	chunks  []ringChunk
-	head    int // index of the oldest live entry in chunks
+	head    int // index of the oldest held entry in chunks
 	nextSeq uint64
 	subs    map[*StreamSub]struct{}
 	done    bool
 	doneCh  chan struct{}
 }
 
+// ringChunk is one held chunk: n bytes at ring offset off, or in big when
+// off is negative.
 type ringChunk struct {
 	seq uint64
-	off int64 // absolute offset of the first byte
+	off int64
 	n   int
 }
 
@@ -92,52 +101,90 @@ func (s *Stream) Write(p []byte) uint64 {
 	return seq
 }
 
-// store copies p into the ring.
+// store keeps p as chunk seq, evicting the oldest chunks to make room.
 func (s *Stream) store(seq uint64, p []byte) {
-	if s.max <= 0 || len(p) > s.max {
-		// Too big to keep (or no history wanted): drop the whole history so
-		// that readers see a gap rather than a hole in the middle.
-		s.total += int64(len(p))
-		s.chunks = s.chunks[:0]
-		s.head = 0
-		return
-	}
-	if len(s.ring) < s.max && s.total+int64(len(p)) > int64(len(s.ring)) {
-		// Grow lazily: most streams never write much. While the ring is
-		// smaller than max it has never wrapped, so total <= len(ring).
-		n := max(2*len(s.ring), 4096, int(s.total)+len(p))
-		n = min(n, s.max)
-		r := make([]byte, n)
-		copy(r, s.ring[:s.total])
-		s.ring = r
-	}
-	size := int64(len(s.ring))
-	off := s.total
-	pos := int(off % size)
-	n := copy(s.ring[pos:], p)
-	if n < len(p) {
-		copy(s.ring, p[n:])
-	}
-	s.total += int64(len(p))
-	// Evict chunks whose bytes were overwritten.
-	low := s.total - size
-	for s.head < len(s.chunks) && s.chunks[s.head].off < low {
+	n := len(p)
+	if s.held() > 0 && s.chunks[s.head].off < 0 {
+		// An oversized chunk is held alone; it is now the oldest.
 		s.head++
 	}
-	if s.head > 64 && s.head*2 > len(s.chunks) {
+	if n > s.max {
+		// Larger than the whole ring: it replaces everything.
+		s.head = len(s.chunks)
+		s.start, s.end = 0, 0
+		if cap(s.big) < n {
+			s.big = make([]byte, n)
+		}
+		s.big = s.big[:n]
+		copy(s.big, p)
+		s.appendChunk(ringChunk{seq: seq, off: -1, n: n})
+		return
+	}
+	if s.used()+int64(n) > int64(len(s.ring)) && len(s.ring) < s.max {
+		s.grow(min(s.max, max(2*len(s.ring), 4096, int(s.used())+n)))
+	}
+	for s.used()+int64(n) > int64(len(s.ring)) {
+		s.start += int64(s.chunks[s.head].n)
+		s.head++
+	}
+	if s.held() == 0 {
+		s.start, s.end = 0, 0
+	}
+	size := int64(len(s.ring))
+	pos := int(s.end % size)
+	if c := copy(s.ring[pos:], p); c < n {
+		copy(s.ring, p[c:])
+	}
+	s.appendChunk(ringChunk{seq: seq, off: s.end, n: n})
+	s.end += int64(n)
+}
+
+// used is the number of ring bytes held.
+func (s *Stream) used() int64 { return s.end - s.start }
+
+// held is the number of chunks held.
+func (s *Stream) held() int { return len(s.chunks) - s.head }
+
+func (s *Stream) appendChunk(rc ringChunk) {
+	if s.head == len(s.chunks) {
+		s.chunks, s.head = s.chunks[:0], 0
+	} else if s.head > 64 && s.head*2 > len(s.chunks) {
 		s.chunks = append(s.chunks[:0], s.chunks[s.head:]...)
 		s.head = 0
 	}
-	s.chunks = append(s.chunks, ringChunk{seq: seq, off: off, n: len(p)})
+	s.chunks = append(s.chunks, rc)
 }
 
+// grow moves the held bytes into a ring of size n, at offsets that start
+// at 0.
+func (s *Stream) grow(n int) {
+	r := make([]byte, n)
+	if s.held() > 0 {
+		s.copyOut(r[:s.used()], s.start)
+		for i := s.head; i < len(s.chunks); i++ {
+			s.chunks[i].off -= s.start
+		}
+	}
+	s.end -= s.start
+	s.start = 0
+	s.ring = r
+}
+
+// copyOut copies len(dst) ring bytes from offset off.
+func (s *Stream) copyOut(dst []byte, off int64) {
+	pos := int(off % int64(len(s.ring)))
+	if c := copy(dst, s.ring[pos:]); c < len(dst) {
+		copy(dst[c:], s.ring)
+	}
+}
+
+// chunkData returns a copy of a held chunk's bytes.
 func (s *Stream) chunkData(rc ringChunk) []byte {
 	out := make([]byte, rc.n)
-	size := int64(len(s.ring))
-	pos := int(rc.off % size)
-	n := copy(out, s.ring[pos:])
-	if n < rc.n {
-		copy(out[n:], s.ring)
+	if rc.off < 0 {
+		copy(out, s.big)
+	} else {
+		s.copyOut(out, rc.off)
 	}
 	return out
 }
@@ -182,21 +229,26 @@ func (s *Stream) backlogLocked(after uint64) ([]Chunk, *Gap) {
 	if after >= last {
 		return nil, nil
 	}
-	first := last + 1 // oldest seq still held
-	if s.head < len(s.chunks) {
-		first = s.chunks[s.head].seq
-	}
+	first := s.firstSeq()
 	var gap *Gap
 	if after+1 < first {
 		gap = &Gap{From: after + 1, To: first - 1}
+		after = first - 1
 	}
 	var out []Chunk
-	for _, rc := range s.chunks[s.head:] {
-		if rc.seq > after {
-			out = append(out, Chunk{Seq: rc.seq, Data: s.chunkData(rc)})
-		}
+	for _, rc := range s.chunks[s.head+int(after+1-first):] {
+		out = append(out, Chunk{Seq: rc.seq, Data: s.chunkData(rc)})
 	}
 	return out, gap
+}
+
+// firstSeq is the sequence number of the oldest chunk held (the next one
+// when none is).
+func (s *Stream) firstSeq() uint64 {
+	if s.held() == 0 {
+		return s.nextSeq
+	}
+	return s.chunks[s.head].seq
 }
 
 // LastSeq returns the sequence number of the last chunk written (0 when

@@ -1,7 +1,9 @@
 package gaffer
 
 import (
+	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -84,4 +86,166 @@ func BenchmarkStreamWrite(b *testing.B) {
 		s.Write(data)
 	}
 	s.Close()
+}
+
+// TestStreamRingSmallerThanOneRead is the crash of issue 12: a ring
+// smaller than one pipe read, a burst larger than the ring, then a small
+// chunk (it panicked with "slice bounds out of range").
+func TestStreamRingSmallerThanOneRead(t *testing.T) {
+	for _, ring := range []int{0, 1, 4096, 16 << 10} {
+		s := NewStream("out", ring)
+		var written [][]byte
+		for _, n := range []int{64 << 10, 10, 64 << 10, 64 << 10, 3, ring, ring + 1, 5} {
+			if n == 0 {
+				continue
+			}
+			p := ringPattern(uint64(len(written)+1), n)
+			s.Write(p)
+			written = append(written, p)
+			checkRing(t, s, written, ring)
+		}
+	}
+}
+
+// ringPattern is the content of chunk seq: n bytes that depend on seq and
+// position, so that a chunk read from the wrong place shows.
+func ringPattern(seq uint64, n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(seq*7 + uint64(i)*13 + uint64(i>>8))
+	}
+	return p
+}
+
+// checkRing verifies the invariants of a ring of size ring after the
+// chunks written (chunk i has sequence number i+1):
+//   - sequence numbers are contiguous and end at the last chunk written;
+//   - every chunk held is exactly what was written;
+//   - a gap covers exactly the chunks not held, from 1;
+//   - the ring holds the newest chunks that fit in its size (always the
+//     newest one), so that what is held is the tail of what was written;
+//   - its memory is the ring size plus at most one oversized chunk;
+//   - a resume from any point gives the same tail and a gap exactly up to
+//     the oldest chunk held.
+func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
+	t.Helper()
+	last := uint64(len(written))
+	if got := s.LastSeq(); got != last {
+		t.Fatalf("LastSeq %d after %d writes", got, last)
+	}
+	chunks, gap := s.Backlog(0)
+	if last == 0 {
+		if len(chunks) != 0 || gap != nil {
+			t.Fatalf("empty stream: %d chunks, gap %v", len(chunks), gap)
+		}
+		return
+	}
+	if len(chunks) == 0 {
+		t.Fatalf("ring %d: the newest chunk (%d bytes) is not held", ring, len(written[last-1]))
+	}
+	first := chunks[0].Seq
+	held := 0
+	for i, c := range chunks {
+		if c.Seq != first+uint64(i) {
+			t.Fatalf("ring %d: chunk %d has seq %d, want %d", ring, i, c.Seq, first+uint64(i))
+		}
+		if !bytes.Equal(c.Data, written[c.Seq-1]) {
+			t.Fatalf("ring %d: chunk %d differs from what was written", ring, c.Seq)
+		}
+		held += len(c.Data)
+	}
+	if chunks[len(chunks)-1].Seq != last {
+		t.Fatalf("ring %d: newest chunk held is %d, want %d", ring, chunks[len(chunks)-1].Seq, last)
+	}
+	switch {
+	case first == 1 && gap != nil:
+		t.Fatalf("ring %d: gap %v although everything is held", ring, gap)
+	case first > 1 && (gap == nil || gap.From != 1 || gap.To != first-1):
+		t.Fatalf("ring %d: gap %v, want 1..%d", ring, gap, first-1)
+	}
+	if len(chunks) > 1 && held > ring {
+		t.Fatalf("ring %d holds %d bytes in %d chunks", ring, held, len(chunks))
+	}
+	if first > 1 && held+len(written[first-2]) <= max(ring, 0) {
+		t.Fatalf("ring %d: chunk %d (%d bytes) evicted although %d bytes are held", ring, first-1, len(written[first-2]), held)
+	}
+	s.mu.Lock()
+	ringMem, bigMem, nchunks := cap(s.ring), cap(s.big), s.held()
+	s.mu.Unlock()
+	biggest := 0
+	for _, w := range written {
+		biggest = max(biggest, len(w))
+	}
+	if ringMem > max(ring, 0) || bigMem > biggest || nchunks != len(chunks) {
+		t.Fatalf("ring %d: memory %d ring + %d oversized bytes, %d entries for %d chunks", ring, ringMem, bigMem, nchunks, len(chunks))
+	}
+	for _, after := range []uint64{first - 1, first, last - 1, last, (first + last) / 2} {
+		if after > last {
+			continue
+		}
+		cs, g := s.Backlog(after)
+		if want := int(last - max(after, first-1)); len(cs) != want {
+			t.Fatalf("ring %d: backlog after %d: %d chunks, want %d", ring, after, len(cs), want)
+		}
+		if after+1 < first && (g == nil || g.From != after+1 || g.To != first-1) || after+1 >= first && g != nil {
+			t.Fatalf("ring %d: backlog after %d: gap %v (oldest held %d)", ring, after, g, first)
+		}
+	}
+}
+
+// TestStreamRingProperty drives random chunk sizes through random ring
+// sizes and checks the ring's invariants after every write.
+func TestStreamRingProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 300; round++ {
+		ring := []int{0, 1, 7, 100, 4096, 5000, 16 << 10, 64 << 10, 256 << 10}[rng.IntN(9)]
+		if rng.IntN(3) == 0 {
+			ring = rng.IntN(70000)
+		}
+		s := NewStream("out", ring)
+		var written [][]byte
+		for i := 0; i < 60; i++ {
+			var n int
+			switch rng.IntN(4) {
+			case 0:
+				n = 1 + rng.IntN(16)
+			case 1:
+				n = 1 + rng.IntN(ring+2)
+			case 2:
+				n = 64 << 10
+			default:
+				n = 1 + rng.IntN(100000)
+			}
+			p := ringPattern(uint64(len(written)+1), n)
+			s.Write(p)
+			written = append(written, p)
+			checkRing(t, s, written, ring)
+		}
+	}
+}
+
+// FuzzStreamRing: the first two bytes choose the ring size, each further
+// pair of bytes one chunk size.
+func FuzzStreamRing(f *testing.F) {
+	f.Add([]byte{0x40, 0x00, 0xff, 0xff, 0x00, 0x0a})
+	f.Add([]byte{0x00, 0x00, 0x00, 0x01, 0x00, 0x01})
+	f.Add([]byte{0x10, 0x00, 0x10, 0x00, 0x10, 0x01, 0x00, 0x05, 0x20, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 2 {
+			return
+		}
+		ring := int(data[0])<<8 | int(data[1])
+		s := NewStream("out", ring)
+		var written [][]byte
+		for i := 2; i+1 < len(data) && len(written) < 200; i += 2 {
+			n := int(data[i])<<8 | int(data[i+1])
+			if n == 0 {
+				n = 1
+			}
+			p := ringPattern(uint64(len(written)+1), n)
+			s.Write(p)
+			written = append(written, p)
+			checkRing(t, s, written, ring)
+		}
+	})
 }
