@@ -27,9 +27,17 @@ type LogFile struct {
 	opts    LogFileOptions
 	f       *os.File
 	size    int64
-	partial map[int][]byte // per writer: bytes of an unfinished line
+	partial map[writerKey][]byte // per writer: bytes of an unfinished line
 	buf     []byte
 	closed  bool
+}
+
+// writerKey names one writer of a log file: one output stream of one
+// process. stdout and stderr of a process are two writers, so that a
+// partial line of one is never finished by the other.
+type writerKey struct {
+	pid   int
+	label string
 }
 
 // maxPartial bounds the unfinished line held per writer; a longer line is
@@ -39,7 +47,7 @@ const maxPartial = 64 << 10
 // OpenLogFile opens (appends to) the log file at path, creating its
 // directory when needed.
 func OpenLogFile(path string, opts LogFileOptions) (*LogFile, error) {
-	l := &LogFile{path: path, opts: opts, partial: map[int][]byte{}}
+	l := &LogFile{path: path, opts: opts, partial: map[writerKey][]byte{}}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
@@ -71,7 +79,12 @@ func (l *LogFile) Write(p []byte) (int, error) {
 
 // WriteFrom writes the complete lines of p from writer src, holding back
 // an unfinished last line.
-func (l *LogFile) WriteFrom(src int, p []byte) {
+func (l *LogFile) WriteFrom(src int, p []byte) { l.writeFrom(writerKey{pid: src}, p) }
+
+// EndWriter flushes what writer src held back (its output ended).
+func (l *LogFile) EndWriter(src int) { l.endWriter(writerKey{pid: src}) }
+
+func (l *LogFile) writeFrom(src writerKey, p []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -105,8 +118,7 @@ func (l *LogFile) WriteFrom(src int, p []byte) {
 	}
 }
 
-// EndWriter flushes what writer src held back (its output ended).
-func (l *LogFile) EndWriter(src int) {
+func (l *LogFile) endWriter(src writerKey) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if held := l.partial[src]; len(held) > 0 && !l.closed {

@@ -150,3 +150,26 @@ func TestJobLogfileThroughManager(t *testing.T) {
 		}
 	}
 }
+
+// TestLogfileKeepsStdoutAndStderrApart: one logfile takes both streams;
+// a partial stdout line is not finished by a stderr line (issue 12).
+func TestLogfileKeepsStdoutAndStderrApart(t *testing.T) {
+	m := newTestManager(t)
+	path := filepath.Join(t.TempDir(), "both.log")
+	cfg := NewJobConfig("both", `sh -c 'printf out-start; sleep 0.3; echo err-line >&2; sleep 0.3; echo out-end; exec sleep 300'`)
+	cfg.RedirectOutput = []string{"stdout", "stderr"}
+	cfg.Logfile = path
+	if err := m.Load("default", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "both lines in the log file", func() bool {
+		data, _ := os.ReadFile(path)
+		return strings.Count(string(data), "\n") >= 2
+	})
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	sort.Strings(lines)
+	if strings.Join(lines, "|") != "err-line|out-startout-end" {
+		t.Fatalf("log file %q: want the lines err-line and out-startout-end", data)
+	}
+}

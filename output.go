@@ -7,10 +7,10 @@ import (
 // OutputSink receives the output of a job's processes, one chunk (one pipe
 // read) at a time, from the pipe reader's goroutine. Log files are sinks.
 type OutputSink interface {
-	// WriteFrom writes a chunk of output of writer src (an internal pid).
-	WriteFrom(src int, p []byte)
-	// EndWriter says that writer src's output has ended.
-	EndWriter(src int)
+	// writeFrom writes a chunk of output of writer src.
+	writeFrom(src writerKey, p []byte)
+	// endWriter says that writer src's output has ended.
+	endWriter(src writerKey)
 	Close() error
 }
 
@@ -91,9 +91,9 @@ func (m *Manager) outputFunc(j *job) func(p *Process, label string, data []byte)
 	return func(p *Process, label string, data []byte) {
 		if s := sinks[label]; s != nil {
 			if data == nil {
-				s.EndWriter(p.ID)
+				s.endWriter(writerKey{p.ID, label})
 			} else {
-				s.WriteFrom(p.ID, data)
+				s.writeFrom(writerKey{p.ID, label}, data)
 			}
 		}
 		if hook != nil && data != nil {
