@@ -22,14 +22,17 @@ type LogFileOptions struct {
 // ends), so lines of two processes never mix and no line is split across
 // a rotation. A LogFile is safe for concurrent use.
 type LogFile struct {
-	mu      sync.Mutex
-	path    string
-	opts    LogFileOptions
-	f       *os.File
-	size    int64
-	partial map[writerKey][]byte // per writer: bytes of an unfinished line
-	buf     []byte
-	closed  bool
+	mu   sync.Mutex
+	path string
+	opts LogFileOptions
+	f    *os.File // nil while not open
+	size int64
+	// partial has an entry for every writer whose output has not ended:
+	// the bytes of its unfinished line (often none).
+	partial  map[writerKey][]byte
+	buf      []byte
+	released bool // the job let go: the file closes when its last writer ends
+	closed   bool // Close was called: nothing more is written
 }
 
 // writerKey names one writer of a log file: one output stream of one
@@ -98,16 +101,16 @@ func (l *LogFile) writeFrom(src writerKey, p []byte) {
 			return
 		}
 		// An over-long line: write it out as it is.
-		delete(l.partial, src)
+		l.partial[src] = nil
 		l.writeLines(append(held, p...))
 		return
 	}
+	l.partial[src] = nil // a live writer, holding nothing
 	if len(held) > 0 {
 		// Finish the held line first, as one piece, so that a rotation
 		// cannot fall inside it.
 		i := bytes.IndexByte(p, '\n')
 		l.writeLines(append(held, p[:i+1]...))
-		delete(l.partial, src)
 		p, nl = p[i+1:], nl-(i+1)
 	}
 	if nl >= 0 {
@@ -125,6 +128,36 @@ func (l *LogFile) endWriter(src writerKey) {
 		l.writeLines(held)
 	}
 	delete(l.partial, src)
+	if l.released && len(l.partial) == 0 {
+		l.closeFile()
+	}
+}
+
+// release says that the job no longer writes new processes' output here:
+// the file is closed as soon as every writer still running has ended (a
+// process stopping after an update or an unload prints its last lines
+// into it). A writer that starts later opens it again for its output.
+func (l *LogFile) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = true
+	if len(l.partial) == 0 {
+		l.closeFile()
+	}
+}
+
+// reuse takes a released file back (an update that keeps its path).
+func (l *LogFile) reuse() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = false
+}
+
+func (l *LogFile) closeFile() {
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
 }
 
 // writeLines writes data that starts at a line boundary, rotating between
@@ -156,7 +189,7 @@ func (l *LogFile) writeLines(data []byte) {
 }
 
 func (l *LogFile) write(data []byte) {
-	if l.f == nil {
+	if l.f == nil && l.open() != nil {
 		return
 	}
 	if l.opts.Timestamps {
@@ -199,17 +232,15 @@ func (l *LogFile) rotate() {
 	}
 }
 
-// Reopen closes and reopens the file (after an external rotation).
+// Reopen closes and reopens the file (after an external rotation). A file
+// that is not open stays closed: the next write opens it.
 func (l *LogFile) Reopen() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed || l.f == nil {
 		return nil
 	}
-	if l.f != nil {
-		l.f.Close()
-		l.f = nil
-	}
+	l.closeFile()
 	return l.open()
 }
 

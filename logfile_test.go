@@ -173,3 +173,63 @@ func TestLogfileKeepsStdoutAndStderrApart(t *testing.T) {
 		t.Fatalf("log file %q: want the lines err-line and out-startout-end", data)
 	}
 }
+
+// TestLogfileKeepsOutputOfStoppingProcesses: what a process prints while
+// it stops after an update or an unload of its job reaches the log file
+// (the file used to be closed before the processes were stopped).
+func TestLogfileKeepsOutputOfStoppingProcesses(t *testing.T) {
+	m := newTestManager(t)
+	dir := t.TempDir()
+	job := func(name, path string) JobConfig {
+		cfg := NewJobConfig(name, `sh -c 'trap "echo stopping-$GEN; exit 0" TERM; echo started-$GEN; while :; do sleep 0.05; done'`)
+		cfg.Env = map[string]string{"GEN": "1"}
+		cfg.Logfile = path
+		return cfg
+	}
+	contains := func(path, s string) func() bool {
+		return func() bool {
+			data, _ := os.ReadFile(path)
+			return strings.Contains(string(data), s)
+		}
+	}
+	// Update: the old process's last line, then the new one's first.
+	up := filepath.Join(dir, "update.log")
+	if err := m.Load("default", job("up", up), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first process's start", contains(up, "started-1\n"))
+	cfg := job("up", up)
+	cfg.Env["GEN"] = "2"
+	if err := m.Update("default", cfg, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the second process's start", contains(up, "started-2\n"))
+	waitFor(t, 10*time.Second, "the first process's last line", contains(up, "stopping-1\n"))
+	// Unload: the last line is kept and the file is closed after it.
+	un := filepath.Join(dir, "unload.log")
+	if err := m.Load("default", job("un", un), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the process's start", contains(un, "started-1\n"))
+	procs, _ := m.JobProcesses("default.un")
+	if err := m.Unload("default.un"); err != nil {
+		t.Fatal(err)
+	}
+	<-procs[0].IODone()
+	waitFor(t, 10*time.Second, "the last line after the unload", contains(un, "stopping-1\n"))
+	if n := openFDsTo(un); n != 0 {
+		t.Fatalf("%d descriptors still open on the log file of an unloaded job", n)
+	}
+}
+
+// openFDsTo counts this process's descriptors open on path.
+func openFDsTo(path string) int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && target == path {
+			n++
+		}
+	}
+	return n
+}

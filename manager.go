@@ -328,8 +328,7 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	if cfg.Flapping != nil {
 		j.flap = newFlapState(*cfg.Flapping)
 	}
-	m.closeSinksLocked(j)
-	m.openSinksLocked(j)
+	m.reopenSinksLocked(j)
 	m.stopAllProcsLocked(j)
 	m.publish("update", "name", j.full)
 	if start || j.state == JobRunning || j.state == JobFlapping {

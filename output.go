@@ -11,6 +11,8 @@ type OutputSink interface {
 	writeFrom(src writerKey, p []byte)
 	// endWriter says that writer src's output has ended.
 	endWriter(src writerKey)
+	// release says that no new writer will come from the job.
+	release()
 	Close() error
 }
 
@@ -30,13 +32,30 @@ func normalizeLogConfig(cfg *JobConfig) {
 }
 
 // openSinksLocked opens the log files of a job.
-func (m *Manager) openSinksLocked(j *job) {
+func (m *Manager) openSinksLocked(j *job) { m.setSinksLocked(j, nil) }
+
+// reopenSinksLocked opens the log files of a job's new config: a file
+// whose path and options did not change is kept (the processes of the old
+// config and of the new one write to the same file), the others are
+// released.
+func (m *Manager) reopenSinksLocked(j *job) { m.setSinksLocked(j, j.sinks) }
+
+func (m *Manager) setSinksLocked(j *job, old jobSinks) {
+	opts := LogFileOptions{MaxBytes: j.cfg.LogfileMaxBytes, Backups: j.cfg.LogfileBackups, Timestamps: j.cfg.LogfileTimestamps}
 	sinks := jobSinks{}
+	kept := map[OutputSink]bool{}
 	open := func(label, path string) {
 		if path == "" || label == "" || sinks[label] != nil {
 			return
 		}
-		s, err := OpenLogFile(path, LogFileOptions{MaxBytes: j.cfg.LogfileMaxBytes, Backups: j.cfg.LogfileBackups, Timestamps: j.cfg.LogfileTimestamps})
+		for _, s := range old {
+			if l, ok := s.(*LogFile); ok && l.path == path && l.opts == opts {
+				l.reuse()
+				sinks[label], kept[s] = s, true
+				return
+			}
+		}
+		s, err := OpenLogFile(path, opts)
 		if err != nil {
 			m.log.Error("cannot open log file", "job", j.full, "path", path, "err", err)
 			return
@@ -61,6 +80,7 @@ func (m *Manager) openSinksLocked(j *job) {
 	}
 	open(outLabel, j.cfg.StdoutLogfile)
 	open(errLabel, j.cfg.StderrLogfile)
+	releaseSinks(old, kept)
 	if m.sinks == nil {
 		m.sinks = map[string]map[string]OutputSink{}
 	}
@@ -68,17 +88,30 @@ func (m *Manager) openSinksLocked(j *job) {
 	j.sinks = sinks
 }
 
-// closeSinksLocked closes the log files of a job.
+// closeSinksLocked lets go of the log files of a job: each closes once the
+// output of the processes still writing to it has ended.
 func (m *Manager) closeSinksLocked(j *job) {
-	closed := map[OutputSink]bool{}
-	for _, s := range j.sinks {
-		if !closed[s] {
-			closed[s] = true
-			s.Close()
-		}
-	}
+	releaseSinks(j.sinks, nil)
 	j.sinks = nil
 	delete(m.sinks, j.full)
+}
+
+// releaseSinks releases every sink of sinks but those kept.
+func releaseSinks(sinks jobSinks, kept map[OutputSink]bool) {
+	for _, s := range sinks {
+		if !kept[s] {
+			kept = mapSet(kept, s)
+			s.release()
+		}
+	}
+}
+
+func mapSet(m map[OutputSink]bool, s OutputSink) map[OutputSink]bool {
+	if m == nil {
+		m = map[OutputSink]bool{}
+	}
+	m[s] = true
+	return m
 }
 
 // outputFunc returns what a pipe reader of the job calls with each chunk.
