@@ -2,7 +2,10 @@ package gaffer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,7 +36,25 @@ type LogFile struct {
 	buf      []byte
 	released bool // the job let go: the file closes when its last writer ends
 	closed   bool // Close was called: nothing more is written
+
+	// Failures: logged at most once per logFileErrorInterval, then opened
+	// again at the next write, so that a full disk or a removed directory
+	// recovers by itself.
+	log       *slog.Logger
+	opened    os.FileInfo // of the open file, to see it removed or replaced
+	checkedAt time.Time   // last comparison of path with the open file
+	errAt     time.Time   // last error logged
+	errs      int         // errors since then, not logged
+	lost      int64       // bytes not written since the last success
 }
+
+// logFileErrorInterval is the least time between two error lines of one
+// log file; logFileCheckInterval the time between two checks that the
+// file written is still the one at its path. Variables for the tests.
+var (
+	logFileErrorInterval = 10 * time.Second
+	logFileCheckInterval = time.Second
+)
 
 // writerKey names one writer of a log file: one output stream of one
 // process. stdout and stderr of a process are two writers, so that a
@@ -50,11 +71,25 @@ const maxPartial = 64 << 10
 // OpenLogFile opens (appends to) the log file at path, creating its
 // directory when needed.
 func OpenLogFile(path string, opts LogFileOptions) (*LogFile, error) {
-	l := &LogFile{path: path, opts: opts, partial: map[writerKey][]byte{}}
-	if err := l.open(); err != nil {
+	l, err := newLogFile(path, opts, nil)
+	if err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// newLogFile returns a log file at path that logs its errors to log, and
+// the error of its first open: it is tried again at the first write.
+func newLogFile(path string, opts LogFileOptions, log *slog.Logger) (*LogFile, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	l := &LogFile{path: path, opts: opts, partial: map[writerKey][]byte{}, log: log}
+	err := l.open()
+	if err != nil {
+		l.errAt = time.Now()
+	}
+	return l, err
 }
 
 func (l *LogFile) open() error {
@@ -70,8 +105,42 @@ func (l *LogFile) open() error {
 		f.Close()
 		return err
 	}
-	l.f, l.size = f, st.Size()
+	l.f, l.size, l.opened, l.checkedAt = f, st.Size(), st, time.Now()
 	return nil
+}
+
+// fail records a failure to op the file; the data of the write is lost.
+func (l *LogFile) fail(op string, err error, lost int) {
+	l.closeFile()
+	l.lost += int64(lost)
+	now := time.Now()
+	if !l.errAt.IsZero() && now.Sub(l.errAt) < logFileErrorInterval {
+		l.errs++
+		return
+	}
+	l.log.Error("log file: cannot "+op+"; output is lost until it works again (tried at every write)",
+		"path", l.path, "err", err, "errors_not_logged", l.errs, "bytes_lost", l.lost)
+	l.errAt, l.errs = now, 0
+}
+
+// ensureOpen opens the file when it is not open, and opens it again when
+// the path no longer leads to it (its directory or itself removed or
+// replaced); it reports whether the file is open.
+func (l *LogFile) ensureOpen(n int) bool {
+	if l.f != nil && time.Since(l.checkedAt) >= logFileCheckInterval {
+		l.checkedAt = time.Now()
+		if st, err := os.Stat(l.path); err != nil || !os.SameFile(st, l.opened) {
+			l.closeFile()
+		}
+	}
+	if l.f != nil {
+		return true
+	}
+	if err := l.open(); err != nil {
+		l.fail("open it", err, n)
+		return false
+	}
+	return true
 }
 
 // Write writes p as output of an anonymous writer (writer 0).
@@ -189,7 +258,7 @@ func (l *LogFile) writeLines(data []byte) {
 }
 
 func (l *LogFile) write(data []byte) {
-	if l.f == nil && l.open() != nil {
+	if !l.ensureOpen(len(data)) {
 		return
 	}
 	if l.opts.Timestamps {
@@ -208,8 +277,15 @@ func (l *LogFile) write(data []byte) {
 		}
 		data = l.buf
 	}
-	n, _ := l.f.Write(data)
+	n, err := l.f.Write(data)
 	l.size += int64(n)
+	switch {
+	case err != nil:
+		l.fail("write to it", err, len(data)-n)
+	case !l.errAt.IsZero():
+		l.log.Warn("log file: writable again", "path", l.path, "errors_not_logged", l.errs, "bytes_lost", l.lost)
+		l.errAt, l.errs, l.lost = time.Time{}, 0, 0
+	}
 }
 
 // rotate renames path → path.1 → … → path.N and opens a new file.
@@ -218,18 +294,21 @@ func (l *LogFile) rotate() {
 		l.f.Close()
 		l.f = nil
 	}
-	if l.opts.Backups <= 0 {
-		os.Remove(l.path)
-	} else {
-		os.Remove(fmt.Sprintf("%s.%d", l.path, l.opts.Backups))
-		for i := l.opts.Backups - 1; i >= 1; i-- {
-			os.Rename(fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1))
+	check := func(err error) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.fail("rotate it", err, 0)
 		}
-		os.Rename(l.path, l.path+".1")
 	}
-	if err := l.open(); err != nil {
-		l.f = nil
+	if l.opts.Backups <= 0 {
+		check(os.Remove(l.path))
+	} else {
+		check(os.Remove(fmt.Sprintf("%s.%d", l.path, l.opts.Backups)))
+		for i := l.opts.Backups - 1; i >= 1; i-- {
+			check(os.Rename(fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1)))
+		}
+		check(os.Rename(l.path, l.path+".1"))
 	}
+	l.ensureOpen(0)
 }
 
 // Reopen closes and reopens the file (after an external rotation). A file

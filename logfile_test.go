@@ -1,12 +1,15 @@
 package gaffer
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -232,4 +235,95 @@ func openFDsTo(path string) int {
 		}
 	}
 	return n
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogFileRecoversFromARemovedDirectory: the log directory is removed
+// under a running writer and cannot be created again for a while; the
+// failure is logged once (not once per line), and once the directory can
+// be created again the next lines arrive in a new file.
+func TestLogFileRecoversFromARemovedDirectory(t *testing.T) {
+	defer func(d time.Duration) { logFileErrorInterval = d }(logFileErrorInterval)
+	logFileErrorInterval = time.Hour
+	var logged syncBuffer
+	dir := filepath.Join(t.TempDir(), "logs")
+	path := filepath.Join(dir, "app.log")
+	l, err := newLogFile(path, LogFileOptions{}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.writeFrom(writerKey{1, "stdout"}, []byte("before\n"))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	// A file where the directory was: it cannot be created again.
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	waitFor(t, 10*time.Second, "the failure to be noticed", func() bool {
+		i++
+		l.writeFrom(writerKey{1, "stdout"}, fmt.Appendf(nil, "lost %d\n", i))
+		time.Sleep(5 * time.Millisecond)
+		return strings.Contains(logged.String(), "cannot open")
+	})
+	for j := 0; j < 100; j++ {
+		l.writeFrom(writerKey{1, "stdout"}, fmt.Appendf(nil, "lost again %d\n", j))
+	}
+	if n := strings.Count(logged.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("%d error lines for one failure, want 1:\n%s", n, logged.String())
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	l.writeFrom(writerKey{1, "stdout"}, []byte("after\n"))
+	data, err := os.ReadFile(path)
+	if err != nil || string(data) != "after\n" {
+		t.Fatalf("new log file: %q, %v", data, err)
+	}
+	if !strings.Contains(logged.String(), "writable again") || !strings.Contains(logged.String(), "errors_not_logged=100") {
+		t.Fatalf("recovery not logged with the count of errors:\n%s", logged.String())
+	}
+}
+
+// TestLogFileWriteErrorsAreLoggedOnce: a full disk (/dev/full answers
+// every write with ENOSPC) gives one error line with the count of the
+// errors that followed, not one per line.
+func TestLogFileWriteErrorsAreLoggedOnce(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	defer func(d time.Duration) { logFileErrorInterval = d }(logFileErrorInterval)
+	logFileErrorInterval = time.Hour
+	var logged syncBuffer
+	l, err := newLogFile("/dev/full", LogFileOptions{}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		l.writeFrom(writerKey{1, "stdout"}, []byte("a line\n"))
+	}
+	l.Close()
+	out := logged.String()
+	if strings.Count(out, "level=ERROR") != 1 || !strings.Contains(out, "no space left on device") {
+		t.Fatalf("want one error line for 50 failed writes:\n%s", out)
+	}
 }

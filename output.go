@@ -55,10 +55,9 @@ func (m *Manager) setSinksLocked(j *job, old jobSinks) {
 				return
 			}
 		}
-		s, err := OpenLogFile(path, opts)
+		s, err := newLogFile(path, opts, m.log.With("job", j.full))
 		if err != nil {
-			m.log.Error("cannot open log file", "job", j.full, "path", path, "err", err)
-			return
+			m.log.Error("cannot open log file; trying again at each write", "job", j.full, "path", path, "err", err)
 		}
 		sinks[label] = s
 	}
