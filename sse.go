@@ -3,6 +3,7 @@ package gaffer
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,8 +57,16 @@ func (f *feed) write(p []byte) error {
 
 func (f *feed) flush() error { return f.rc.Flush() }
 
+// Heartbeat bounds: a ?heartbeat= below the minimum is raised to it (a
+// client could otherwise make gafferd send newlines without pause), one
+// above the maximum lowered to it.
+const (
+	minHeartbeat = time.Second
+	maxHeartbeat = time.Hour
+)
+
 // heartbeatInterval parses ?heartbeat=: "true" (the default) is 60 s, N is
-// N seconds, 0 or false is none.
+// N seconds (clamped to 1 s … 1 h), 0 or false is none.
 func heartbeatInterval(r *http.Request) (time.Duration, error) {
 	v := r.URL.Query().Get("heartbeat")
 	switch strings.ToLower(v) {
@@ -67,10 +76,13 @@ func heartbeatInterval(r *http.Request) (time.Duration, error) {
 		return 0, nil
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || f > 86400 {
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, Errorf(CodeBadValue, 400, "heartbeat: expected true, false or a number of seconds, got %q", v)
 	}
-	return secondsToDuration(f), nil
+	if f == 0 {
+		return 0, nil
+	}
+	return secondsToDuration(min(max(f, minHeartbeat.Seconds()), maxHeartbeat.Seconds())), nil
 }
 
 // sseData writes one SSE event: data split into data: lines (CR, LF and
@@ -165,7 +177,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	mode := r.URL.Query().Get("feed")
 	switch mode {
 	case "", "longpoll":
-		s.streamLongpoll(w, r, st, after, resume, hb)
+		s.streamLongpoll(w, r, st, after, resume)
 	case "continuous":
 		s.streamContinuous(w, r, st, after, resume, hb, false)
 	case "eventsource":
@@ -176,8 +188,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamLongpoll answers with the next output (or what was missed since
-// the resume point) and ends.
-func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration) {
+// the resume point) and ends. The body is exactly the output: a longpoll
+// answer has no heartbeats.
+func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool) {
 	backlog, _, sub := st.Subscribe(after, resume, 64)
 	defer sub.Close()
 	var out []byte
@@ -187,27 +200,14 @@ func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stre
 		last = c.Seq
 	}
 	if len(out) == 0 {
-		var tick <-chan time.Time
-		if hb > 0 {
-			t := time.NewTicker(hb)
-			defer t.Stop()
-			tick = t.C
-		}
-	wait:
-		for {
-			select {
-			case c, ok := <-sub.C:
-				if !ok {
-					break wait
-				}
+		select {
+		case c, ok := <-sub.C:
+			if ok {
 				out = append(out, c.Data...)
 				last = c.Seq
-				break wait
-			case <-tick:
-				out = append(out, '\n')
-			case <-r.Context().Done():
-				return
 			}
+		case <-r.Context().Done():
+			return
 		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
