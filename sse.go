@@ -85,36 +85,49 @@ func heartbeatInterval(r *http.Request) (time.Duration, error) {
 	return secondsToDuration(min(max(f, minHeartbeat.Seconds()), maxHeartbeat.Seconds())), nil
 }
 
-// sseData writes one SSE event: data split into data: lines (CR, LF and
-// CRLF all end a line, as the SSE parser reads them).
+// appendSSE appends one SSE event: its name, its id (when > 0), data as
+// data: lines, and the blank line that ends it.
 func appendSSE(b []byte, event string, id uint64, data []byte) []byte {
+	b, _, _ = appendSSEData(appendSSEHead(b, event, id), data, math.MaxInt)
+	return append(b, '\n')
+}
+
+// appendSSEHead appends the event: and id: lines of an SSE event.
+func appendSSEHead(b []byte, event string, id uint64) []byte {
 	if event != "" {
-		b = append(b, "event: "...)
-		b = append(b, event...)
-		b = append(b, '\n')
+		b = append(append(append(b, "event: "...), event...), '\n')
 	}
 	if id > 0 {
-		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, id, 10)
-		b = append(b, '\n')
+		b = append(strconv.AppendUint(append(b, "id: "...), id, 10), '\n')
 	}
+	return b
+}
+
+// appendSSEData appends data as SSE data: lines (CR, LF and CRLF all end
+// a line, as the SSE parser reads them; data ending with one gives a last,
+// empty line) until b holds at least limit bytes. It returns what is left
+// of data and whether all of it was appended.
+func appendSSEData(b, data []byte, limit int) ([]byte, []byte, bool) {
+	cr := bytes.IndexByte(data, '\r') >= 0
 	for {
-		i := bytes.IndexAny(data, "\r\n")
-		if i < 0 {
-			b = append(b, "data: "...)
-			b = append(b, data...)
-			b = append(b, '\n')
-			break
+		var i int
+		if cr {
+			i = bytes.IndexAny(data, "\r\n")
+		} else {
+			i = bytes.IndexByte(data, '\n')
 		}
-		b = append(b, "data: "...)
-		b = append(b, data[:i]...)
-		b = append(b, '\n')
+		if i < 0 {
+			return append(append(append(b, "data: "...), data...), '\n'), nil, true
+		}
+		b = append(append(append(b, "data: "...), data[:i]...), '\n')
 		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
 			i++
 		}
 		data = data[i+1:]
+		if len(b) >= limit {
+			return b, data, false
+		}
 	}
-	return append(b, '\n')
 }
 
 // streamTarget finds a process's stream for a feed request.
@@ -188,37 +201,49 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamLongpoll answers with the next output (or what was missed since
-// the resume point) and ends. The body is exactly the output: a longpoll
-// answer has no heartbeats.
+// the resume point) and ends: at most one batch of whole chunks, the
+// sequence number of the last in X-Gaffer-Seq (resume with ?since= it),
+// and X-Gaffer-Gap: FROM-TO when chunks were lost before them. The body is
+// exactly the output: a longpoll answer has no heartbeats.
 func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool) {
-	backlog, _, sub := st.Subscribe(after, resume, 64)
-	defer sub.Close()
-	var out []byte
-	var last uint64
-	for _, c := range backlog {
-		out = append(out, c.Data...)
-		last = c.Seq
-	}
-	if len(out) == 0 {
-		select {
-		case c, ok := <-sub.C:
-			if ok {
-				out = append(out, c.Data...)
-				last = c.Seq
+	rd := st.reader(after, resume)
+	defer rd.Close()
+	for {
+		b := rd.read()
+		if b.empty() && !b.eof {
+			select {
+			case <-rd.ready():
+				continue
+			case <-r.Context().Done():
+				return
 			}
-		case <-r.Context().Done():
-			return
 		}
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		if b.gap != nil {
+			h.Set("X-Gaffer-Gap", strconv.FormatUint(b.gap.From, 10)+"-"+strconv.FormatUint(b.gap.To, 10))
+		}
+		if n := len(b.chunks); n > 0 {
+			h.Set("X-Gaffer-Seq", strconv.FormatUint(b.chunks[n-1].Seq, 10))
+		}
+		h.Set("Content-Length", strconv.Itoa(b.size()))
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+		for _, c := range b.chunks {
+			if _, err := w.Write(c.Data); err != nil {
+				break
+			}
+		}
+		b.release()
+		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	if last > 0 {
-		w.Header().Set("X-Gaffer-Seq", strconv.FormatUint(last, 10))
-	}
-	w.Write(out)
 }
 
 // streamContinuous relays output until the stream ends or the client
-// leaves: raw bytes (continuous) or SSE events with ids (eventsource).
+// leaves: raw bytes (continuous) or SSE events with ids (eventsource). It
+// reads the ring at the client's pace, sending the chunks from the ring's
+// own memory: a client that falls further behind than the ring holds gets
+// an "event: gap" (raw bytes have no room for a marker: a continuous
+// reader just skips ahead).
 func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration, sse bool) {
 	ct := "application/octet-stream"
 	if sse {
@@ -231,98 +256,134 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 		defer t.Stop()
 		tick = t.C
 	}
-	var buf []byte
-	last := after
-	emit := func(c Chunk) error {
-		last = c.Seq
-		if sse {
-			buf = appendSSE(buf[:0], st.Label, c.Seq, c.Data)
-			return f.write(buf)
-		}
-		return f.write(c.Data)
-	}
-	emitGap := func(g *Gap) error {
-		if g == nil {
-			return nil
-		}
-		js, _ := json.Marshal(g)
-		if sse {
-			buf = appendSSE(buf[:0], "gap", 0, js)
-			return f.write(buf)
-		}
-		return nil // raw bytes have no room for a marker
-	}
-	backlogWanted := resume
+	rd := st.reader(after, resume)
+	defer rd.Close()
+	out := &feedOut{f: f}
+	defer out.release()
 	for {
-		backlog, gap, sub := st.Subscribe(last, backlogWanted, 4096)
-		backlogWanted = true // after an overflow, go back to the ring
-		if err := emitGap(gap); err != nil {
-			sub.Close()
-			return
-		}
-		for _, c := range backlog {
-			if err := emit(c); err != nil {
-				sub.Close()
-				return
+		b := rd.read()
+		if sse {
+			if b.gap != nil {
+				js, _ := json.Marshal(b.gap)
+				out.event("gap", 0, js)
+			}
+			for _, c := range b.chunks {
+				out.event(st.Label, c.Seq, c.Data)
+			}
+		} else {
+			for _, c := range b.chunks {
+				out.raw(c.Data)
 			}
 		}
-		f.flush()
-		overflow := false
-	loop:
-		for {
-			select {
-			case c, ok := <-sub.C:
-				if !ok {
-					overflow = sub.Overflowed()
-					break loop
-				}
-				if err := emit(c); err != nil {
-					sub.Close()
-					return
-				}
-				// Batch what is already queued before flushing.
-				for n := len(sub.C); n > 0; n-- {
-					c, ok := <-sub.C
-					if !ok {
-						break
-					}
-					if err := emit(c); err != nil {
-						sub.Close()
-						return
-					}
-				}
-				if f.flush() != nil {
-					sub.Close()
-					return
-				}
-			case <-tick:
-				hbMsg := []byte("\n")
-				if sse {
-					hbMsg = []byte(": heartbeat\n\n")
-				}
-				if f.write(hbMsg) != nil || f.flush() != nil {
-					sub.Close()
-					return
-				}
-			case <-r.Context().Done():
-				sub.Close()
-				return
-			}
-		}
-		sub.Close()
-		if !overflow {
-			// The stream ended: deliver what is left and finish.
-			rest, gap := st.Backlog(last)
-			emitGap(gap)
-			for _, c := range rest {
-				emit(c)
-			}
+		sent, eof := !b.empty(), b.eof
+		b.release()
+		switch {
+		case eof:
 			if sse {
-				f.write([]byte("event: eof\ndata: {}\n\n"))
+				out.text("event: eof\ndata: {}\n\n")
 			}
-			f.flush()
+			out.flush()
+			return
+		case sent:
+			if out.flush() != nil {
+				return
+			}
+			continue
+		}
+		out.release() // an idle feed holds no buffer
+		select {
+		case <-rd.ready():
+		case <-tick:
+			if sse {
+				out.text(": heartbeat\n\n")
+			} else {
+				out.text("\n")
+			}
+			if out.flush() != nil {
+				return
+			}
+		case <-r.Context().Done():
 			return
 		}
+	}
+}
+
+// feedPiece is the most a feed formats before writing it out, so that a
+// client that does not read holds at most one piece (with the batch it
+// was formatted from).
+const feedPiece = 16 << 10
+
+// feedOut is a feed's output: formatted into a pooled buffer (counted in
+// the readers' budget), written out one piece at a time. After a write
+// error it writes nothing more.
+type feedOut struct {
+	f   *feed
+	buf *relayBuf
+	err error
+}
+
+func (o *feedOut) bytes() []byte {
+	if o.buf == nil {
+		o.buf = getRelayBuf(feedPiece)
+	}
+	return o.buf.b
+}
+
+// spill keeps b as the buffer and writes it out once it holds a piece.
+func (o *feedOut) spill(b []byte) {
+	o.buf.b = b
+	o.buf.recount()
+	if len(b) >= feedPiece {
+		o.writeOut()
+	}
+}
+
+func (o *feedOut) writeOut() {
+	if o.buf == nil || len(o.buf.b) == 0 {
+		return
+	}
+	if o.err == nil {
+		o.err = o.f.write(o.buf.b)
+	}
+	o.buf.b = o.buf.b[:0]
+}
+
+// event adds one SSE event, written out piece by piece.
+func (o *feedOut) event(event string, id uint64, data []byte) {
+	b := appendSSEHead(o.bytes(), event, id)
+	for done := false; !done; {
+		b, data, done = appendSSEData(b, data, feedPiece)
+		if !done {
+			o.spill(b)
+			b = o.buf.b
+		}
+	}
+	o.spill(append(b, '\n'))
+}
+
+// raw writes p as it is (after what is buffered).
+func (o *feedOut) raw(p []byte) {
+	o.writeOut()
+	if o.err == nil {
+		o.err = o.f.write(p)
+	}
+}
+
+func (o *feedOut) text(t string) { o.spill(append(o.bytes(), t...)) }
+
+// flush writes what is buffered and flushes the response.
+func (o *feedOut) flush() error {
+	o.writeOut()
+	if o.err == nil {
+		o.err = o.f.flush()
+	}
+	return o.err
+}
+
+func (o *feedOut) release() {
+	if o.buf != nil {
+		o.buf.free(true)
+		o.buf = nil
 	}
 }
 
@@ -478,26 +539,7 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	if st != nil {
 		go func() {
 			defer close(done)
-			_, _, sub := st.Subscribe(0, false, 4096)
-			defer sub.Close()
-			for {
-				select {
-				case c, ok := <-sub.C:
-					if !ok {
-						conn.Close(WSCloseNormal, "process exited")
-						return
-					}
-					op := WSText
-					if !utf8.Valid(c.Data) {
-						op = WSBinary
-					}
-					if conn.WriteMessage(op, c.Data) != nil {
-						return
-					}
-				case <-conn.Done():
-					return
-				}
-			}
+			wstreamsForward(conn, st)
 		}()
 	} else {
 		close(done)
@@ -517,4 +559,41 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.CloseNow()
 	<-done
+}
+
+// wstreamsForward relays the output of st to a /wstreams client, one
+// message per chunk, reading the ring at the client's pace (what the ring
+// lost while the client lagged is skipped: this legacy socket has no
+// marker for it). A client that takes more than feedWriteTimeout to take
+// one message is disconnected.
+func wstreamsForward(conn *WSConn, st *Stream) {
+	rd := st.reader(0, false)
+	defer rd.Close()
+	for {
+		b := rd.read()
+		for _, c := range b.chunks {
+			op := WSText
+			if !utf8.Valid(c.Data) {
+				op = WSBinary
+			}
+			conn.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+			if conn.WriteMessage(op, c.Data) != nil {
+				b.release()
+				conn.CloseNow()
+				return
+			}
+		}
+		eof := b.eof
+		b.release()
+		if eof {
+			conn.SetWriteDeadline(time.Time{})
+			conn.Close(WSCloseNormal, "process exited")
+			return
+		}
+		select {
+		case <-rd.ready():
+		case <-conn.Done():
+			return
+		}
+	}
 }

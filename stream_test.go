@@ -169,16 +169,7 @@ func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
 	if first > 1 && held+len(written[first-2]) <= max(ring, 0) {
 		t.Fatalf("ring %d: chunk %d (%d bytes) evicted although %d bytes are held", ring, first-1, len(written[first-2]), held)
 	}
-	s.mu.Lock()
-	ringMem, bigMem, nchunks := cap(s.ring), cap(s.big), s.held()
-	s.mu.Unlock()
-	biggest := 0
-	for _, w := range written {
-		biggest = max(biggest, len(w))
-	}
-	if ringMem > max(ring, 0) || bigMem > biggest || nchunks != len(chunks) {
-		t.Fatalf("ring %d: memory %d ring + %d oversized bytes, %d entries for %d chunks", ring, ringMem, bigMem, nchunks, len(chunks))
-	}
+	checkRingMemory(t, s, ring, len(chunks), held, 0)
 	for _, after := range []uint64{first - 1, first, last - 1, last, (first + last) / 2} {
 		if after > last {
 			continue
@@ -190,6 +181,39 @@ func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
 		if after+1 < first && (g == nil || g.From != after+1 || g.To != first-1) || after+1 >= first && g != nil {
 			t.Fatalf("ring %d: backlog after %d: gap %v (oldest held %d)", ring, after, g, first)
 		}
+	}
+}
+
+// checkRingMemory verifies the ring's slabs: each one's count of ring
+// uses is its held chunks (+1 for the tail), each has one reference (the
+// ring's) plus readerRefs, and their memory is at most twice what is held
+// plus a few slabs (tails partly used or partly evicted).
+func checkRingMemory(t testing.TB, s *Stream, ring, nchunks, held int, readerRefs int32) {
+	t.Helper()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.heldChunks() != nchunks || s.held != held {
+		t.Fatalf("ring %d: %d entries holding %d bytes for %d chunks of %d bytes", ring, s.heldChunks(), s.held, nchunks, held)
+	}
+	uses := map[*slab]int{}
+	for _, rc := range s.chunks[s.head:] {
+		uses[rc.sl]++
+	}
+	if s.tail != nil {
+		uses[s.tail]++
+	}
+	mem := 0
+	for sl, n := range uses {
+		if sl.inRing != n {
+			t.Fatalf("ring %d: a slab counts %d uses, the ring has %d", ring, sl.inRing, n)
+		}
+		if r := sl.refs.Load(); r != 1+readerRefs {
+			t.Fatalf("ring %d: a slab has %d references, want %d", ring, r, 1+readerRefs)
+		}
+		mem += len(sl.buf)
+	}
+	if mem > 2*held+4*s.slabCap {
+		t.Fatalf("ring %d: %d bytes of slabs for %d bytes held (slabs up to %d)", ring, mem, held, s.slabCap)
 	}
 }
 

@@ -1,0 +1,220 @@
+package gaffer
+
+import (
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The memory of output relaying: the slabs that hold a stream's chunks
+// (shared, reference-counted, by the ring and by the readers that are
+// sending them), the pooled buffers readers format into, and the budget
+// of what the readers hold beyond the rings ([gaffer]
+// max_subscriber_memory).
+//
+// A chunk is copied once, from the pipe read into a slab. Readers send it
+// from there: a reader takes a reference to the slabs of the chunks it
+// reads and gives it back once they are written out. A slab the ring has
+// let go of but a reader still holds is memory beyond the ring: it counts
+// in the budget until released. So does every formatting buffer a reader
+// holds. When the budget is short readers take smaller batches (never less
+// than one chunk), and after a large fall the memory is handed back to the
+// operating system.
+
+// slab holds consecutive bytes of chunks of one stream. The ring holds one
+// reference while any of its chunks is held or while it is the ring's tail
+// (where small chunks are appended); each reader batch using it holds one
+// more. The last release gives it back to its pool.
+type slab struct {
+	refs   atomic.Int32
+	inRing int    // held chunks in it, +1 while it is the tail; guarded by the stream's mu
+	used   int    // bytes filled; guarded by the stream's mu
+	buf    []byte // len = capacity of the slab
+	class  int    // index in slabPools, -1 when not pooled
+}
+
+// slabClasses are the pooled slab sizes: powers of two from 1 KiB to
+// 64 KiB (one pipe read). A larger chunk gets a slab of its exact size.
+const (
+	slabMinSize = 1 << 10
+	slabMaxSize = 64 << 10
+)
+
+var slabPools [7]sync.Pool // 1K, 2K, … 64K
+
+// slabClass returns the pool index and size of the smallest class that
+// holds n bytes, or -1 and n when n is larger than every class.
+func slabClass(n int) (int, int) {
+	size := slabMinSize
+	for i := range slabPools {
+		if n <= size {
+			return i, size
+		}
+		size <<= 1
+	}
+	return -1, n
+}
+
+// newSlab returns a slab of at least n bytes with one reference (the
+// ring's).
+func newSlab(n int) *slab {
+	class, size := slabClass(n)
+	var sl *slab
+	if class >= 0 {
+		sl, _ = slabPools[class].Get().(*slab)
+	}
+	if sl == nil {
+		sl = &slab{buf: make([]byte, size), class: class}
+	}
+	sl.refs.Store(1)
+	return sl
+}
+
+// leaveRing drops the ring's reference: what readers still hold of the
+// slab now counts in the budget, until its last release.
+func (sl *slab) leaveRing() {
+	subscriberMemory.add(int64(len(sl.buf)))
+	sl.release()
+}
+
+// release drops one reference; the last one (always after leaveRing)
+// returns the slab to its pool.
+func (sl *slab) release() {
+	if sl.refs.Add(-1) != 0 {
+		return
+	}
+	subscriberMemory.add(-int64(len(sl.buf)))
+	if sl.class >= 0 {
+		sl.inRing, sl.used = 0, 0
+		slabPools[sl.class].Put(sl)
+	}
+}
+
+// relayBuf is a pooled buffer a reader formats output into (SSE events,
+// channel messages, I/O frames). It counts in the budget while held.
+type relayBuf struct {
+	b       []byte
+	counted int64 // what it added to the budget
+}
+
+// relayBufMin and the pools of relay buffers: powers of two from 4 KiB to
+// 1 MiB.
+const relayBufMin = 4 << 10
+
+var relayPools [9]sync.Pool
+
+// getRelayBuf returns an empty buffer with room for at least n bytes.
+func getRelayBuf(n int) *relayBuf {
+	size, class := relayBufMin, -1
+	for i := range relayPools {
+		if n <= size {
+			class = i
+			break
+		}
+		size <<= 1
+	}
+	var rb *relayBuf
+	if class >= 0 {
+		rb, _ = relayPools[class].Get().(*relayBuf)
+	} else {
+		size = n
+	}
+	if rb == nil {
+		rb = &relayBuf{b: make([]byte, 0, size)}
+	}
+	rb.counted = int64(cap(rb.b))
+	subscriberMemory.add(rb.counted)
+	return rb
+}
+
+// recount brings the budget up to date after appends grew the buffer.
+func (rb *relayBuf) recount() {
+	if c := int64(cap(rb.b)); c != rb.counted {
+		subscriberMemory.add(c - rb.counted)
+		rb.counted = c
+	}
+}
+
+// free gives the buffer back: to its pool when reuse is set (nobody reads
+// it any more), to the garbage collector otherwise (a writer may still be
+// reading it).
+func (rb *relayBuf) free(reuse bool) {
+	subscriberMemory.add(-rb.counted)
+	rb.counted = 0
+	if !reuse {
+		return
+	}
+	size := relayBufMin
+	for i := range relayPools {
+		if cap(rb.b) == size {
+			rb.b = rb.b[:0]
+			relayPools[i].Put(rb)
+			return
+		}
+		size <<= 1
+	}
+}
+
+// memBudget is the memory readers hold beyond the rings: slabs the ring
+// has let go of, and formatting buffers.
+type memBudget struct {
+	limit     atomic.Int64
+	used      atomic.Int64
+	peak      atomic.Int64 // highest use since memory was last returned
+	returning atomic.Bool
+}
+
+// defaultMaxSubscriberMemory is [gaffer] max_subscriber_memory's default.
+const defaultMaxSubscriberMemory = 32 << 20
+
+// memReturnMin is the fall of the readers' memory (from its peak) after
+// which the freed memory is handed back to the operating system.
+const memReturnMin = 8 << 20
+
+// subscriberMemory is the budget of every reader of every stream.
+var subscriberMemory = func() *memBudget {
+	b := &memBudget{}
+	b.limit.Store(defaultMaxSubscriberMemory)
+	return b
+}()
+
+// setMaxSubscriberMemory sets the readers' budget (<= 0: the default).
+func setMaxSubscriberMemory(n int64) {
+	if n <= 0 {
+		n = defaultMaxSubscriberMemory
+	}
+	subscriberMemory.limit.Store(n)
+}
+
+// grant returns how many bytes of chunks a reader may take in its next
+// batch: want while the budget has room, less when it is short, down to
+// relayBufMin (a reader always takes at least one whole chunk).
+func (b *memBudget) grant(want int) int {
+	free := b.limit.Load() - b.used.Load()
+	return int(min(int64(want), max(free, relayBufMin)))
+}
+
+// short reports whether less than half of the budget is free.
+func (b *memBudget) short() bool { return 2*b.used.Load() > b.limit.Load() }
+
+func (b *memBudget) add(n int64) {
+	u := b.used.Add(n)
+	if n > 0 {
+		for p := b.peak.Load(); u > p && !b.peak.CompareAndSwap(p, u); p = b.peak.Load() {
+		}
+		return
+	}
+	if p := b.peak.Load(); p-u >= memReturnMin && u <= p/4 && b.returning.CompareAndSwap(false, true) {
+		// The readers let go of most of what they held (clients left or
+		// caught up): hand it back to the system rather than keep it for a
+		// burst that may never come. Two collections empty the pools.
+		time.AfterFunc(time.Second, func() {
+			runtime.GC()
+			debug.FreeOSMemory()
+			b.peak.Store(b.used.Load())
+			b.returning.Store(false)
+		})
+	}
+}
