@@ -184,6 +184,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		consoleOut = newConsolePrinter(d.opts.Console).output
 	}
 	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut})
+	setMaxSubscriberMemory(d.cfg.MaxSubscriberMemory)
 	if d.opts.Verbose >= 1 && d.opts.Console != nil {
 		go printConsoleEvents(consoleEvents(d.Manager, d.opts.Verbose >= 2), d.opts.Console)
 	}

@@ -226,8 +226,7 @@ func TestStreamRingProperty(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			ring = rng.IntN(70000)
 		}
-		s := NewStream("out", ring)
-		var written [][]byte
+		var sizes []int
 		for i := 0; i < 60; i++ {
 			var n int
 			switch rng.IntN(4) {
@@ -240,16 +239,63 @@ func TestStreamRingProperty(t *testing.T) {
 			default:
 				n = 1 + rng.IntN(100000)
 			}
-			p := ringPattern(uint64(len(written)+1), n)
-			s.Write(p)
-			written = append(written, p)
-			checkRing(t, s, written, ring)
+			sizes = append(sizes, n)
 		}
+		driveRing(t, ring, sizes, uint64(round))
 	}
 }
 
+// driveRing writes chunks of the given sizes to a ring of size ring and
+// checks its invariants after every write, while a reader (its pace
+// drawn from seed) holds batches across writes, so that chunks are
+// evicted while a reader sends them: what it holds never changes, it gets
+// every chunk or a gap for exactly those it lost, and once it lets go the
+// ring's references and the budget are back to where they were.
+func driveRing(t testing.TB, ring int, sizes []int, seed uint64) {
+	t.Helper()
+	base := subscriberMemory.used.Load()
+	s := NewStream("out", ring)
+	rd := s.reader(0, true)
+	defer rd.Close()
+	var written [][]byte
+	var held streamBatch
+	next := uint64(1)
+	for i, n := range sizes {
+		p := ringPattern(uint64(len(written)+1), n)
+		s.Write(p)
+		written = append(written, p)
+		for _, c := range held.chunks {
+			if !bytes.Equal(c.Data, written[c.Seq-1]) {
+				t.Fatalf("ring %d: held chunk %d changed", ring, c.Seq)
+			}
+		}
+		held.release()
+		if used := subscriberMemory.used.Load(); used != base {
+			t.Fatalf("ring %d: the budget counts %d bytes after the reader let go", ring, used-base)
+		}
+		checkRing(t, s, written, ring)
+		if (seed>>(i%64))&1 == 0 {
+			continue // the reader is busy
+		}
+		held = rd.read()
+		if g := held.gap; g != nil {
+			if g.From != next || g.To < g.From {
+				t.Fatalf("ring %d: gap %v, next %d", ring, g, next)
+			}
+			next = g.To + 1
+		}
+		for _, c := range held.chunks {
+			if c.Seq != next || !bytes.Equal(c.Data, written[c.Seq-1]) {
+				t.Fatalf("ring %d: reader got chunk %d, want %d", ring, c.Seq, next)
+			}
+			next++
+		}
+	}
+	held.release()
+}
+
 // FuzzStreamRing: the first two bytes choose the ring size, each further
-// pair of bytes one chunk size.
+// pair of bytes one chunk size; the reader's pace is drawn from the data.
 func FuzzStreamRing(f *testing.F) {
 	f.Add([]byte{0x40, 0x00, 0xff, 0xff, 0x00, 0x0a})
 	f.Add([]byte{0x00, 0x00, 0x00, 0x01, 0x00, 0x01})
@@ -259,17 +305,16 @@ func FuzzStreamRing(f *testing.F) {
 			return
 		}
 		ring := int(data[0])<<8 | int(data[1])
-		s := NewStream("out", ring)
-		var written [][]byte
-		for i := 2; i+1 < len(data) && len(written) < 200; i += 2 {
+		var sizes []int
+		var seed uint64
+		for i := 2; i+1 < len(data) && len(sizes) < 200; i += 2 {
 			n := int(data[i])<<8 | int(data[i+1])
 			if n == 0 {
 				n = 1
 			}
-			p := ringPattern(uint64(len(written)+1), n)
-			s.Write(p)
-			written = append(written, p)
-			checkRing(t, s, written, ring)
+			sizes = append(sizes, n)
+			seed = seed*31 + uint64(n)
 		}
+		driveRing(t, ring, sizes, seed)
 	})
 }

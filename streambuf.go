@@ -160,17 +160,26 @@ func (rb *relayBuf) free(reuse bool) {
 // memBudget is the memory readers hold beyond the rings: slabs the ring
 // has let go of, and formatting buffers.
 type memBudget struct {
-	limit     atomic.Int64
-	used      atomic.Int64
-	peak      atomic.Int64 // highest use since memory was last returned
+	limit   atomic.Int64
+	used    atomic.Int64
+	readers atomic.Int64 // readers open, for the footprint
+	// peak is the highest footprint (used plus readerFootprint per reader:
+	// their connections, goroutines and buffers outside the budget) since
+	// memory was last handed back.
+	peak      atomic.Int64
 	returning atomic.Bool
 }
+
+// readerFootprint is about what one reader's client costs beyond the
+// budget (its connection's buffers and goroutines), counted only to tell
+// when many of them have gone.
+const readerFootprint = 64 << 10
 
 // defaultMaxSubscriberMemory is [gaffer] max_subscriber_memory's default.
 const defaultMaxSubscriberMemory = 32 << 20
 
-// memReturnMin is the fall of the readers' memory (from its peak) after
-// which the freed memory is handed back to the operating system.
+// memReturnMin is the fall of the readers' footprint (from its peak)
+// after which the freed memory is handed back to the operating system.
 const memReturnMin = 8 << 20
 
 // subscriberMemory is the budget of every reader of every stream.
@@ -200,20 +209,31 @@ func (b *memBudget) grant(want int) int {
 func (b *memBudget) short() bool { return 2*b.used.Load() > b.limit.Load() }
 
 func (b *memBudget) add(n int64) {
-	u := b.used.Add(n)
-	if n > 0 {
-		for p := b.peak.Load(); u > p && !b.peak.CompareAndSwap(p, u); p = b.peak.Load() {
+	b.used.Add(n)
+	b.changed(n > 0)
+}
+
+// enter and leave count the readers open.
+func (b *memBudget) enter() { b.readers.Add(1); b.changed(true) }
+func (b *memBudget) leave() { b.readers.Add(-1); b.changed(false) }
+
+// changed follows the footprint: its peak as it grows, and, after a large
+// fall (clients left or caught up), hands the freed memory back to the
+// system rather than keep it for a burst that may never come.
+func (b *memBudget) changed(grew bool) {
+	f := b.used.Load() + readerFootprint*b.readers.Load()
+	if grew {
+		for p := b.peak.Load(); f > p && !b.peak.CompareAndSwap(p, f); p = b.peak.Load() {
 		}
 		return
 	}
-	if p := b.peak.Load(); p-u >= memReturnMin && u <= p/4 && b.returning.CompareAndSwap(false, true) {
-		// The readers let go of most of what they held (clients left or
-		// caught up): hand it back to the system rather than keep it for a
-		// burst that may never come. Two collections empty the pools.
+	if p := b.peak.Load(); p-f >= memReturnMin && f <= p/2 && b.returning.CompareAndSwap(false, true) {
 		time.AfterFunc(time.Second, func() {
+			// Two collections: the first moves the pools' buffers to
+			// their victim caches, the second frees them.
 			runtime.GC()
 			debug.FreeOSMemory()
-			b.peak.Store(b.used.Load())
+			b.peak.Store(b.used.Load() + readerFootprint*b.readers.Load())
 			b.returning.Store(false)
 		})
 	}

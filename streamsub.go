@@ -77,6 +77,7 @@ func (sub *StreamSub) Close() {
 	defer sub.s.mu.Unlock()
 	if sub.c == nil && !sub.closed {
 		sub.s.readers.Add(-1)
+		subscriberMemory.leave()
 	}
 	sub.s.dropLocked(sub)
 }
@@ -94,6 +95,7 @@ func (sub *StreamSub) Overflowed() bool {
 func (s *Stream) reader(after uint64, backlog bool) *StreamSub {
 	r := &StreamSub{s: s}
 	s.readers.Add(1)
+	subscriberMemory.enter()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r.next = s.nextSeq
