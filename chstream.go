@@ -37,7 +37,16 @@ type queuedBatch struct {
 
 // relayFrames relays rd through wr until the stream has ended and all of
 // it was queued (true), or quit is closed or the writer stops (false).
-func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEncoder) bool {
+// A panic (a bug) is logged and closes the connection with 1011; the
+// stream and the other clients go on.
+func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEncoder) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			relayPanics.log(wr.log, v, "a websocket relay")
+			wr.closeAfter(WSCloseInternal, "internal error")
+		}
+	}()
 	var queued []queuedBatch
 	var frames []relayFrame
 	defer func() {

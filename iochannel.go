@@ -221,10 +221,13 @@ func (s *Server) serveIOChannel(w http.ResponseWriter, r *http.Request, pid int,
 		switch {
 		case target == "":
 			reply("error", id, iochE2("EPERM", 403))
-		case p.Write(target, body) != nil:
-			reply("error", id, iochE2("EIO", 500))
 		default:
-			reply("response", id, "OK")
+			if err := p.Write(target, body); err != nil {
+				e := AsError(err)
+				reply("error", id, iochE2(e.Code, e.Errno))
+			} else {
+				reply("response", id, "OK")
+			}
 		}
 	}
 }

@@ -1,7 +1,12 @@
 package gaffer
 
 import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // OutputSink receives the output of a job's processes, one chunk (one pipe
@@ -114,24 +119,72 @@ func mapSet(m map[OutputSink]bool, s OutputSink) map[OutputSink]bool {
 }
 
 // outputFunc returns what a pipe reader of the job calls with each chunk.
+// A log file or an Output hook that panics is isolated: the panic is
+// logged with its stack (rate-limited) and the output keeps flowing to
+// everything else, the ring buffer included.
 func (m *Manager) outputFunc(j *job) func(p *Process, label string, data []byte) {
 	sinks := j.sinks
 	hook := m.opts.Output
 	if len(sinks) == 0 && hook == nil {
 		return nil
 	}
+	log := m.log.With("job", j.full)
+	var sinkPanics, hookPanics panicLog
 	return func(p *Process, label string, data []byte) {
 		if s := sinks[label]; s != nil {
-			if data == nil {
-				s.endWriter(writerKey{p.ID, label})
-			} else {
-				s.writeFrom(writerKey{p.ID, label}, data)
-			}
+			func() {
+				defer sinkPanics.recover(log, "a log file", "pid", p.ID, "stream", label)
+				if data == nil {
+					s.endWriter(writerKey{p.ID, label})
+				} else {
+					s.writeFrom(writerKey{p.ID, label}, data)
+				}
+			}()
 		}
 		if hook != nil && data != nil {
-			hook(p, label, data)
+			func() {
+				defer hookPanics.recover(log, "the output hook", "pid", p.ID, "stream", label)
+				hook(p, label, data)
+			}()
 		}
 	}
+}
+
+// panicLogInterval is the least time between two logged panics of one
+// output consumer; those in between are counted.
+const panicLogInterval = 10 * time.Second
+
+// panicLog recovers the panics of one output consumer (a log file, an
+// Output hook, the console) and logs them with their stack, at most once
+// per panicLogInterval.
+type panicLog struct {
+	mu     sync.Mutex
+	at     time.Time
+	missed int
+}
+
+// relayPanics logs the panics of the readers' relays.
+var relayPanics panicLog
+
+// recover must be deferred directly: it stops a panic of what what names.
+func (pl *panicLog) recover(log *slog.Logger, what string, attrs ...any) {
+	if v := recover(); v != nil {
+		pl.log(log, v, what, attrs...)
+	}
+}
+
+// log logs the recovered panic v of what.
+func (pl *panicLog) log(log *slog.Logger, v any, what string, attrs ...any) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	now := time.Now()
+	if !pl.at.IsZero() && now.Sub(pl.at) < panicLogInterval {
+		pl.missed++
+		return
+	}
+	log.Error(what+" panicked; recovered, the output keeps flowing to the others",
+		append(attrs, "panic", fmt.Sprint(v), "panics_not_logged", pl.missed, "stack", string(debug.Stack()))...)
+	pl.at, pl.missed = now, 0
 }
 
 // ReopenLogs reopens every log file (after an external rotation; gafferd

@@ -404,12 +404,20 @@ func (s *Server) handleStreamWrite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("process %d has no writable stream %q (use stdin)", pid, label))
 		return
 	}
+	// A place among the process's pending writes first, so that a refused
+	// request never holds its body.
+	slot, err := p.reserveWrite(label)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer slot.release()
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := p.Write(label, body); err != nil {
+	if err := slot.write(r.Context(), body); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -539,6 +547,12 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	if st != nil {
 		go func() {
 			defer close(done)
+			defer func() {
+				if v := recover(); v != nil {
+					relayPanics.log(s.chLogger(), v, "a /wstreams relay")
+					conn.CloseNow()
+				}
+			}()
 			wstreamsForward(conn, st)
 		}()
 	} else {
