@@ -88,7 +88,7 @@ func heartbeatInterval(r *http.Request) (time.Duration, error) {
 // appendSSE appends one SSE event: its name, its id (when > 0), data as
 // data: lines, and the blank line that ends it.
 func appendSSE(b []byte, event string, id uint64, data []byte) []byte {
-	b, _, _ = appendSSEData(appendSSEHead(b, event, id), data, math.MaxInt)
+	b, _, _ = appendSSEData(appendSSEHead(b, event, id), data, math.MaxInt, hasCR(data))
 	return append(b, '\n')
 }
 
@@ -103,12 +103,15 @@ func appendSSEHead(b []byte, event string, id uint64) []byte {
 	return b
 }
 
+// hasCR reports whether data holds a CR (which ends a line too).
+func hasCR(data []byte) bool { return bytes.IndexByte(data, '\r') >= 0 }
+
 // appendSSEData appends data as SSE data: lines (CR, LF and CRLF all end
 // a line, as the SSE parser reads them; data ending with one gives a last,
-// empty line) until b holds at least limit bytes. It returns what is left
-// of data and whether all of it was appended.
-func appendSSEData(b, data []byte, limit int) ([]byte, []byte, bool) {
-	cr := bytes.IndexByte(data, '\r') >= 0
+// empty line) until b holds at least limit bytes. cr says whether data
+// holds a CR. It returns what is left of data and whether all of it was
+// appended.
+func appendSSEData(b, data []byte, limit int, cr bool) ([]byte, []byte, bool) {
 	for {
 		var i int
 		if cr {
@@ -260,6 +263,7 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 	defer rd.Close()
 	out := &feedOut{f: f}
 	defer out.release()
+	unflushed := 0
 	for {
 		b := rd.read()
 		if sse {
@@ -285,6 +289,15 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 			out.flush()
 			return
 		case sent:
+			// Flushed once caught up (or every few batches): while more
+			// is there, the next batch goes out right behind this one.
+			if unflushed++; rd.pending() && unflushed < 8 {
+				if out.err != nil {
+					return
+				}
+				continue
+			}
+			unflushed = 0
 			if out.flush() != nil {
 				return
 			}
@@ -308,23 +321,34 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 	}
 }
 
-// feedPiece is the most a feed formats before writing it out, so that a
-// client that does not read holds at most one piece (with the batch it
-// was formatted from).
-const feedPiece = 16 << 10
+// A feed formats into a buffer of feedPiece bytes (feedPieceShort while
+// the readers' budget is short) and writes it out once it is seven eighths
+// full, so that a client that does not read holds at most one buffer (with
+// the batch it was formatted from), and lines shorter than the rest fit
+// without growing it.
+const (
+	feedPiece      = 64 << 10
+	feedPieceShort = 16 << 10
+)
 
 // feedOut is a feed's output: formatted into a pooled buffer (counted in
 // the readers' budget), written out one piece at a time. After a write
 // error it writes nothing more.
 type feedOut struct {
-	f   *feed
-	buf *relayBuf
-	err error
+	f     *feed
+	buf   *relayBuf
+	piece int
+	err   error
 }
 
 func (o *feedOut) bytes() []byte {
 	if o.buf == nil {
-		o.buf = getRelayBuf(feedPiece)
+		size := feedPiece
+		if subscriberMemory.short() {
+			size = feedPieceShort
+		}
+		o.buf = getRelayBuf(size)
+		o.piece = size - size/8
 	}
 	return o.buf.b
 }
@@ -333,7 +357,7 @@ func (o *feedOut) bytes() []byte {
 func (o *feedOut) spill(b []byte) {
 	o.buf.b = b
 	o.buf.recount()
-	if len(b) >= feedPiece {
+	if len(b) >= o.piece {
 		o.writeOut()
 	}
 }
@@ -351,8 +375,9 @@ func (o *feedOut) writeOut() {
 // event adds one SSE event, written out piece by piece.
 func (o *feedOut) event(event string, id uint64, data []byte) {
 	b := appendSSEHead(o.bytes(), event, id)
+	cr := hasCR(data)
 	for done := false; !done; {
-		b, data, done = appendSSEData(b, data, feedPiece)
+		b, data, done = appendSSEData(b, data, o.piece, cr)
 		if !done {
 			o.spill(b)
 			b = o.buf.b

@@ -1,8 +1,10 @@
 package gaffer
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Chunk is one piece of output: what one read of the pipe returned, with
@@ -35,24 +37,34 @@ type Gap struct {
 // gets it). The chunks live in slabs (streambuf.go) that readers share
 // with the ring, so that sending a chunk copies nothing; the ring's memory
 // is at most about twice its size.
+//
+// A chunk that leaves the ring while a reader that is still making
+// progress has not read it yet is kept for it, before the ring, as long as
+// the readers' budget (max_subscriber_memory) allows: a client a little
+// slower than its process, or behind for a moment, loses nothing, and all
+// the readers of the stream share what is kept. A reader that has not
+// read for readerStall (its client stopped reading) keeps nothing.
 type Stream struct {
 	Label string
 
 	// mu guards the ring; readers take references to its chunks under the
 	// read lock, so that they do not wait for one another.
-	mu       sync.RWMutex
-	max      int
-	chunks   []ringChunk // held chunks, oldest at head
-	head     int
-	held     int   // bytes of the chunks held
-	tail     *slab // where small chunks are appended
-	slabSize int   // size of the next tail (grows up to slabCap)
-	slabCap  int
-	nextSeq  uint64
-	push     map[*StreamSub]struct{} // the subscriptions of Subscribe
-	readers  atomic.Int32            // readers not closed yet
-	done     bool
-	doneCh   chan struct{}
+	mu        sync.RWMutex
+	max       int
+	chunks    []ringChunk // held chunks, oldest at head: those kept for readers, then the ring's
+	head      int
+	win       int         // index of the ring's oldest chunk (head <= win)
+	held      int         // bytes of the ring's chunks
+	kept      int         // bytes of the chunks kept for readers (counted in the budget)
+	trimTimer *time.Timer // looks at the kept chunks again; nil when none is kept
+	tail      *slab       // where small chunks are appended
+	slabSize  int         // size of the next tail (grows up to slabCap)
+	slabCap   int
+	nextSeq   uint64
+	push      map[*StreamSub]struct{} // the subscriptions of Subscribe
+	rdrs      map[*StreamSub]struct{} // the readers
+	done      bool
+	doneCh    chan struct{}
 
 	// What readers wait on, apart from mu so that a waiting reader never
 	// delays the pipe reader.
@@ -80,7 +92,7 @@ func NewStream(label string, ringSize int) *Stream {
 		slabCap <<= 1
 	}
 	return &Stream{Label: label, max: max(ringSize, 0), nextSeq: 1, slabSize: slabMinSize, slabCap: slabCap,
-		push: map[*StreamSub]struct{}{}, doneCh: make(chan struct{})}
+		push: map[*StreamSub]struct{}{}, rdrs: map[*StreamSub]struct{}{}, doneCh: make(chan struct{})}
 }
 
 // Write records p as one chunk, hands it to the subscriptions and wakes
@@ -150,13 +162,60 @@ func (s *Stream) store(seq uint64, p []byte) {
 	sl.inRing++
 	s.appendChunk(ringChunk{seq: seq, sl: sl, off: off, n: n})
 	s.held += n
-	for s.heldChunks() > 1 && s.held > s.max {
+	for len(s.chunks)-s.win > 1 && s.held > s.max {
+		// Out of the ring: kept before it while a reader needs it.
+		rc := s.chunks[s.win]
+		s.win++
+		s.held -= rc.n
+		s.kept += rc.n
+		subscriberMemory.add(int64(rc.n))
+	}
+	s.trimLocked()
+}
+
+// trimLocked lets go of the kept chunks no live reader needs any more, and
+// of the oldest ones while the readers' budget is over what may be kept.
+func (s *Stream) trimLocked() {
+	if s.head == s.win {
+		return
+	}
+	need := s.neededLocked()
+	for s.head < s.win {
 		rc := s.chunks[s.head]
+		if rc.seq >= need && !subscriberMemory.overKept() {
+			break
+		}
 		s.chunks[s.head] = ringChunk{}
 		s.head++
-		s.held -= rc.n
+		s.kept -= rc.n
+		subscriberMemory.add(-int64(rc.n))
 		s.unringLocked(rc.sl)
 	}
+	if s.head < s.win && s.trimTimer == nil {
+		// Look again once the readers it is kept for may have stalled,
+		// should the process write nothing more by then.
+		s.trimTimer = time.AfterFunc(time.Duration(readerStall.Load()), func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.trimTimer = nil
+			s.trimLocked()
+		})
+	}
+}
+
+// neededLocked is the oldest chunk a live reader has not read yet.
+func (s *Stream) neededLocked() uint64 {
+	need := uint64(math.MaxUint64)
+	if len(s.rdrs) == 0 {
+		return need
+	}
+	now := time.Now().UnixNano()
+	for r := range s.rdrs {
+		if r.next < need && r.live(now) {
+			need = r.next
+		}
+	}
+	return need
 }
 
 // unringLocked drops one of the ring's uses of sl (a chunk evicted, or the
@@ -168,16 +227,16 @@ func (s *Stream) unringLocked(sl *slab) {
 	}
 }
 
-// heldChunks is the number of chunks held.
+// heldChunks is the number of chunks held (kept and in the ring).
 func (s *Stream) heldChunks() int { return len(s.chunks) - s.head }
 
 func (s *Stream) appendChunk(rc ringChunk) {
 	if s.head == len(s.chunks) {
-		s.chunks, s.head = s.chunks[:0], 0
+		s.chunks, s.head, s.win = s.chunks[:0], 0, 0
 	} else if s.head > 64 && s.head*2 > len(s.chunks) {
 		n := copy(s.chunks, s.chunks[s.head:])
 		clear(s.chunks[n:])
-		s.chunks, s.head = s.chunks[:n], 0
+		s.chunks, s.win, s.head = s.chunks[:n], s.win-s.head, 0
 	}
 	s.chunks = append(s.chunks, rc)
 }
@@ -185,8 +244,9 @@ func (s *Stream) appendChunk(rc ringChunk) {
 // data is the bytes of a held chunk (shared: not to be modified).
 func (rc ringChunk) data() []byte { return rc.sl.buf[rc.off : rc.off+rc.n : rc.off+rc.n] }
 
-// Backlog returns the chunks after sequence number after still in the ring
-// (copies) and a gap for those that are gone.
+// Backlog returns the chunks after sequence number after still held (in
+// the ring or kept for a reader; copies) and a gap for those that are
+// gone.
 func (s *Stream) Backlog(after uint64) ([]Chunk, *Gap) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -124,7 +124,8 @@ func ringPattern(seq uint64, n int) []byte {
 //   - a gap covers exactly the chunks not held, from 1;
 //   - the ring holds the newest chunks that fit in its size (always the
 //     newest one), so that what is held is the tail of what was written;
-//   - its memory is the ring size plus at most one oversized chunk;
+//     chunks kept for readers come right before it;
+//   - its memory is about what it holds (see checkRingMemory);
 //   - a resume from any point gives the same tail and a gap exactly up to
 //     the oldest chunk held.
 func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
@@ -143,8 +144,11 @@ func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
 	if len(chunks) == 0 {
 		t.Fatalf("ring %d: the newest chunk (%d bytes) is not held", ring, len(written[last-1]))
 	}
+	s.mu.RLock()
+	nkept := s.win - s.head
+	s.mu.RUnlock()
 	first := chunks[0].Seq
-	held := 0
+	held, kept := 0, 0
 	for i, c := range chunks {
 		if c.Seq != first+uint64(i) {
 			t.Fatalf("ring %d: chunk %d has seq %d, want %d", ring, i, c.Seq, first+uint64(i))
@@ -152,7 +156,11 @@ func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
 		if !bytes.Equal(c.Data, written[c.Seq-1]) {
 			t.Fatalf("ring %d: chunk %d differs from what was written", ring, c.Seq)
 		}
-		held += len(c.Data)
+		if i < nkept {
+			kept += len(c.Data)
+		} else {
+			held += len(c.Data)
+		}
 	}
 	if chunks[len(chunks)-1].Seq != last {
 		t.Fatalf("ring %d: newest chunk held is %d, want %d", ring, chunks[len(chunks)-1].Seq, last)
@@ -163,13 +171,13 @@ func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
 	case first > 1 && (gap == nil || gap.From != 1 || gap.To != first-1):
 		t.Fatalf("ring %d: gap %v, want 1..%d", ring, gap, first-1)
 	}
-	if len(chunks) > 1 && held > ring {
-		t.Fatalf("ring %d holds %d bytes in %d chunks", ring, held, len(chunks))
+	if inRing := len(chunks) - nkept; inRing > 1 && held > ring {
+		t.Fatalf("ring %d holds %d bytes in %d chunks", ring, held, inRing)
 	}
-	if first > 1 && held+len(written[first-2]) <= max(ring, 0) {
-		t.Fatalf("ring %d: chunk %d (%d bytes) evicted although %d bytes are held", ring, first-1, len(written[first-2]), held)
+	if winFirst := chunks[nkept].Seq; winFirst > 1 && held+len(written[winFirst-2]) <= max(ring, 0) {
+		t.Fatalf("ring %d: chunk %d (%d bytes) out of the ring although %d bytes are in it", ring, winFirst-1, len(written[winFirst-2]), held)
 	}
-	checkRingMemory(t, s, ring, len(chunks), held, 0)
+	checkRingMemory(t, s, ring, len(chunks)-nkept, held, kept, 0)
 	for _, after := range []uint64{first - 1, first, last - 1, last, (first + last) / 2} {
 		if after > last {
 			continue
@@ -185,15 +193,16 @@ func checkRing(t testing.TB, s *Stream, written [][]byte, ring int) {
 }
 
 // checkRingMemory verifies the ring's slabs: each one's count of ring
-// uses is its held chunks (+1 for the tail), each has one reference (the
-// ring's) plus readerRefs, and their memory is at most twice what is held
-// plus a few slabs (tails partly used or partly evicted).
-func checkRingMemory(t testing.TB, s *Stream, ring, nchunks, held int, readerRefs int32) {
+// uses is its held chunks, kept ones included (+1 for the tail), each has
+// one reference (the ring's) plus readerRefs, and their memory is at most
+// twice what is held plus a few slabs (tails partly used or partly
+// evicted).
+func checkRingMemory(t testing.TB, s *Stream, ring, nchunks, held, kept int, readerRefs int32) {
 	t.Helper()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.heldChunks() != nchunks || s.held != held {
-		t.Fatalf("ring %d: %d entries holding %d bytes for %d chunks of %d bytes", ring, s.heldChunks(), s.held, nchunks, held)
+	if len(s.chunks)-s.win != nchunks || s.held != held || s.kept != kept {
+		t.Fatalf("ring %d: %d entries holding %d bytes (%d kept) for %d chunks of %d bytes (%d kept)", ring, len(s.chunks)-s.win, s.held, s.kept, nchunks, held, kept)
 	}
 	uses := map[*slab]int{}
 	for _, rc := range s.chunks[s.head:] {
@@ -212,8 +221,8 @@ func checkRingMemory(t testing.TB, s *Stream, ring, nchunks, held int, readerRef
 		}
 		mem += len(sl.buf)
 	}
-	if mem > 2*held+4*s.slabCap {
-		t.Fatalf("ring %d: %d bytes of slabs for %d bytes held (slabs up to %d)", ring, mem, held, s.slabCap)
+	if mem > 2*(held+kept)+4*s.slabCap {
+		t.Fatalf("ring %d: %d bytes of slabs for %d bytes held (slabs up to %d)", ring, mem, held+kept, s.slabCap)
 	}
 }
 
@@ -246,11 +255,12 @@ func TestStreamRingProperty(t *testing.T) {
 }
 
 // driveRing writes chunks of the given sizes to a ring of size ring and
-// checks its invariants after every write, while a reader (its pace
-// drawn from seed) holds batches across writes, so that chunks are
+// checks its invariants after every write, while a reader (its pace and
+// stalls drawn from seed) holds batches across writes, so that chunks are
 // evicted while a reader sends them: what it holds never changes, it gets
 // every chunk or a gap for exactly those it lost, and once it lets go the
-// ring's references and the budget are back to where they were.
+// ring's references are back to one and the budget counts only what is
+// kept for the reader.
 func driveRing(t testing.TB, ring int, sizes []int, seed uint64) {
 	t.Helper()
 	base := subscriberMemory.used.Load()
@@ -270,10 +280,16 @@ func driveRing(t testing.TB, ring int, sizes []int, seed uint64) {
 			}
 		}
 		held.release()
-		if used := subscriberMemory.used.Load(); used != base {
-			t.Fatalf("ring %d: the budget counts %d bytes after the reader let go", ring, used-base)
+		s.mu.RLock()
+		kept := int64(s.kept)
+		s.mu.RUnlock()
+		if used := subscriberMemory.used.Load(); used != base+kept {
+			t.Fatalf("ring %d: the budget counts %d bytes after the reader let go, %d kept", ring, used-base, kept)
 		}
 		checkRing(t, s, written, ring)
+		if (seed>>(i%61))&7 == 0 {
+			rd.active.Store(0) // its client stopped reading: nothing is kept for it
+		}
 		if (seed>>(i%64))&1 == 0 {
 			continue // the reader is busy
 		}

@@ -146,14 +146,14 @@ func (rb *relayBuf) free(reuse bool) {
 	if !reuse {
 		return
 	}
-	size := relayBufMin
-	for i := range relayPools {
-		if cap(rb.b) == size {
-			rb.b = rb.b[:0]
+	// Into the pool of the largest size it holds (appends may have grown
+	// it past its own).
+	for i, size := len(relayPools)-1, relayBufMin<<(len(relayPools)-1); i >= 0; i, size = i-1, size>>1 {
+		if cap(rb.b) >= size {
+			rb.b = rb.b[:0:size]
 			relayPools[i].Put(rb)
 			return
 		}
-		size <<= 1
 	}
 }
 
@@ -205,8 +205,13 @@ func (b *memBudget) grant(want int) int {
 	return int(min(int64(want), max(free, relayBufMin)))
 }
 
-// short reports whether less than half of the budget is free.
-func (b *memBudget) short() bool { return 2*b.used.Load() > b.limit.Load() }
+// short reports whether the budget is nearly spent (what is kept for
+// readers takes at most three quarters of it).
+func (b *memBudget) short() bool { return 8*b.used.Load() > 7*b.limit.Load() }
+
+// overKept reports whether the budget is too full to keep chunks for
+// readers: a quarter of it stays for what the readers format and send.
+func (b *memBudget) overKept() bool { return 4*b.used.Load() > 3*b.limit.Load() }
 
 func (b *memBudget) add(n int64) {
 	b.used.Add(n)

@@ -1,5 +1,11 @@
 package gaffer
 
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
 // Subscriptions and readers of a Stream.
 //
 // A subscription (Subscribe, for embedders) is pushed a copy of every
@@ -23,10 +29,27 @@ type StreamSub struct {
 	closed     bool
 	overflowed bool
 
-	// A reader's position and scratch, used only by its goroutine.
+	// A reader's position (written under the stream's read lock, read by
+	// the writer under its lock), when it last read (unix ns; readerIdle
+	// while it waits for output), and its scratch.
 	next   uint64
+	active atomic.Int64
 	chunks []Chunk
 	slabs  []*slab
+}
+
+// readerStall is how long a reader may go without reading before the
+// chunks it has not read stop being kept for it (its client stopped
+// reading), in nanoseconds. Atomic so that tests can change it.
+var readerStall = func() (v atomic.Int64) { v.Store(int64(time.Second)); return }()
+
+// readerIdle is a reader's active time while it waits for output.
+const readerIdle = math.MaxInt64
+
+// live reports whether the reader is reading (or waiting for output).
+func (r *StreamSub) live(now int64) bool {
+	a := r.active.Load()
+	return a == readerIdle || now-a < readerStall.Load()
 }
 
 // DefaultStreamQueue is the queue length of a stream subscription made
@@ -76,7 +99,8 @@ func (sub *StreamSub) Close() {
 	sub.s.mu.Lock()
 	defer sub.s.mu.Unlock()
 	if sub.c == nil && !sub.closed {
-		sub.s.readers.Add(-1)
+		delete(sub.s.rdrs, sub)
+		sub.s.trimLocked()
 		subscriberMemory.leave()
 	}
 	sub.s.dropLocked(sub)
@@ -94,14 +118,15 @@ func (sub *StreamSub) Overflowed() bool {
 // (backlog), or of the chunks written from now on. Close it when done.
 func (s *Stream) reader(after uint64, backlog bool) *StreamSub {
 	r := &StreamSub{s: s}
-	s.readers.Add(1)
+	r.active.Store(time.Now().UnixNano())
 	subscriberMemory.enter()
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	r.next = s.nextSeq
 	if backlog && after < s.nextSeq {
 		r.next = after + 1
 	}
+	s.rdrs[r] = struct{}{}
 	return r
 }
 
@@ -151,6 +176,7 @@ func (b *streamBatch) release() {
 // before the next read.
 func (r *StreamSub) read() streamBatch {
 	s := r.s
+	r.active.Store(time.Now().UnixNano())
 	grant := subscriberMemory.grant(relayBatch)
 	b := streamBatch{chunks: r.chunks[:0], slabs: r.slabs[:0]}
 	s.mu.RLock()
@@ -177,10 +203,20 @@ func (r *StreamSub) read() streamBatch {
 		}
 	}
 	b.eof = s.done && r.next >= s.nextSeq
+	trim := r.next == s.nextSeq && s.head < s.win
 	s.mu.RUnlock()
+	if trim {
+		// Caught up: what was kept for this reader may be let go.
+		s.mu.Lock()
+		s.trimLocked()
+		s.mu.Unlock()
+	}
 	r.chunks, r.slabs = b.chunks, b.slabs
 	return b
 }
+
+// pending reports whether there is something to read already.
+func (r *StreamSub) pending() bool { return r.next <= r.s.last.Load() }
 
 // ready returns a channel that is closed once there is something to read
 // (at once when there already is) or the stream has ended.
@@ -191,6 +227,7 @@ func (r *StreamSub) ready() <-chan struct{} {
 	if r.next <= s.last.Load() || s.ended.Load() {
 		return closedChan
 	}
+	r.active.Store(readerIdle)
 	if s.wake == nil {
 		s.wake = make(chan struct{})
 	}

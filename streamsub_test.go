@@ -14,7 +14,9 @@ import (
 
 // TestStreamReaderSharesTheRing: a reader's chunks are the ring's own
 // bytes (a reference, not a copy); a slab the ring lets go of while a
-// reader holds it counts in the budget until the reader releases it.
+// reader holds it counts in the budget until the reader releases it; the
+// chunks a live reader has not read are kept for it beyond the ring (in
+// the budget too), not those of a reader that stopped reading.
 func TestStreamReaderSharesTheRing(t *testing.T) {
 	s := NewStream("out", 64<<10)
 	base := subscriberMemory.used.Load()
@@ -32,28 +34,41 @@ func TestStreamReaderSharesTheRing(t *testing.T) {
 	if !shared {
 		t.Fatal("the reader got a copy of the chunk")
 	}
-	checkRingMemory(t, s, 64<<10, 1, len(big), 1)
+	checkRingMemory(t, s, 64<<10, 1, len(big), 0, 1)
 	if used := subscriberMemory.used.Load() - base; used != 0 {
 		t.Fatalf("a chunk still in the ring counts %d bytes", used)
 	}
 	// Two more large chunks push the first out of the ring; the reader
-	// still holds it.
+	// still holds it, and chunk 2, which it has not read, is kept for it.
 	s.Write(ringPattern(2, 40<<10))
 	s.Write(ringPattern(3, 40<<10))
 	if !bytes.Equal(b.chunks[0].Data, big) {
 		t.Fatal("a held chunk changed")
 	}
-	if used := subscriberMemory.used.Load() - base; used != 64<<10 {
-		t.Fatalf("an evicted chunk held by a reader counts %d bytes, want its slab (65536)", used)
+	if used := subscriberMemory.used.Load() - base; used != 64<<10+40<<10 {
+		t.Fatalf("budget: %d bytes, want the held slab (65536) and the kept chunk (40960)", used)
 	}
 	b.release()
-	if used := subscriberMemory.used.Load() - base; used != 0 {
-		t.Fatalf("%d bytes still counted after the release", used)
+	if used := subscriberMemory.used.Load() - base; used != 40<<10 {
+		t.Fatalf("%d bytes counted after the release, want the kept chunk's", used)
 	}
-	// The reader lost chunk 2: a gap, then chunk 3.
+	for seq := uint64(2); seq <= 3; seq++ { // 80 KiB: two batches
+		b = rd.read()
+		if b.gap != nil || len(b.chunks) != 1 || b.chunks[0].Seq != seq || !bytes.Equal(b.chunks[0].Data, ringPattern(seq, 40<<10)) {
+			t.Fatalf("after the ring moved on: gap %v, %d chunks", b.gap, len(b.chunks))
+		}
+		b.release()
+	}
+	if used := subscriberMemory.used.Load() - base; used != 0 {
+		t.Fatalf("%d bytes counted once the reader caught up", used)
+	}
+	// A reader that stops reading has nothing kept: it gets a gap.
+	rd.active.Store(time.Now().UnixNano() - 2*readerStall.Load())
+	s.Write(ringPattern(4, 40<<10))
+	s.Write(ringPattern(5, 40<<10))
 	b = rd.read()
-	if b.gap == nil || b.gap.From != 2 || b.gap.To != 2 || len(b.chunks) != 1 || b.chunks[0].Seq != 3 {
-		t.Fatalf("after the ring moved on: gap %v, %d chunks", b.gap, len(b.chunks))
+	if b.gap == nil || b.gap.From != 4 || b.gap.To != 4 || len(b.chunks) != 1 || b.chunks[0].Seq != 5 {
+		t.Fatalf("a stalled reader: gap %v, %d chunks", b.gap, len(b.chunks))
 	}
 	b.release()
 	if b = rd.read(); !b.empty() || b.eof {
@@ -153,7 +168,7 @@ func TestStreamReadersUnderConcurrentWrites(t *testing.T) {
 		for _, c := range chunks {
 			held += len(c.Data)
 		}
-		checkRingMemory(t, s, ring, len(chunks), held, 0)
+		checkRingMemory(t, s, ring, len(chunks), held, 0, 0)
 	}
 }
 
@@ -212,7 +227,7 @@ func FuzzSSEPieces(f *testing.F) {
 		var got []byte
 		rest := data
 		for done := false; !done; {
-			b, rest, done = appendSSEData(b, rest, int(limit)+1)
+			b, rest, done = appendSSEData(b, rest, int(limit)+1, hasCR(data))
 			got, b = append(got, b...), b[:0]
 		}
 		got = append(append(got, b...), '\n')
