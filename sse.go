@@ -321,15 +321,12 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 	}
 }
 
-// A feed formats into a buffer of feedPiece bytes (feedPieceShort while
-// the readers' budget is short) and writes it out once it is seven eighths
-// full, so that a client that does not read holds at most one buffer (with
-// the batch it was formatted from), and lines shorter than the rest fit
-// without growing it.
-const (
-	feedPiece      = 64 << 10
-	feedPieceShort = 16 << 10
-)
+// A feed formats into a buffer of at most feedPiece bytes (less when many
+// readers share the budget: their buffers take at most a quarter of it)
+// and writes it out once it is seven eighths full, so that a client that
+// does not read holds at most one buffer (with the batch it was formatted
+// from), and lines shorter than the rest fit without growing it.
+const feedPiece = 64 << 10
 
 // feedOut is a feed's output: formatted into a pooled buffer (counted in
 // the readers' budget), written out one piece at a time. After a write
@@ -343,10 +340,7 @@ type feedOut struct {
 
 func (o *feedOut) bytes() []byte {
 	if o.buf == nil {
-		size := feedPiece
-		if subscriberMemory.short() {
-			size = feedPieceShort
-		}
+		size := subscriberMemory.share(feedPiece)
 		o.buf = getRelayBuf(size)
 		o.piece = size - size/8
 	}

@@ -205,6 +205,20 @@ func (b *memBudget) grant(want int) int {
 	return int(min(int64(want), max(free, relayBufMin)))
 }
 
+// share returns the size of a reader's formatting buffer: want, halved
+// (down to relayBufMin) until the readers' buffers together would take at
+// most a quarter of the budget, and a quarter of that while it is short.
+func (b *memBudget) share(want int) int {
+	limit := b.limit.Load() / 4 / max(b.readers.Load(), 1)
+	if b.short() {
+		limit /= 4
+	}
+	for want > relayBufMin && int64(want) > limit {
+		want >>= 1
+	}
+	return want
+}
+
 // short reports whether the budget is nearly spent (what is kept for
 // readers takes at most three quarters of it).
 func (b *memBudget) short() bool { return 8*b.used.Load() > 7*b.limit.Load() }

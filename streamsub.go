@@ -41,7 +41,7 @@ type StreamSub struct {
 // readerStall is how long a reader may go without reading before the
 // chunks it has not read stop being kept for it (its client stopped
 // reading), in nanoseconds. Atomic so that tests can change it.
-var readerStall = func() (v atomic.Int64) { v.Store(int64(time.Second)); return }()
+var readerStall = func() (v atomic.Int64) { v.Store(int64(5 * time.Second)); return }()
 
 // readerIdle is a reader's active time while it waits for output.
 const readerIdle = math.MaxInt64
