@@ -168,6 +168,7 @@ type memBudget struct {
 	// memory was last handed back.
 	peak      atomic.Int64
 	returning atomic.Bool
+	returned  atomic.Int64 // when memory was last handed back (unix ns)
 }
 
 // readerFootprint is about what one reader's client costs beyond the
@@ -179,8 +180,12 @@ const readerFootprint = 64 << 10
 const defaultMaxSubscriberMemory = 32 << 20
 
 // memReturnMin is the fall of the readers' footprint (from its peak)
-// after which the freed memory is handed back to the operating system.
-const memReturnMin = 8 << 20
+// after which the freed memory is handed back to the operating system, at
+// most once per memReturnEvery.
+const (
+	memReturnMin   = 8 << 20
+	memReturnEvery = 5 * time.Second
+)
 
 // subscriberMemory is the budget of every reader of every stream.
 var subscriberMemory = func() *memBudget {
@@ -247,11 +252,15 @@ func (b *memBudget) changed(grew bool) {
 		return
 	}
 	if p := b.peak.Load(); p-f >= memReturnMin && f <= p/2 && b.returning.CompareAndSwap(false, true) {
-		time.AfterFunc(time.Second, func() {
+		// A second from now, and at most once per memReturnEvery (a
+		// return costs a collection and page faults after it).
+		delay := max(time.Second, time.Until(time.Unix(0, b.returned.Load()).Add(memReturnEvery)))
+		time.AfterFunc(delay, func() {
 			// Two collections: the first moves the pools' buffers to
 			// their victim caches, the second frees them.
 			runtime.GC()
 			debug.FreeOSMemory()
+			b.returned.Store(time.Now().UnixNano())
 			b.peak.Store(b.used.Load() + readerFootprint*b.readers.Load())
 			b.returning.Store(false)
 		})
