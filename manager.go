@@ -372,8 +372,7 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	if cfg.Flapping != nil {
 		j.flap = newFlapState(*cfg.Flapping)
 	}
-	m.closeSinksLocked(j)
-	m.openSinksLocked(j)
+	m.reopenSinksLocked(j)
 	m.stopAllProcsLocked(j)
 	m.emit("update", j, nil, "name", j.full)
 	var first spawnBatch
