@@ -260,26 +260,33 @@ func TestCgroupLimitsHold(t *testing.T) {
 	if _, err := m.contain.cg.limitSource("pids"); err == nil {
 		cfg := childConfig(t, "forks", "sleep", nil)
 		cfg.Shell, cfg.PidsMax = true, 10
-		cfg.Cmd = "i=0; while [ $i -lt 30 ]; do sleep 100 & i=$((i+1)); done; wait"
+		// The subshell gives up at its first failed fork (sh: Cannot
+		// fork); the shell itself stays.
+		cfg.Cmd = "(i=0; while [ $i -lt 30 ]; do sleep 100 & i=$((i+1)); done); echo done; exec sleep 100"
 		cfg.RedirectOutput = []string{"out", "out"}
 		if err := m.Load("default", cfg, nil, true); err != nil {
 			t.Fatal(err)
 		}
 		p := onlyProcess(t, m, "default.forks")
-		readUntil(t, p, "out", "fork") // sh: Cannot fork
+		if out := readUntil(t, p, "out", "done\n"); !strings.Contains(out, "fork") {
+			t.Errorf("the shell forked 30 processes under pids_max 10: %q", out)
+		}
 		if n := len(p.cg.procs()); n > 10 || n < 2 {
 			t.Errorf("%d processes in a cgroup of pids_max 10", n)
 		}
 		m.Unload("default.forks")
 	}
 	if _, err := m.contain.cg.limitSource("memory"); err == nil {
-		cfg := childConfig(t, "hog", "memhog", map[string]string{"MEM": strconv.Itoa(256 << 20)})
+		cfg := childConfig(t, "hog", "memhog", map[string]string{"MEM": strconv.Itoa(256 << 20), "WAIT_STDIN": "1"})
 		cfg.MemoryMax = 32 << 20
-		cfg.RedirectOutput = []string{"out", "out"}
+		cfg.RedirectOutput, cfg.RedirectInput = []string{"out", "out"}, true
 		if err := m.Load("default", cfg, nil, true); err != nil {
 			t.Fatal(err)
 		}
 		p := onlyProcess(t, m, "default.hog")
+		if err := p.Write("stdin", []byte("go\n")); err != nil {
+			t.Fatal(err)
+		}
 		select {
 		case <-p.Exited():
 		case <-time.After(20 * time.Second):

@@ -1,6 +1,7 @@
 package gaffer
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -74,6 +75,9 @@ func runContainChild(mode string) {
 		fmt.Println("end")
 		select {}
 	case "memhog":
+		if os.Getenv("WAIT_STDIN") != "" {
+			bufio.NewReader(os.Stdin).ReadString('\n') // the test holds the process first
+		}
 		n, _ := strconv.Atoi(os.Getenv("MEM"))
 		b := make([]byte, n)
 		for i := range b {
