@@ -224,7 +224,11 @@ func (l *cgLeaf) remove() bool {
 		if r.leaves[l.key] == l {
 			delete(r.leaves, l.key)
 		}
+		closed := r.closed
 		r.mu.Unlock()
+		if closed {
+			r.close() // the last leaf of a stopped manager: its cgroups go too
+		}
 	}
 	return true
 }

@@ -222,6 +222,7 @@ type cgRoot struct {
 	v1     map[string]string // controller → its v1 root, once made
 	v1err  map[string]error
 	leaves map[escapeKey]*cgLeaf // by the markers of the process (inst, id)
+	closed bool                  // gafferd stopped: the last leaf removed takes the rest
 }
 
 // newCgRoot makes the manager's cgroups; nil (and why) when the machine
@@ -457,6 +458,7 @@ func (r *cgRoot) close() {
 		return
 	}
 	r.mu.Lock()
+	r.closed = true
 	dirs := []string{r.v2}
 	for _, d := range r.v1 {
 		dirs = append(dirs, d)

@@ -331,3 +331,30 @@ func TestCgroupLimitRefusals(t *testing.T) {
 		t.Errorf("load: %v", err)
 	}
 }
+
+// A manager's cgroup closed while a process is still in its leaf goes
+// when that leaf empties.
+func TestCgroupRootRemovedAfterLastLeaf(t *testing.T) {
+	m := NewManager(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m.enableCgroups()
+	if m.contain.cg == nil || m.contain.cg.v2 == "" {
+		t.Skipf("no writable cgroup2 hierarchy here: %s", m.contain.why)
+	}
+	root := m.contain.cg.v2
+	cfg := childConfig(t, "slow", "ignoreterm", nil)
+	cfg.GracefulTimeout = 10 * time.Second
+	cfg.RedirectOutput = []string{"out"}
+	if err := m.Load("default", cfg, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	p := onlyProcess(t, m, "default.slow")
+	readUntil(t, p, "out", "ready\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	m.Shutdown(ctx) // gives up at once: the process is killed, not waited for
+	m.closeContainment()
+	waitFor(t, 20*time.Second, "the manager's cgroup removed", func() bool {
+		_, err := os.Stat(root)
+		return os.IsNotExist(err)
+	})
+}
