@@ -32,49 +32,117 @@ type chFrame struct {
 
 // chWriter is the single writer of one websocket. send never blocks: when
 // the queue is full the client is too slow, nothing more is sent and the
-// connection is closed with 1008.
+// connection is closed with 1008. The queue is a slice that grows as
+// messages wait (up to chQueueLen) and is let go of once drained, so that
+// a connection with nothing to send holds no queue.
 type chWriter struct {
 	ws    chTransport
 	log   *slog.Logger
-	q     chan chFrame
 	bytes atomic.Int64
 	quit  chan struct{} // closed when nothing more may be sent
 	once  sync.Once
 	done  chan struct{} // closed when the writer goroutine has returned
+
+	mu   sync.Mutex
+	q    []chFrame     // waiting to be written, from q[head]
+	head int           // q[:head] are written (zeroed)
+	wake chan struct{} // one token: the queue has a frame
 }
 
+// chWriterKeep is the largest queue (in frames) kept once drained; a
+// larger one goes back to the garbage collector.
+const chWriterKeep = 16
+
 func chNewWriter(ws chTransport, log *slog.Logger) *chWriter {
-	w := &chWriter{ws: ws, log: log, q: make(chan chFrame, chQueueLen), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &chWriter{ws: ws, log: log, quit: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	go w.run()
 	return w
 }
 
+// push appends f to the queue; false when chQueueLen frames wait already.
+func (w *chWriter) push(f chFrame) bool {
+	w.mu.Lock()
+	if len(w.q)-w.head >= chQueueLen {
+		w.mu.Unlock()
+		return false
+	}
+	if len(w.q) == cap(w.q) && w.head > 0 {
+		// Room at the front: move the waiting frames there rather than
+		// grow.
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q, w.head = w.q[:n], 0
+	}
+	w.q = append(w.q, f)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest frame waiting.
+func (w *chWriter) pop() (chFrame, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == len(w.q) {
+		if cap(w.q) > chWriterKeep {
+			w.q = nil
+		} else {
+			w.q = w.q[:0]
+		}
+		w.head = 0
+		return chFrame{}, false
+	}
+	f := w.q[w.head]
+	w.q[w.head] = chFrame{}
+	w.head++
+	return f, true
+}
+
+// queued is the number of frames waiting, and the capacity of the queue.
+func (w *chWriter) queued() (n, capacity int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.q) - w.head, cap(w.q)
+}
+
 func (w *chWriter) run() {
 	defer close(w.done)
+	defer func() {
+		w.mu.Lock()
+		w.q, w.head = nil, 0 // what is left is never sent
+		w.mu.Unlock()
+	}()
 	for {
-		select {
-		case <-w.quit:
-			return
-		case f := <-w.q:
+		f, ok := w.pop()
+		if !ok {
 			select {
 			case <-w.quit:
 				return
-			default:
+			case <-w.wake:
+				continue
 			}
-			if f.close {
-				w.stop()
-				w.ws.Close(f.code, f.reason)
-				return
-			}
-			w.bytes.Add(-int64(len(f.data)))
-			if err := w.ws.WriteMessage(f.op, f.data); err != nil {
-				w.stop()
-				w.ws.CloseNow()
-				return
-			}
-			if f.sent != nil {
-				close(f.sent)
-			}
+		}
+		select {
+		case <-w.quit:
+			return
+		default:
+		}
+		if f.close {
+			w.stop()
+			w.ws.Close(f.code, f.reason)
+			return
+		}
+		w.bytes.Add(-int64(len(f.data)))
+		if err := w.ws.WriteMessage(f.op, f.data); err != nil {
+			w.stop()
+			w.ws.CloseNow()
+			return
+		}
+		if f.sent != nil {
+			close(f.sent)
 		}
 	}
 }
@@ -99,14 +167,12 @@ func (w *chWriter) sendFrame(f chFrame) bool {
 		w.tooSlow()
 		return false
 	}
-	select {
-	case w.q <- f:
-		return true
-	default:
+	if !w.push(f) {
 		w.bytes.Add(-n)
 		w.tooSlow()
 		return false
 	}
+	return true
 }
 
 // sendJSON queues v as a text message.
@@ -127,9 +193,7 @@ func (w *chWriter) closeAfter(code int, reason string) {
 		return
 	default:
 	}
-	select {
-	case w.q <- chFrame{close: true, code: code, reason: reason}:
-	default:
+	if !w.push(chFrame{close: true, code: code, reason: reason}) {
 		w.tooSlow()
 	}
 }
