@@ -43,10 +43,12 @@ type chWriter struct {
 	once  sync.Once
 	done  chan struct{} // closed when the writer goroutine has returned
 
-	mu   sync.Mutex
-	q    []chFrame     // waiting to be written, from q[head]
-	head int           // q[:head] are written (zeroed)
-	wake chan struct{} // one token: the queue has a frame
+	max      int   // chQueueLen when it was made
+	maxBytes int64 // chQueueBytes when it was made
+	mu       sync.Mutex
+	q        []chFrame     // waiting to be written, from q[head]
+	head     int           // q[:head] are written (zeroed)
+	wake     chan struct{} // one token: the queue has a frame
 }
 
 // chWriterKeep is the largest queue (in frames) kept once drained; a
@@ -54,15 +56,15 @@ type chWriter struct {
 const chWriterKeep = 16
 
 func chNewWriter(ws chTransport, log *slog.Logger) *chWriter {
-	w := &chWriter{ws: ws, log: log, quit: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	w := &chWriter{ws: ws, log: log, max: chQueueLen, maxBytes: chQueueBytes, quit: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	go w.run()
 	return w
 }
 
-// push appends f to the queue; false when chQueueLen frames wait already.
+// push appends f to the queue; false when the queue is full.
 func (w *chWriter) push(f chFrame) bool {
 	w.mu.Lock()
-	if len(w.q)-w.head >= chQueueLen {
+	if len(w.q)-w.head >= w.max {
 		w.mu.Unlock()
 		return false
 	}
@@ -162,7 +164,7 @@ func (w *chWriter) sendFrame(f chFrame) bool {
 	}
 	n := int64(len(f.data))
 	// One message bigger than the byte limit still goes through alone.
-	if total := w.bytes.Add(n); total > chQueueBytes && total != n {
+	if total := w.bytes.Add(n); total > w.maxBytes && total != n {
 		w.bytes.Add(-n)
 		w.tooSlow()
 		return false
