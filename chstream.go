@@ -49,6 +49,14 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 	}()
 	var queued []queuedBatch
 	var frames []relayFrame
+	// A transport that queues what it is given (SockJS) is given a batch
+	// only once it has room and the batch before has gone into it, so
+	// that a slow client's connection holds its queue and nothing more.
+	windowed, _ := wr.ws.(chWindowed)
+	window := 2
+	if windowed != nil {
+		window = 1
+	}
 	defer func() {
 		for _, q := range queued {
 			select {
@@ -64,7 +72,7 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 	window:
 		for len(queued) > 0 {
 			q := queued[0]
-			if len(queued) >= 2 || subscriberMemory.short() {
+			if len(queued) >= window || subscriberMemory.short() {
 				select {
 				case <-q.sent:
 				case <-quit:
@@ -81,6 +89,15 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 			}
 			q.buf.free(true)
 			queued = queued[1:]
+		}
+		if windowed != nil {
+			select {
+			case <-windowed.room():
+			case <-quit:
+				return false
+			case <-wr.quit:
+				return false
+			}
 		}
 		b := rd.read()
 		if b.empty() {
@@ -133,6 +150,13 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 			return true
 		}
 	}
+}
+
+// chWindowed is a transport that queues the messages it is given (a
+// SockJS session): room returns a channel closed once it has room for
+// more (at once when it has, or when it is closed).
+type chWindowed interface {
+	room() <-chan struct{}
 }
 
 // chStreamEncoder encodes the STREAM events of one control channel topic,

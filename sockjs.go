@@ -35,6 +35,7 @@ package gaffer
 // token cookie (sjCookie): a request of the session without it is refused.
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -406,6 +407,21 @@ func (h *SockJS) released(s *sjSession) {
 	h.mu.Unlock()
 }
 
+// sjBufPool holds the buffers "a" frames are encoded through.
+var sjBufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// sjCountWriter counts what goes through it.
+type sjCountWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *sjCountWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}
+
 // sjKind is a receiving HTTP transport.
 type sjKind int
 
@@ -450,19 +466,36 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id stri
 	w.WriteHeader(200)
 	rc := http.NewResponseController(w)
 	written := 0
+	before, after := "", "\n"
+	if kind == sjEventSource {
+		before, after = "data: ", "\r\n\r\n"
+	}
 	write := func(frame string) error {
-		var p string
-		switch kind {
-		case sjEventSource:
-			p = "data: " + frame + "\r\n\r\n"
-		default:
-			p = frame + "\n"
-		}
+		p := before + frame + after
 		rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
 		if _, err := io.WriteString(w, p); err != nil {
 			return err
 		}
 		written += len(p)
+		return rc.Flush()
+	}
+	// writeMsgs writes an "a" frame, encoded straight into the response
+	// (a frame of a slow client's messages is not held a second time).
+	writeMsgs := func(msgs []string) error {
+		rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+		bw := sjBufPool.Get().(*bufio.Writer)
+		cw := &sjCountWriter{w: w}
+		bw.Reset(cw)
+		bw.WriteString(before)
+		sjAppendArray(bw, msgs)
+		bw.WriteString(after)
+		err := bw.Flush()
+		bw.Reset(nil)
+		sjBufPool.Put(bw)
+		written += cw.n
+		if err != nil {
+			return err
+		}
 		return rc.Flush()
 	}
 	switch kind {
@@ -504,9 +537,11 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id stri
 	life := time.NewTimer(h.opts.keepalive.idle + h.opts.keepalive.wait)
 	defer life.Stop()
 	for {
-		msgs, closed := s.take()
+		msgs, n, closed := s.take()
 		if len(msgs) > 0 {
-			if write(sjArrayFrame(msgs)) != nil {
+			err := writeMsgs(msgs)
+			s.sent(n)
+			if err != nil {
 				s.abort()
 				return
 			}
@@ -617,9 +652,11 @@ func (h *SockJS) websocket(w http.ResponseWriter, r *http.Request, id string) {
 		tick := time.NewTicker(h.opts.Heartbeat)
 		defer tick.Stop()
 		for {
-			msgs, closed := s.take()
+			msgs, n, closed := s.take()
 			if len(msgs) > 0 {
-				if ws.WriteText(sjArrayFrame(msgs)) != nil {
+				err := ws.WriteText(sjArrayFrame(msgs))
+				s.sent(n)
+				if err != nil {
 					s.abort()
 					ws.CloseNow()
 					return
@@ -696,15 +733,27 @@ func sjDecode(data []byte) ([]string, error) {
 // sjArrayFrame encodes messages as an "a" frame.
 func sjArrayFrame(msgs []string) string {
 	var b strings.Builder
+	sjAppendArray(&b, msgs)
+	return b.String()
+}
+
+// sjAppendArray writes messages as an "a" frame.
+func sjAppendArray(b sjWriter, msgs []string) {
 	b.WriteString("a[")
 	for i, m := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		sjQuote(&b, m)
+		sjQuote(b, m)
 	}
 	b.WriteByte(']')
-	return b.String()
+}
+
+// sjWriter is where frames are encoded: a strings.Builder, or a
+// bufio.Writer on a response.
+type sjWriter interface {
+	WriteByte(c byte) error
+	WriteString(s string) (int, error)
 }
 
 // sjCloseFrame encodes a "c" frame.
@@ -722,7 +771,7 @@ func sjCloseFrame(code int, reason string) string {
 // outside printable ASCII is a \u escape (surrogate pairs above U+FFFF),
 // so that no transport or browser mangles it; invalid UTF-8 becomes
 // U+FFFD.
-func sjQuote(b *strings.Builder, s string) {
+func sjQuote(b sjWriter, s string) {
 	const hex = "0123456789abcdef"
 	u := func(r rune) {
 		b.WriteString(`\u`)
