@@ -228,7 +228,9 @@ func (c *chConn) forwardStats(t chTopic, procs map[int]*Process, full string, sp
 	}
 }
 
-// chStreamData is the data of a STREAM event.
+// chStreamData is the data of a STREAM event: the chunk (data), its
+// sequence number and its capture time (RFC 3339 in UTC with
+// milliseconds; seq and time are additions to 0.5.2's event).
 type chStreamData struct {
 	Event string `json:"event"`
 	Topic string `json:"topic"`
@@ -236,6 +238,7 @@ type chStreamData struct {
 	Pid   int    `json:"pid"`
 	Data  string `json:"data"`
 	Seq   uint64 `json:"seq"`
+	Time  string `json:"time"`
 }
 
 func (c *chConn) prepareStream(t chTopic, quit chan struct{}) (func(), string) {

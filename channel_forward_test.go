@@ -1,6 +1,7 @@
 package gaffer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -19,10 +20,17 @@ func TestChannelStreamAndStats(t *testing.T) {
 	topic := "STREAM:" + strconv.Itoa(pid)
 	c.sub(topic)
 	c.sub(topic + ".err") // a named stream: nothing comes on it
+	before := time.Now()
 	e.m.Send(pid, []byte("hi there\n"), "")
 	d := c.until("output", chEventOf(topic, ""))["data"].(map[string]any)
+	after := time.Now()
 	if d["event"] != "out" || d["data"] != "hi there\n" || d["pid"] != float64(pid) || d["name"] != "default.Echo" {
 		t.Errorf("stream event: %v", d)
+	}
+	// With its capture time (RFC 3339, milliseconds).
+	ts, _ := d["time"].(string)
+	if at, err := time.Parse(time.RFC3339Nano, ts); err != nil || at.Before(before.Truncate(time.Millisecond)) || at.After(after) || len(ts) != len("2006-01-02T15:04:05.000Z") {
+		t.Errorf("stream event time %q (%v), output sent between %v and %v", ts, err, before, after)
 	}
 
 	// Stats for a pid, and for a job (job names keep their case), which
@@ -156,5 +164,22 @@ func TestChannelSlowClient(t *testing.T) {
 	// The manager is not affected.
 	if _, err := e.m.Pids(""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The STREAM events written by hand are byte for byte what encoding/json
+// writes for chStreamData.
+func TestChannelStreamEncoderMatchesJSON(t *testing.T) {
+	head, _ := json.Marshal(chStreamData{Event: "out", Topic: `STREAM:1"<x>`, Name: "default.a&b", Pid: 1})
+	prefix := append([]byte(`{"data":`), head[:bytes.LastIndex(head, []byte(`"data":`))+len(`"data":`)]...)
+	enc := &chStreamEncoder{prefix: prefix}
+	at := time.Date(2026, 12, 2, 18, 0, 1, 2345678, time.FixedZone("x", 3600))
+	for _, data := range []string{"", "hi\n", "\x00\xff<&>\u2028", strings.Repeat("y", 70000)} {
+		got, op := enc.chunk(nil, Chunk{Seq: 42, Data: []byte(data), Time: at})
+		want, _ := json.Marshal(map[string]any{"event": "gaffer:event", "data": chStreamData{Event: "out", Topic: `STREAM:1"<x>`,
+			Name: "default.a&b", Pid: 1, Data: data, Seq: 42, Time: "2026-12-02T17:00:01.002Z"}})
+		if op != WSText || !bytes.Equal(got, want) {
+			t.Errorf("chunk %.40q:\n got %.300s\nwant %.300s", data, got, want)
+		}
 	}
 }

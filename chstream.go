@@ -160,7 +160,8 @@ type chWindowed interface {
 }
 
 // chStreamEncoder encodes the STREAM events of one control channel topic,
-// as chStreamData inside {"data": …, "event": "gaffer:event"}.
+// as chStreamData inside {"data": …, "event": "gaffer:event"}, time
+// included.
 type chStreamEncoder struct {
 	prefix []byte // up to the chunk's data
 	gapFor func(g Gap) any
@@ -168,8 +169,9 @@ type chStreamEncoder struct {
 
 func (e *chStreamEncoder) chunk(b []byte, c Chunk) ([]byte, WSOpcode) {
 	b = appendJSONString(append(b, e.prefix...), c.Data)
-	b = append(strconv.AppendUint(append(b, `,"seq":`...), c.Seq, 10), `},"event":"gaffer:event"}`...)
-	return b, WSText
+	b = strconv.AppendUint(append(b, `,"seq":`...), c.Seq, 10)
+	b = appendCaptureTime(append(b, `,"time":"`...), c.Time)
+	return append(b, `"},"event":"gaffer:event"}`...), WSText
 }
 
 func (e *chStreamEncoder) gap(b []byte, g Gap) ([]byte, WSOpcode) {
