@@ -183,8 +183,13 @@ func (e *chStreamEncoder) gap(b []byte, g Gap) ([]byte, WSOpcode) {
 // encodes a Go string (HTML characters, U+2028 and U+2029 escaped, invalid
 // UTF-8 replaced by \ufffd), without the conversion to a string.
 func appendJSONString(b, s []byte) []byte {
+	return append(appendJSONChars(append(b, '"'), s), '"')
+}
+
+// appendJSONChars appends s as the inside of a JSON string (no quotes).
+// Pieces of s cut by jsonCut encode, end to end, as s does.
+func appendJSONChars(b, s []byte) []byte {
 	const hex = "0123456789abcdef"
-	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
@@ -226,7 +231,33 @@ func appendJSONString(b, s []byte) []byte {
 		i += size
 		start = i
 	}
-	return append(append(b, s[start:]...), '"')
+	return append(b, s[start:]...)
+}
+
+// jsonCut returns where to cut s so that its first part has at most n
+// bytes (at least one rune when n < utf8.UTFMax) and the cut falls between
+// two of the runes appendJSONChars reads: never inside a UTF-8 sequence,
+// so that the parts encode as the whole does.
+func jsonCut(s []byte, n int) int {
+	if n >= len(s) {
+		return len(s)
+	}
+	n = max(n, utf8.UTFMax)
+	if n >= len(s) {
+		return len(s)
+	}
+	// The last byte that starts a sequence, within a rune's length before
+	// the cut: when the bytes from it to the cut are not a whole rune (or
+	// an invalid one), the rune goes to the next part.
+	for i := n; i > n-utf8.UTFMax && i >= 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			if i < n && !utf8.FullRune(s[i:n]) {
+				return i
+			}
+			break
+		}
+	}
+	return n
 }
 
 // jsonSafe tells the ASCII bytes that appendJSONString copies as they are.

@@ -423,7 +423,9 @@ func (o *feedOut) event(event string, id uint64, data []byte) {
 
 // chunkJSON adds chunk c as the JSON object {"label", "seq", "time",
 // "data"} (prefix holds it up to "seq":): an SSE "chunk" event whose id is
-// the sequence number (sse), or one line of NDJSON.
+// the sequence number (sse), or one line of NDJSON. The data is encoded
+// and written out piece by piece, as event does: escaped, a chunk can be
+// six times its size, and the buffer stays at one piece.
 func (o *feedOut) chunkJSON(prefix []byte, c Chunk, sse bool) {
 	b := o.bytes()
 	if sse {
@@ -431,8 +433,22 @@ func (o *feedOut) chunkJSON(prefix []byte, c Chunk, sse bool) {
 	}
 	b = strconv.AppendUint(append(b, prefix...), c.Seq, 10)
 	b = appendCaptureTime(append(b, `,"time":"`...), c.Time)
-	b = appendJSONString(append(b, `","data":`...), c.Data)
-	b = append(b, '}', '\n')
+	b = append(b, `","data":"`...)
+	for data := c.Data; len(data) > 0; {
+		// At most six bytes out per byte in (\u00XX).
+		room := (o.piece - len(b)) / 6
+		if room < utf8.UTFMax {
+			o.buf.b = b
+			o.buf.recount()
+			o.writeOut()
+			b = o.buf.b
+			room = o.piece / 6
+		}
+		n := jsonCut(data, room)
+		b = appendJSONChars(b, data[:n])
+		data = data[n:]
+	}
+	b = append(b, '"', '}', '\n')
 	if sse {
 		b = append(b, '\n')
 	}

@@ -2,13 +2,16 @@ package gaffer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // Every chunk carries the time gafferd read it from the pipe, whichever
@@ -163,4 +166,72 @@ func TestWatchEventsCarryTheirTime(t *testing.T) {
 	if len(evs) != 2 || !strings.HasPrefix(evs[0].data, `{"event":"spawn","name":"default.x","pid":7,"time":"`) || !strings.HasPrefix(evs[1].data, `{"event":"spawn","time":"`) {
 		t.Errorf("events %+v", evs)
 	}
+}
+
+// A chunk sent as JSON is encoded and written out piece by piece: a
+// chunk of control bytes, six times its size once escaped, does not grow
+// the feed's buffer (what a client that does not read holds) beyond one
+// piece, and the pieces are the chunk's JSON object byte for byte.
+func TestFeedJSONChunkStaysOnePiece(t *testing.T) {
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(i % 32) // all escaped as \u00XX or \n, \t…
+	}
+	copy(data[1000:], "caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80 \xff\xc3")
+	for _, sse := range []bool{false, true} {
+		rec := httptest.NewRecorder()
+		o := &feedOut{f: newFeed(rec, "application/x-ndjson")}
+		at := time.Date(2026, 12, 2, 19, 0, 0, 0, time.UTC)
+		prefix := []byte(`{"label":"out","seq":`)
+		o.chunkJSON(prefix, Chunk{Seq: 3, Data: data, Time: at}, sse)
+		held := cap(o.buf.b)
+		o.flush()
+		o.release()
+		if held > feedPiece {
+			t.Errorf("sse=%v: the buffer grew to %d bytes for one chunk (one piece is %d)", sse, held, feedPiece)
+		}
+		js, _ := json.Marshal(string(data))
+		want := `{"label":"out","seq":3,"time":"2026-12-02T19:00:00.000Z","data":` + string(js) + "}\n"
+		if sse {
+			want = "event: chunk\nid: 3\ndata: " + want + "\n"
+		}
+		if got := rec.Body.String(); got != want {
+			t.Errorf("sse=%v: %d bytes written, want %d (first difference at %d)", sse, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}
+
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// FuzzJSONPieces: a string cut by jsonCut (as chunkJSON does) and encoded
+// part by part is what encoding/json writes for the whole.
+func FuzzJSONPieces(f *testing.F) {
+	for _, s := range []string{"", "y\n", "caf\xc3\xa9", "\xf0\x9f\x98\x80\xf0\x9f\x98\x80", "\xff\xfe\xc3\xa9\xc3",
+		"\xe2\x80\xa8\xe2\x80", "\x80\x80\x80\x80\x80", "\xc3\x80\x80\x80\x80\xed\xa0\x80"} {
+		f.Add([]byte(s), uint8(1))
+		f.Add([]byte(s), uint8(5))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
+		want, _ := json.Marshal(string(data))
+		got := []byte{'"'}
+		for rest := data; len(rest) > 0; {
+			k := jsonCut(rest, int(n))
+			if k <= 0 || k > len(rest) || k > max(int(n), utf8.UTFMax) {
+				t.Fatalf("jsonCut(%q, %d) = %d", rest, n, k)
+			}
+			got = appendJSONChars(got, rest[:k])
+			rest = rest[k:]
+		}
+		got = append(got, '"')
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%q cut at %d: got %s, want %s", data, n, got, want)
+		}
+	})
 }
