@@ -251,6 +251,60 @@ func BenchmarkBusPublish(b *testing.B) {
 	}
 }
 
+// bnSpawnNames are the names of a spawn of job default.w (eventNames).
+var bnSpawnNames = []string{"spawn", "job.default.w.spawn", "proc.default.w.spawn", "job.w.spawn", "proc.w.spawn"}
+
+// bnUnrelated subscribes n subscriptions on topics the spawn of default.w
+// never matches: other jobs of its session, other sessions, other pids,
+// other kinds of event (as n /watch clients of other jobs would).
+func bnUnrelated(bus *Bus, n int) {
+	for i := 0; i < n; i++ {
+		var p string
+		switch i % 4 {
+		case 0:
+			p = "job.default.other" + strconv.Itoa(i)
+		case 1:
+			p = "proc.s" + strconv.Itoa(i) + ".web"
+		case 2:
+			p = "proc." + strconv.Itoa(i)
+		default:
+			p = "exit"
+		}
+		bus.Subscribe(1, p) // never read: none of them matches
+	}
+}
+
+// BenchmarkBusPublishUnrelated publishes a spawn event (five names) on a
+// bus with 0 or 10,000 subscriptions that do not match it, alternating
+// between the two buses in each iteration so that both are measured in
+// the same moments of a shared machine. ns/op is the pair; the metrics
+// are each bus's cost per event and their ratio (the goal: ≤ 2).
+func BenchmarkBusPublishUnrelated(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("subscriptions=%d", n), func(b *testing.B) {
+			none, busy := NewBus(), NewBus()
+			bnUnrelated(busy, n)
+			var tNone, tBusy time.Duration
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				t0 := time.Now()
+				none.publish(bnSpawnNames, map[string]any{"name": "default.w", "pid": i})
+				t1 := time.Now()
+				busy.publish(bnSpawnNames, map[string]any{"name": "default.w", "pid": i})
+				t2 := time.Now()
+				tNone += t1.Sub(t0)
+				tBusy += t2.Sub(t1)
+			}
+			if busy.Drops() != 0 {
+				b.Fatalf("%d unrelated subscriptions were sent the event", busy.Drops())
+			}
+			b.ReportMetric(float64(tNone.Nanoseconds())/float64(b.N), "ns-none/op")
+			b.ReportMetric(float64(tBusy.Nanoseconds())/float64(b.N), "ns-busy/op")
+			b.ReportMetric(float64(tBusy)/float64(tNone), "busy/none")
+		})
+	}
+}
+
 // BenchmarkJobInfoJSON is the body of GET /jobs/<sid>/<job>: the manager
 // snapshot of a job with 100 processes and its JSON encoding.
 func BenchmarkJobInfoJSON(b *testing.B) {
