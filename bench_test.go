@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -383,4 +384,49 @@ func BenchmarkCrashLoop(b *testing.B) {
 		b.StopTimer()
 		m.StopJob("default.storm")
 	})
+}
+
+// BenchmarkJobInfoDuringCrashLoop reads a job's info (GET
+// /jobs/default/x's body, JobInfoJSON) in a loop for 3 s while another job
+// of 1,000 /bin/true processes crash-loops (flapping off: each is
+// respawned as soon as it exits), and reports the read latency
+// percentiles and the respawns per second; bench/api_load.sh
+// (LOADS=crash) measures the same over HTTP. With -mutexprofile it shows
+// who holds the manager's lock meanwhile.
+func BenchmarkJobInfoDuringCrashLoop(b *testing.B) {
+	const bnTrue = "/bin/true"
+	if _, err := os.Stat(bnTrue); err != nil {
+		b.Skipf("%s not available: %v", bnTrue, err)
+	}
+	for b.Loop() {
+		m := bnManager(b)
+		if err := m.Load("default", bnSleepConfig("x", 1), nil, true); err != nil {
+			b.Fatal(err)
+		}
+		crash := NewJobConfig("crash", bnTrue)
+		crash.NumProcesses = 1000
+		crash.GracefulTimeout = time.Second
+		if err := m.Load("default", crash, nil, true); err != nil {
+			b.Fatal(err)
+		}
+		info0, _ := m.JobInfo("default.crash", false)
+		lat := make([]time.Duration, 0, 1<<20)
+		end := time.Now().Add(3 * time.Second)
+		for t0 := time.Now(); t0.Before(end); t0 = time.Now() {
+			if _, err := m.JobInfoJSON("default.x", true); err != nil {
+				b.Fatal(err)
+			}
+			if len(lat) < cap(lat) {
+				lat = append(lat, time.Since(t0))
+			}
+		}
+		info1, _ := m.JobInfo("default.crash", false)
+		m.StopJob("default.crash")
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		b.ReportMetric(float64(lat[len(lat)*999/1000].Nanoseconds()), "p99.9-ns")
+		b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+		b.ReportMetric(float64(info1.Restarts-info0.Restarts)/3, "respawns/s")
+	}
 }
