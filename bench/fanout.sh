@@ -8,13 +8,16 @@
 #   alone  the emitter with no client (its own write time: the reference)
 #   fast   SUBS clients reading as fast as they can
 #   slow   the same plus SLOW clients (default 10) reading SLOW_RATE bytes/s
+#          (not expected to finish: cut off once the others are done) and
+#          STALL clients (default 10) that read 1 MB, stop reading for 12 s
+#          (gafferd then keeps nothing for them), and read on to the end
 # The clients run in one process (benchtool fanout), which checks each
 # stream as it arrives. The emitter (benchchild emit) waits until every
 # client is connected (since=0 covers the moment between a client's
 # headers and its subscription). gafferd listens on a unix socket in a
 # private dir under /tmp.
 #
-#   ./fanout.sh                      # REPS=3 FANMB=10 SUBS=1000 SLOW=10 SLOW_RATE=102400
+#   ./fanout.sh                      # REPS=3 FANMB=10 SUBS=1000 SLOW=10 SLOW_RATE=102400 STALL=10
 #   REPS=1 SUBS=100 ./fanout.sh
 set -u
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +26,7 @@ FANMB=${FANMB:-10}
 SUBS=${SUBS:-1000}
 SLOW=${SLOW:-10}
 SLOW_RATE=${SLOW_RATE:-102400}
+STALL=${STALL:-10}
 OUT=${OUT:-$BENCH_DIR/results/fanout-$(date -u +%F).jsonl}
 mkdir -p "$BENCH_DIR/results" "$BENCH_DIR/bin"
 (cd "$BENCH_DIR/tool" && go build -o ../bin/benchtool ./cmd/benchtool && go build -o ../bin/benchchild ./cmd/benchchild) || exit 1
@@ -51,9 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# one CASE CLIENTS SLOWCLIENTS REP
+# one CASE CLIENTS SLOWCLIENTS STALLINGCLIENTS REP
 one() {
-	local case=$1 n=$2 k=$3 rep=$4 lines
+	local case=$1 n=$2 k=$3 j=$4 rep=$5 lines
 	lines=$((FANMB * 10000))
 	W=$(mktemp -d /tmp/bench-fanout.XXXXXX)
 	cat >"$W/gaffer.ini" <<INI
@@ -86,18 +90,18 @@ INI
 			--argjson cpu "$(((cpu1 - cpu0)))" --argjson hwm "$(awk '$1 == "VmHWM:" {print $2}' /proc/$GPID/status)" --argjson lines "$lines" \
 			'{scenario: "fanout", label: "alone", clients: 0, slow: 0, lines: $lines, ok: true, producer_s: ((($e - $s) / 1e6 | floor) / 1000), sup_cpu_s: ($cpu / 100), hwm_mb: (($hwm / 102.4 | floor) / 10), batch: $b, rep: $r, system: "gaffer", version: $v}' >>"$OUT"
 	else
-		"$T" fanout -sock "$W/gafferd.sock" -clients "$n" -slow "$k" -slow-rate "$SLOW_RATE" -lines "$lines" -size 100 \
+		"$T" fanout -sock "$W/gafferd.sock" -clients "$n" -slow "$k" -slow-rate "$SLOW_RATE" -stall "$j" -lines "$lines" -size 100 \
 			-stamp "$W/emit.stamp" -go "$W/go" -pid "$GPID" -label "$case" |
 			jq -c --arg b "$batch" --argjson r "$rep" --arg v "$version" '. + {batch: $b, rep: $r, system: "gaffer", version: $v}' >>"$OUT"
 	fi
-	tail -1 "$OUT" | jq -c '[.label, .clients, .slow, .producer_s, .fast_done_s_median, .fast_mb_s_median, .clients_complete, .clients_with_gaps, .lines_silent, .slow_gaps, .rss_max_mb, .hwm_mb, .sup_cpu_s, .ok]' >&2
+	tail -1 "$OUT" | jq -c '[.label, .clients, .slow, .producer_s, .fast_done_s_median, .fast_mb_s_median, .clients_complete, .clients_with_gaps, .lines_silent, .slow_lines, .stall_done, .stall_gaps, .rss_max_mb, .hwm_mb, .sup_cpu_s, .ok]' >&2
 	cleanup
 }
 
 for rep in $(seq 1 "$REPS"); do
 	echo "$(date -u +%T) rep $rep" >&2
-	one alone 0 0 "$rep"
-	one fast "$SUBS" 0 "$rep"
-	one slow "$SUBS" "$SLOW" "$rep"
+	one alone 0 0 0 "$rep"
+	one fast "$SUBS" 0 0 "$rep"
+	one slow "$SUBS" "$SLOW" "$STALL" "$rep"
 done
 echo "results: $OUT" >&2

@@ -7,8 +7,8 @@ package main
 // a slow subscriber never slows the process").
 //
 //	benchtool fanout -sock SOCK -path /streams/1/stdout?feed=eventsource&since=0&heartbeat=0
-//	                 -clients N [-slow K -slow-rate BYTES/S] -lines L -size S
-//	                 -stamp STAMPFILE -go GOFILE -pid GAFFERD_PID
+//	                 -clients N [-slow K -slow-rate BYTES/S] [-stall J -stall-after BYTES -stall-for D]
+//	                 -lines L -size S -stamp STAMPFILE -go GOFILE -pid GAFFERD_PID
 //
 // It connects the N+K clients, waits for every response header, creates
 // GOFILE (the emitter waits for it), and checks each client's stream as it
@@ -16,10 +16,15 @@ package main
 // (data lines with "\n", events end to end), must be the emitter's lines
 // ("<10-digit seq> x…x") in order. A line missing right after an "event:
 // gap" is explained (lines_gap); one missing without a gap marker is a
-// silent loss (lines_silent, must be 0). The K slow clients read
-// -slow-rate bytes per second; the N others as fast as they can. A client
-// is done when it has the last line, or when nothing came for 5 s after
-// the emitter finished. gafferd's VmRSS is sampled every 50 ms (rss_max_mb)
+// silent loss (lines_silent, must be 0). The N clients read as fast as
+// they can. The K slow clients read -slow-rate bytes per second; they are
+// not expected to finish (they are cut off once the others are done) but
+// must not lose a line silently either. The J stalling clients read
+// -stall-after bytes, stop reading for -stall-for (longer than gafferd's
+// reader stall, 5 s: it then keeps nothing for them), then read as fast as
+// they can: they must end with every line or a gap marker for what they
+// missed. A client is done when it has the last line, or when nothing came
+// for 5 s after the emitter finished. gafferd's VmRSS is sampled every 50 ms (rss_max_mb)
 // and its VmHWM read at the end. One JSON line on stdout.
 
 import (
@@ -43,10 +48,11 @@ import (
 
 // fanClient is one client's tally.
 type fanClient struct {
-	slow      bool
-	lines     int // lines received in order
-	gapLost   int // lines skipped right after a gap marker
-	silent    int // lines skipped without a gap marker
+	slow      bool // reads at a limited rate
+	stall     bool // stops reading for a while
+	lines     int  // lines received in order
+	gapLost   int  // lines skipped right after a gap marker
+	silent    int  // lines skipped without a gap marker
 	dup, bad  int
 	gaps      int
 	bytes     int64
@@ -121,9 +127,12 @@ func (c *fanClient) gap() {
 
 // read parses the client's SSE stream until it has the last line or ctx
 // ends.
-func (c *fanClient) read(ctx context.Context, body io.Reader, rate int, lines, size int) {
+func (c *fanClient) read(ctx context.Context, body io.Reader, rate int, stallAfter int64, stallFor time.Duration, lines, size int) {
 	if rate > 0 {
 		body = &slowReader{r: body, rate: rate}
+	}
+	if stallFor > 0 {
+		body = &stallReader{r: body, after: stallAfter, pause: stallFor, c: c}
 	}
 	br := bufio.NewReaderSize(body, 64<<10)
 	var ev []byte
@@ -185,6 +194,27 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// stallReader stops reading for pause once after bytes.
+type stallReader struct {
+	r      io.Reader
+	after  int64
+	pause  time.Duration
+	read   int64
+	paused bool
+	c      *fanClient
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if !s.paused && s.read >= s.after {
+		s.paused = true
+		s.c.lastWrite.Store(mono() + s.pause.Nanoseconds()) // not silent: paused
+		time.Sleep(s.pause)
+	}
+	n, err := s.r.Read(p)
+	s.read += int64(n)
+	return n, err
+}
+
 func vmKB(pid int, key string) float64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
@@ -206,6 +236,9 @@ func cmdFanout(args []string) {
 	clients := fs.Int("clients", 1000, "clients reading as fast as they can")
 	slow := fs.Int("slow", 0, "clients reading slowly")
 	slowRate := fs.Int("slow-rate", 100<<10, "bytes per second of a slow client")
+	stall := fs.Int("stall", 0, "clients that stop reading for a while")
+	stallAfter := fs.Int64("stall-after", 1<<20, "bytes a stalling client reads before it stops")
+	stallFor := fs.Duration("stall-for", 12*time.Second, "how long a stalling client stops reading")
 	lines := fs.Int("lines", 100000, "lines the emitter writes")
 	size := fs.Int("size", 100, "bytes per line")
 	stamp := fs.String("stamp", "", "the emitter's stamp file (S/E lines)")
@@ -215,7 +248,7 @@ func cmdFanout(args []string) {
 	label := fs.String("label", "", "name of the measurement (copied to the JSON)")
 	fs.Parse(args)
 	res := map[string]any{"scenario": "fanout", "label": *label, "clients": *clients, "slow": *slow,
-		"slow_rate": *slowRate, "lines": *lines, "bytes": *lines * *size, "time": time.Now().UTC().Format(time.RFC3339)}
+		"slow_rate": *slowRate, "stall": *stall, "stall_after": *stallAfter, "stall_for_s": stallFor.Seconds(), "lines": *lines, "bytes": *lines * *size, "time": time.Now().UTC().Format(time.RFC3339)}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -225,7 +258,7 @@ func cmdFanout(args []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *limit)
 	defer cancel()
-	n := *clients + *slow
+	n := *clients + *slow + *stall
 	cs := make([]*fanClient, n)
 	bodies := make([]io.ReadCloser, n)
 	var mu sync.Mutex
@@ -233,7 +266,7 @@ func cmdFanout(args []string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64) // connect 64 at a time
 	for i := range cs {
-		cs[i] = &fanClient{slow: i >= *clients}
+		cs[i] = &fanClient{slow: i >= *clients && i < *clients+*slow, stall: i >= *clients+*slow}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -290,18 +323,23 @@ func cmdFanout(args []string) {
 		go func(c *fanClient, body io.ReadCloser) {
 			defer wg.Done()
 			defer body.Close()
-			rate := 0
+			rate, pause := 0, time.Duration(0)
 			if c.slow {
 				rate = *slowRate
 			}
-			c.read(ctx, body, rate, *lines, *size)
+			if c.stall {
+				pause = *stallFor
+			}
+			c.read(ctx, body, rate, *stallAfter, pause, *lines, *size)
 		}(c, bodies[i])
 	}
 	// Watchdog: once the emitter is done, a client that gets nothing for
-	// 5 s is over (its body is closed, which ends its read).
+	// 5 s is over (its body is closed, which ends its read); once every
+	// client but the slow ones is over, so are the slow ones.
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
 	var sEnd int64
+	closed := make([]bool, n)
 watch:
 	for {
 		select {
@@ -316,9 +354,24 @@ watch:
 			continue
 		}
 		now := mono()
+		others := true
 		for i, c := range cs {
-			if c.doneAt.Load() == 0 && now-max(c.lastWrite.Load(), sEnd) > int64(5*time.Second) {
+			if c.doneAt.Load() != 0 || closed[i] {
+				continue
+			}
+			if now-max(c.lastWrite.Load(), sEnd) > int64(5*time.Second) {
 				bodies[i].Close()
+				closed[i] = true
+				continue
+			}
+			others = others && c.slow
+		}
+		if others {
+			for i, c := range cs {
+				if c.slow && !closed[i] {
+					bodies[i].Close()
+					closed[i] = true
+				}
 			}
 		}
 	}
@@ -335,8 +388,8 @@ watch:
 		res["producer_s"] = round(float64(sEnd-sStart)/1e9, 3)
 	}
 	var fastS []float64
-	complete, withGaps, silent, dup, bad, gaps, slowGaps, slowLines := 0, 0, 0, 0, 0, 0, 0, 0
-	var last time.Time
+	complete, withGaps, silent, dup, bad, gaps := 0, 0, 0, 0, 0, 0
+	slowGaps, slowLines, stallGaps, stallDone, stallComplete := 0, 0, 0, 0, 0
 	var errs []string
 	for _, c := range cs {
 		silent += c.silent
@@ -345,9 +398,19 @@ watch:
 		if c.err != "" && len(errs) < 3 {
 			errs = append(errs, c.err)
 		}
-		if c.slow {
+		switch {
+		case c.slow:
 			slowGaps += c.gaps
 			slowLines += c.lines
+			continue
+		case c.stall:
+			stallGaps += c.gaps
+			if !c.done.IsZero() {
+				stallDone++
+				if c.gaps == 0 && c.lines == *lines {
+					stallComplete++
+				}
+			}
 			continue
 		}
 		gaps += c.gaps
@@ -356,14 +419,14 @@ watch:
 		}
 		if !c.done.IsZero() {
 			fastS = append(fastS, c.done.Sub(t0).Seconds())
-			if c.done.After(last) {
-				last = c.done
-			}
 			if c.gaps == 0 && c.silent == 0 && c.lines == *lines {
 				complete++
 			}
 		}
 	}
+	res["stall_gaps"] = stallGaps
+	res["stall_done"] = stallDone
+	res["stall_complete"] = stallComplete
 	sort.Float64s(fastS)
 	res["clients_complete"] = complete
 	res["clients_with_gaps"] = withGaps
@@ -383,10 +446,11 @@ watch:
 		res["client_errors"] = errs
 	}
 	// The goal: every fast client has every line, each loss is marked.
-	ok := silent == 0 && dup == 0 && bad == 0 && len(fastS) == *clients && sStart != 0
+	ok := silent == 0 && dup == 0 && bad == 0 && len(fastS) == *clients && stallDone == *stall && sStart != 0
 	res["ok"] = ok
 	if !ok {
-		res["error"] = fmt.Sprintf("%d of %d fast clients done, %d silent losses, %d dup, %d bad", len(fastS), *clients, silent, dup, bad)
+		res["error"] = fmt.Sprintf("%d of %d fast and %d of %d stalling clients done, %d silent losses, %d dup, %d bad",
+			len(fastS), *clients, stallDone, *stall, silent, dup, bad)
 	}
 	out, _ := json.Marshal(res)
 	fmt.Println(string(out))
