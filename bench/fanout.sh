@@ -19,6 +19,7 @@
 #
 #   ./fanout.sh                      # REPS=3 FANMB=10 SUBS=1000 SLOW=10 SLOW_RATE=102400 STALL=10
 #   REPS=1 SUBS=100 ./fanout.sh
+#   CASES=slow REPS=1 ./fanout.sh    # only some of the cases
 set -u
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPS=${REPS:-3}
@@ -27,6 +28,7 @@ SUBS=${SUBS:-1000}
 SLOW=${SLOW:-10}
 SLOW_RATE=${SLOW_RATE:-102400}
 STALL=${STALL:-10}
+CASES=${CASES:-alone fast slow}
 OUT=${OUT:-$BENCH_DIR/results/fanout-$(date -u +%F).jsonl}
 mkdir -p "$BENCH_DIR/results" "$BENCH_DIR/bin"
 (cd "$BENCH_DIR/tool" && go build -o ../bin/benchtool ./cmd/benchtool && go build -o ../bin/benchchild ./cmd/benchchild) || exit 1
@@ -100,8 +102,8 @@ INI
 
 for rep in $(seq 1 "$REPS"); do
 	echo "$(date -u +%T) rep $rep" >&2
-	one alone 0 0 0 "$rep"
-	one fast "$SUBS" 0 0 "$rep"
-	one slow "$SUBS" "$SLOW" "$STALL" "$rep"
+	case " $CASES " in *" alone "*) one alone 0 0 0 "$rep" ;; esac
+	case " $CASES " in *" fast "*) one fast "$SUBS" 0 0 "$rep" ;; esac
+	case " $CASES " in *" slow "*) one slow "$SUBS" "$SLOW" "$STALL" "$rep" ;; esac
 done
 echo "results: $OUT" >&2

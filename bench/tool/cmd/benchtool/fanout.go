@@ -63,6 +63,7 @@ type fanClient struct {
 	afterGap  bool // a gap marker came and no good line since
 	partial   []byte
 	lastWrite atomic.Int64 // mono ns of the last read
+	cutAt     int64        // mono ns when the watchdog closed it (0: never)
 }
 
 // feed takes the joined output of one event.
@@ -338,7 +339,8 @@ func cmdFanout(args []string) {
 	// client but the slow ones is over, so are the slow ones.
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
-	var sEnd int64
+	var sEnd, firstCut, lastCut int64
+	mono0 := mono()
 	closed := make([]bool, n)
 watch:
 	for {
@@ -362,6 +364,13 @@ watch:
 			if now-max(c.lastWrite.Load(), sEnd) > int64(5*time.Second) {
 				bodies[i].Close()
 				closed[i] = true
+				c.cutAt = now
+				if !c.slow && !c.stall {
+					lastCut = now
+					if firstCut == 0 {
+						firstCut = now
+					}
+				}
 				continue
 			}
 			others = others && c.slow
@@ -387,7 +396,7 @@ watch:
 	if sStart != 0 && sEnd != 0 {
 		res["producer_s"] = round(float64(sEnd-sStart)/1e9, 3)
 	}
-	var fastS []float64
+	var fastS, cutLines, cutIdle []float64
 	complete, withGaps, silent, dup, bad, gaps := 0, 0, 0, 0, 0, 0
 	slowGaps, slowLines, stallGaps, stallDone, stallComplete := 0, 0, 0, 0, 0
 	var errs []string
@@ -417,12 +426,24 @@ watch:
 		if c.gaps > 0 {
 			withGaps++
 		}
-		if !c.done.IsZero() {
+		if c.done.IsZero() {
+			cutLines = append(cutLines, float64(c.lines))
+			cutIdle = append(cutIdle, float64(c.cutAt-c.lastWrite.Load())/1e9)
+		} else {
 			fastS = append(fastS, c.done.Sub(t0).Seconds())
 			if c.gaps == 0 && c.silent == 0 && c.lines == *lines {
 				complete++
 			}
 		}
+	}
+	if len(cutLines) > 0 {
+		// the fast clients cut off by the watchdog: how far they got, and
+		// how long they had gone without a read when cut
+		sort.Float64s(cutLines)
+		sort.Float64s(cutIdle)
+		res["cut_lines_min_median_max"] = []float64{cutLines[0], cutLines[len(cutLines)/2], cutLines[len(cutLines)-1]}
+		res["cut_idle_s_min_max"] = []float64{round(cutIdle[0], 1), round(cutIdle[len(cutIdle)-1], 1)}
+		res["cut_at_s_first_last"] = []float64{round(float64(firstCut-mono0)/1e9, 1), round(float64(lastCut-mono0)/1e9, 1)}
 	}
 	res["stall_gaps"] = stallGaps
 	res["stall_done"] = stallDone
