@@ -22,6 +22,9 @@
 #   ./api_load.sh                         # N=2000 IDLE=10s CONNS=8 ROUNDS=3 LOADS="scale crash"
 #   LOADS=crash ROUNDS=5 ./api_load.sh
 #   GAFFERD=/path/to/other/gafferd ./api_load.sh   # e.g. an older build
+#   PERF=/tmp/dir ROUNDS=1 ./api_load.sh   # perf record -g of gafferd during each loaded window
+#   GAFFERD=gafferd-built-with-tag-gafferd_pprof GAFFERD_PPROF=127.0.0.1:PORT PERF=/tmp/dir ./api_load.sh
+#          # ... and a 3 s Go execution trace of each window, mutex and block profiles after it
 #
 # gafferd runs a private config on a free loopback port (max_processes
 # raised to fit N and CRASH); job x has one /bin/sleep, jobs big and crash
@@ -104,6 +107,33 @@ for _ in $(seq 500); do [ -s "$W/bare.port" ] && break; sleep 0.01; done
 B=http://$(cat "$W/bare.port")
 curl -sf "$B/jobs/default/x" -o /dev/null || { echo "api_load.sh: barehttp did not answer" >&2; exit 1; }
 
+# perf_start NAME / perf_stop: with PERF=DIR, perf record -g of gafferd
+# (499 Hz) into DIR/NAME.data while the load runs.
+PERFPID=
+perf_start() {
+	[ -n "${PERF:-}" ] || return 0
+	mkdir -p "$PERF"
+	PERFNAME=$1
+	if [ -n "${GAFFERD_PPROF:-}" ]; then
+		curl -s "http://$GAFFERD_PPROF/debug/pprof/mutex" -o "$PERF/$1.mutex0"
+		curl -s "http://$GAFFERD_PPROF/debug/pprof/block" -o "$PERF/$1.block0"
+		curl -s "http://$GAFFERD_PPROF/debug/pprof/trace?seconds=3" -o "$PERF/$1.trace" &
+	fi
+	perf record -F 499 -g -p "$GPID" -o "$PERF/$1.data" >/dev/null 2>&1 &
+	PERFPID=$!
+	sleep 0.1
+}
+perf_stop() {
+	[ -n "$PERFPID" ] || return 0
+	kill -INT "$PERFPID" 2>/dev/null
+	wait "$PERFPID" 2>/dev/null
+	PERFPID=
+	if [ -n "${GAFFERD_PPROF:-}" ]; then
+		curl -s "http://$GAFFERD_PPROF/debug/pprof/mutex" -o "$PERF/$PERFNAME.mutex"
+		curl -s "http://$GAFFERD_PPROF/debug/pprof/block" -o "$PERF/$PERFNAME.block"
+	fi
+}
+
 # p99 in ms from wrk --latency output.
 p99() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; printf "%.3f", v }' "$1"; }
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -122,9 +152,11 @@ scale_during() {
 	wrk -t1 -c"$CONNS" -d600s --timeout 120s --latency "$1/jobs/default/x" >"$2" 2>&1 &
 	wrkpid=$!
 	sleep 0.2 # wrk connects
+	[ "$1" = "$G" ] && perf_start scale
 	t0=$(date +%s.%N)
 	scale big "$N"
 	t1=$(date +%s.%N)
+	perf_stop
 	kill -INT "$wrkpid"
 	wait "$wrkpid"
 	got=$(running big)
@@ -161,7 +193,9 @@ crash_rounds() {
 		scale crash "$CRASH"
 		sleep 1 # the loop settles
 		n0=$(restarts)
+		perf_start crash
 		wrk_for "$WINDOW" "$G" "$W/crash.$r"
+		perf_stop
 		n1=$(restarts)
 		wrk_for "$WINDOW" "$B" "$W/bcrash.$r"
 		loaded+=("$(p99 "$W/crash.$r")") bloaded+=("$(p99 "$W/bcrash.$r")")
