@@ -221,6 +221,7 @@ type cfgLoader struct {
 	jobSecs   []cfgSection // the section of each of jobs, same index
 	envs      []cfgSection
 	webhooks  []cfgSection
+	sockets   map[string]cfgSocket // [socket:NAME] sections (configsockets.go)
 }
 
 type cfgSection struct {
@@ -259,6 +260,9 @@ func (l *cfgLoader) finish() (*Config, error) {
 		return nil, err
 	}
 	if err := l.applyEnvs(); err != nil {
+		return nil, err
+	}
+	if err := l.resolveSockets(); err != nil {
 		return nil, err
 	}
 	if err := l.checkLimits(); err != nil {
@@ -331,8 +335,8 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 		}
 	case k.Name == "log_format":
 		lv := strings.ToLower(v)
-		if lv != "text" && lv != "json" {
-			return errf("expected text or json, got %q", v)
+		if lv != "text" && lv != "json" && lv != "journal" {
+			return errf("expected text, json or journal, got %q", v)
 		}
 		c.LogFormat = lv
 	case k.Name == "backlog":

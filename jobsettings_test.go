@@ -54,6 +54,19 @@ logfile = logs/all.log
 logfile_maxbytes = 1.5GB
 logfile_backups = 0
 logfile_timestamps = on
+sockets = tcp://127.0.0.1:0, web=unix:app.sock?backlog=16
+memory_max = 64MB
+cpu_max = 50%
+pids_max = 100
+memory_restart = 32MB
+limit_nofile = 1024:4096
+limit_nproc = 100
+limit_core = 0:infinity
+limit_memlock = 64K
+limit_as = 1G
+nice = 5
+umask = 027
+oom_score_adj = 100
 `
 
 // The INI reader, the JSON writer (Map) and the JSON reader agree on

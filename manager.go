@@ -53,6 +53,7 @@ type Manager struct {
 	esc          *escapeSweeper
 	ledger       *ledger               // nil: no record of the processes (leftovers.go)
 	adoptable    map[string][]*Process // detached processes of an earlier gafferd, by job
+	contain      containment           // cgroups, job sockets, memory_restart (contain.go)
 }
 
 type session struct {
@@ -164,6 +165,10 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 	if m.shutdown {
 		m.mu.Unlock()
 		return Errorf(CodeUnavailable, 503, "gafferd is shutting down")
+	}
+	if err := m.containJobLocked(sid, &cfg, false); err != nil {
+		m.mu.Unlock()
+		return err
 	}
 	s, ok := m.sessions[sid]
 	if ok {
@@ -327,6 +332,7 @@ func (m *Manager) unloadLocked(j *job) error {
 		}
 	}
 	j.removed = true
+	m.releaseJobLocked(j.full)
 	delete(m.infoCache, j.full)
 	m.emit("unload", j, nil, "name", j.full)
 	err := m.stopJobLocked(j, JobStopped)
@@ -349,6 +355,9 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	}
 	m.mu.Lock()
 	j, err := m.jobLocked(sid + "." + cfg.Name)
+	if err == nil {
+		err = m.containJobLocked(sid, &cfg, true)
+	}
 	if err != nil {
 		m.mu.Unlock()
 		return err
