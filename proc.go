@@ -72,6 +72,8 @@ type Process struct {
 	statsMu  sync.Mutex
 	lastCPU  float64 // seconds
 	lastWall time.Time
+
+	lc *procLife // kept-alive: readiness, health (lifecycle.go); guarded by the Manager's mutex
 }
 
 // Streams returns the labels of the process's readable streams: the
@@ -171,7 +173,7 @@ func buildEnv(s *spawnSpec) map[string]string {
 	env := map[string]string{}
 	if s.cfg.OSEnv {
 		for _, kv := range os.Environ() {
-			if i := strings.IndexByte(kv, '='); i > 0 {
+			if i := strings.IndexByte(kv, '='); i > 0 && !isNotifyVar(kv[:i]) {
 				env[kv[:i]] = kv[i+1:]
 			}
 		}
