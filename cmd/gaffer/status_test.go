@@ -192,6 +192,12 @@ func TestStatusTableAndRestart(t *testing.T) {
 		now, _ := cl.JobPids(ctx, "default.web")
 		return len(now) == 2 && !slices.Contains(now, before[0]) && !slices.Contains(now, before[1])
 	})
+	// --rolling: one at a time, answered once done.
+	before, _ = cl.JobPids(ctx, "default.web")
+	want(t, gafferEnv(t, t.TempDir(), env, "", "restart", "--rolling", "--app", "default", "web"), 0, "job 'web' restarted")
+	if now, _ := cl.JobPids(ctx, "default.web"); len(now) != 2 || slices.Contains(now, before[0]) || slices.Contains(now, before[1]) {
+		t.Errorf("after restart --rolling: before %v, now %v", before, now)
+	}
 	want(t, gafferEnv(t, t.TempDir(), env, "", "restart", "other.idle"), 0, "restarted")
 	waitFor(t, 20*time.Second, "idle started", func() bool { a, _ := cl.JobActive(ctx, "other.idle"); return a })
 	r = gafferEnv(t, t.TempDir(), env, "", "restart", "--app", "default", "nosuch")
