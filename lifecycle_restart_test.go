@@ -302,3 +302,44 @@ func TestRollingRestartStopsWhenNewProcessFailsReadiness(t *testing.T) {
 		t.Fatalf("info %+v", info)
 	}
 }
+
+// /metrics: the lifecycle states, ready processes, health and the time
+// of the next try.
+func TestMetricsLifecycle(t *testing.T) {
+	a := newAPI(t, ServerOptions{})
+	stamps := filepath.Join(t.TempDir(), "stamps")
+	slow := lifeConfig(t, "slow", "notifyready", stamps, map[string]string{"DELAY": "600000"})
+	slow.Ready = "notify"
+	ok := lifeConfig(t, "ok", "stamp", stamps, nil)
+	ok.Health, ok.HealthInterval = "exec:/bin/true", time.Minute
+	crash := lifeConfig(t, "crash", "exitafter", stamps, map[string]string{"EXIT_CODE": "1"})
+	crash.RestartDelay = [2]time.Duration{time.Minute}
+	for _, c := range []JobConfig{slow, ok, crash} {
+		if err := a.m.Load("default", c, nil, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "backoff and healthy", func() bool {
+		ps := jobState(t, a.m, "default.ok").ProcessStates
+		return jobState(t, a.m, "default.crash").State == jobBackoff && len(ps) == 1 && ps[0].Health == healthHealthy
+	})
+	_, _, body := a.do("GET", "/metrics", "")
+	text := string(body)
+	for _, want := range []string{
+		`gaffer_job_state{session="default",name="slow",state="starting"} 1`,
+		`gaffer_job_state{session="default",name="crash",state="backoff"} 1`,
+		`gaffer_job_ready_processes{session="default",name="slow"} 0`,
+		`gaffer_job_ready_processes{session="default",name="ok"} 1`,
+		`gaffer_process_ready{session="default",name="slow",slot="0"} 0`,
+		`gaffer_process_ready{session="default",name="ok",slot="0"} 1`,
+		`gaffer_process_healthy{session="default",name="ok",slot="0"} 1`,
+		`gaffer_job_backoff_next_try_seconds{session="default",name="crash"} `,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+}
