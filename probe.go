@@ -82,7 +82,12 @@ func parseProbe(key, s string, readiness bool) (*probeSpec, error) {
 		}
 		return &probeSpec{kind: probeTCP, target: rest}, nil
 	case "http":
-		u, err := url.Parse(s)
+		// Variables ($PORT) are checked with a stand-in value.
+		check, err := ExpandVars(s, func(string) (string, bool) { return "1", true })
+		if err != nil {
+			return bad("%q: %v", s, err)
+		}
+		u, err := url.Parse(check)
 		if err != nil || u.Host == "" || !strings.HasPrefix(rest, "//") {
 			return bad("%q: expected http://HOST:PORT/PATH", s)
 		}
