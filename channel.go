@@ -77,6 +77,7 @@ type chFrame struct {
 	close  bool
 	code   int
 	reason string
+	sent   chan struct{} // closed once the message is written (nil: nobody waits)
 }
 
 // chWriter is the single writer of one websocket. send never blocks: when
@@ -121,6 +122,9 @@ func (w *chWriter) run() {
 				w.ws.CloseNow()
 				return
 			}
+			if f.sent != nil {
+				close(f.sent)
+			}
 		}
 	}
 }
@@ -128,12 +132,17 @@ func (w *chWriter) run() {
 // send queues one message; it reports false when the connection is going
 // away (the message is then dropped).
 func (w *chWriter) send(op WSOpcode, data []byte) bool {
+	return w.sendFrame(chFrame{op: op, data: data})
+}
+
+// sendFrame queues one message frame.
+func (w *chWriter) sendFrame(f chFrame) bool {
 	select {
 	case <-w.quit:
 		return false
 	default:
 	}
-	n := int64(len(data))
+	n := int64(len(f.data))
 	// One message bigger than the byte limit still goes through alone.
 	if total := w.bytes.Add(n); total > chQueueBytes && total != n {
 		w.bytes.Add(-n)
@@ -141,7 +150,7 @@ func (w *chWriter) send(op WSOpcode, data []byte) bool {
 		return false
 	}
 	select {
-	case w.q <- chFrame{op: op, data: data}:
+	case w.q <- f:
 		return true
 	default:
 		w.bytes.Add(-n)
@@ -222,7 +231,7 @@ type chSub struct {
 // serveControlChannel runs the control protocol of reference §3 on an
 // upgraded websocket.
 func (s *Server) serveControlChannel(w http.ResponseWriter, r *http.Request) {
-	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}
@@ -557,7 +566,7 @@ func (c *chConn) forwardEvents(t chTopic, sub *Subscription, quit <-chan struct{
 // chStatData is the data of a STATS event: the §8.1 fields (with pid and
 // os_pid) and the job name.
 type chStatData struct {
-	ProcStats
+	procStatsWire
 	Event string `json:"event"`
 	Topic string `json:"topic"`
 	Name  string `json:"name"`
@@ -653,7 +662,7 @@ func (c *chConn) forwardStats(t chTopic, procs map[int]*Process, full string, sp
 			sort.Ints(pids)
 			for _, pid := range pids {
 				p := procs[pid]
-				d := chStatData{ProcStats: p.Stats(), Event: "stat", Topic: t.name, Name: p.Job}
+				d := chStatData{procStatsWire: p.Stats().wire(), Event: "stat", Topic: t.name, Name: p.Job}
 				if !c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": d}) {
 					return
 				}
@@ -689,7 +698,7 @@ func (c *chConn) prepareStream(t chTopic, quit chan struct{}) (func(), string) {
 	if !ok {
 		return nil, "stream_not_found"
 	}
-	since, backlog := st.LastSeq(), false
+	since, backlog := uint64(0), false
 	if v := t.opts.Get("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -697,59 +706,28 @@ func (c *chConn) prepareStream(t chTopic, quit chan struct{}) (func(), string) {
 		}
 		since, backlog = n, true
 	}
-	chunks, gap, sub := st.Subscribe(since, backlog, 0)
+	// Positioned now, so that nothing written after the SUB is missed.
+	rd := st.reader(since, backlog)
 	event := st.Label
 	if p.IsCustomStream(st.Label) {
 		event = "READ"
 	}
-	return func() { c.forwardStream(t, p, st, event, since, chunks, gap, sub, quit) }, ""
+	return func() { c.forwardStream(t, p, rd, event, quit) }, ""
 }
 
-// forwardStream relays a process's output. Should the stream's own queue
-// overflow, it resubscribes from the last chunk sent and reports what was
-// lost as a "gap" event ({"from": N, "to": M}).
-func (c *chConn) forwardStream(t chTopic, p *Process, st *Stream, event string, last uint64, chunks []Chunk, gap *Gap, sub *StreamSub, quit <-chan struct{}) {
-	defer func() { sub.Close() }()
-	sendGap := func(g *Gap) bool {
-		return c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": map[string]any{"event": "gap",
-			"topic": t.name, "name": p.Job, "pid": p.ID, "from": g.From, "to": g.To}})
-	}
-	sendChunk := func(ch Chunk) bool {
-		last = ch.Seq
-		d := chStreamData{Event: event, Topic: t.name, Name: p.Job, Pid: p.ID, Data: string(ch.Data), Seq: ch.Seq}
-		return c.w.sendJSON(map[string]any{"event": "gaffer:event", "data": d})
-	}
-	for {
-		if gap != nil && !sendGap(gap) {
-			return
-		}
-		for _, ch := range chunks {
-			if !sendChunk(ch) {
-				return
-			}
-		}
-		gap, chunks = nil, nil
-	recv:
-		for {
-			select {
-			case <-quit:
-				return
-			case <-c.done:
-				return
-			case ch, ok := <-sub.C:
-				if !ok {
-					if !sub.Overflowed() {
-						return // the stream ended
-					}
-					chunks, gap, sub = st.Subscribe(last, true, 0)
-					break recv
-				}
-				if !sendChunk(ch) {
-					return
-				}
-			}
-		}
-	}
+// forwardStream relays a process's output at the client's pace, reading
+// the ring by sequence number (chstream.go): a client that falls further
+// behind than the ring holds is told what it lost by a "gap" event
+// ({"from": N, "to": M}), and nothing piles up for it.
+func (c *chConn) forwardStream(t chTopic, p *Process, rd *StreamSub, event string, quit <-chan struct{}) {
+	defer rd.Close()
+	head, _ := json.Marshal(chStreamData{Event: event, Topic: t.name, Name: p.Job, Pid: p.ID})
+	// head ends with "data":"","seq":0}: keep it up to "data":.
+	prefix := append([]byte(`{"data":`), head[:bytes.LastIndex(head, []byte(`"data":`))+len(`"data":`)]...)
+	enc := &chStreamEncoder{prefix: prefix, gapFor: func(g Gap) any {
+		return map[string]any{"event": "gap", "topic": t.name, "name": p.Job, "pid": p.ID, "from": g.From, "to": g.To}
+	}}
+	relayFrames(rd, c.w, quit, enc)
 }
 
 // Commands (reference §3.6).

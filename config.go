@@ -60,6 +60,11 @@ type Config struct {
 	LogFormat string // text (default) or json
 	Backlog   int    // listen backlog, default 128
 
+	// MaxSubscriberMemory ([gaffer] max_subscriber_memory, bytes) bounds
+	// what the readers of process output hold beyond the ring buffers; 0
+	// is the default (32 MiB).
+	MaxSubscriberMemory int64
+
 	LookupdAddresses []string // every key starting with lookupd_address, in file order
 	BroadcastAddress string   // http:// or https:// origin announced to lookupd
 	// LookupdKey is the lookupds' node key: [gaffer] lookupd_key, or the
@@ -337,6 +342,12 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 			return errf("expected a positive integer, got %q", v)
 		}
 		c.Backlog = n
+	case k.Name == "max_subscriber_memory":
+		n, err := cfgParseSize(v)
+		if err != nil || n < 1<<20 {
+			return errf("expected a size of at least 1MB (like 32MB), got %q", v)
+		}
+		c.MaxSubscriberMemory = n
 	case strings.HasPrefix(k.Name, "lookupd_address"):
 		u, err := cfgURL(v)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -110,11 +111,17 @@ func consoleEvents(m *Manager, all bool) *Subscription {
 	return m.Events().Subscribe(1<<14, "start", "stop", "spawn", "reap", "exit", "stop_process", "flap")
 }
 
-// printConsoleEvents prints the events of sub until the bus drops it.
+// printConsoleEvents prints the events of sub until the bus drops it. A
+// panic while printing one (a failing writer) is logged and the next
+// event is printed.
 func printConsoleEvents(sub *Subscription, w io.Writer) {
 	p := newConsolePrinter(w)
+	var panics panicLog
 	for ev := range sub.C {
-		name, _ := ev.Data["name"].(string)
-		p.Line(name, EventText(ev))
+		func() {
+			defer panics.recover(slog.Default(), "the console printer", "event", ev.Name)
+			name, _ := ev.Data["name"].(string)
+			p.Line(name, EventText(ev))
+		}()
 	}
 }

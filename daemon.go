@@ -193,6 +193,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			}
 		}})
 	defer startStatsHistory(d.Manager)() // the console's graphs (statshistory.go), stopped when Run returns
+	setMaxSubscriberMemory(d.cfg.MaxSubscriberMemory)
 	if d.opts.Verbose >= 1 && d.opts.Console != nil {
 		go printConsoleEvents(consoleEvents(d.Manager, d.opts.Verbose >= 2), d.opts.Console)
 	}

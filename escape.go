@@ -30,6 +30,8 @@ type escapeSweeper struct {
 	running bool
 	idle    chan struct{} // closed while there is nothing to sweep
 	kick    chan struct{}
+
+	scanning func() // tests: called when a scan begins, after its entries were taken
 }
 
 // escapeKey names what an entry sweeps: the descendants of one process
@@ -158,12 +160,22 @@ func (s *escapeSweeper) loop() {
 		}
 		s.mu.Unlock()
 
+		if s.scanning != nil {
+			s.scanning()
+		}
 		found := s.scan(keys)
 		now := time.Now()
 		var sends []escapeSignal
 		next := now.Add(escapeScanPeriod)
 		s.mu.Lock()
 		for k, e := range s.entries {
+			leader, scanned := keys[k]
+			if !scanned {
+				// Added during the scan: the next scan looks for it (put
+				// kicked the loop). Judged on this scan, it would seem to
+				// have nothing left.
+				continue
+			}
 			pids := found[k]
 			switch {
 			case !now.Before(e.killAt):
@@ -171,7 +183,12 @@ func (s *escapeSweeper) loop() {
 					sends = append(sends, escapeSignal{pid, k, syscall.SIGKILL})
 				}
 				delete(s.entries, k)
-			case len(pids) == 0 && !e.leaderAlive:
+			case len(pids) == 0 && !e.leaderAlive && leader == 0:
+				// Nothing found by a scan that began after the leader was
+				// gone. A scan that began while it was alive skipped the
+				// members of its group, and one of them may have left the
+				// group since (setsid after the group's SIGTERM): it must
+				// be looked for again.
 				delete(s.entries, k)
 			default:
 				for _, pid := range pids {

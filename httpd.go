@@ -36,6 +36,9 @@ type ServerOptions struct {
 	// the Host header (the DNS-rebinding check): the names gafferd
 	// announces to lookupd, which clients then use to reach it.
 	AllowedHosts []string
+	// wsKeepalive is the keepalive of the websockets served (nil: the
+	// default, wsDefaultKeepalive); tests shorten it.
+	wsKeepalive *wsKeepalive
 }
 
 // Server is gafferd's HTTP API: every route of the reference, the legacy
@@ -60,6 +63,8 @@ type Server struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 	sockjs     *SockJS // the control channel's SockJS server
+	// wsKeepalive pings the clients of every websocket served (nil: none).
+	wsKeepalive *wsKeepalive
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -79,6 +84,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	s.checkOrigin = s.originAllowed
 	s.hosts = opts.AllowedHosts
+	if s.wsKeepalive = opts.wsKeepalive; s.wsKeepalive == nil {
+		s.wsKeepalive = wsDefaultKeepalive()
+	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routes()

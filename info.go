@@ -164,7 +164,7 @@ type ProcessInfo struct {
 	GID            *int              `json:"gid"`
 	OSPid          int               `json:"os_pid"`
 	CreateTime     float64           `json:"create_time"`
-	Commited       bool              `json:"commited"`
+	Committed      bool              `json:"commited"` // sic: the key 0.5.2 clients read
 	RedirectOutput []string          `json:"redirect_output"`
 	RedirectInput  bool              `json:"redirect_input"`
 	CustomStreams  []string          `json:"custom_streams"`
@@ -201,7 +201,7 @@ func (m *Manager) ProcessInfo(pid int, showSecrets bool) (ProcessInfo, error) {
 	}
 	return ProcessInfo{
 		Pid: p.ID, Name: p.Job, Cmd: cmd, Args: args, Env: env, UID: p.UID, GID: p.GID,
-		OSPid: p.OSPid, CreateTime: float64(p.Created.UnixNano()) / 1e9, Commited: p.Once,
+		OSPid: p.OSPid, CreateTime: float64(p.Created.UnixNano()) / 1e9, Committed: p.Once,
 		RedirectOutput: nonNil(p.outLabels), RedirectInput: p.redirectInput,
 		CustomStreams: nonNil(p.customOrder), Active: !p.exited, Stopping: p.stopping,
 		ProcessState: lifeProcessState(p),
@@ -217,17 +217,22 @@ func (m *Manager) ProcessStats(pid int) (ProcStats, error) {
 	return p.Stats(), nil
 }
 
-// JobStats is the JSON of GET /jobs/<sid>/<name>/stats (reference §8.2):
-// sums and extremes over the job's processes ("N/A" when there is none).
+// JobStats are the figures of a job's processes (GET
+// /jobs/<sid>/<name>/stats, reference §8.2): each process's, and the sums
+// and extremes of their percents. MarshalJSON writes "N/A" for the sums
+// and extremes when no process could be sampled.
 type JobStats struct {
-	Name   string      `json:"name"`
-	Stats  []ProcStats `json:"stats"`
-	Mem    any         `json:"mem"`
-	MaxMem any         `json:"max_mem"`
-	MinMem any         `json:"min_mem"`
-	CPU    any         `json:"cpu"`
-	MaxCPU any         `json:"max_cpu"`
-	MinCPU any         `json:"min_cpu"`
+	Name  string
+	Stats []ProcStats
+	// Sampled counts the processes whose cpu and memory figures are
+	// known; when it is 0 the figures below are 0.
+	Sampled int
+	Mem     float64 // percent of physical memory, summed over the processes
+	MaxMem  float64 // the largest process's
+	MinMem  float64 // the smallest process's
+	CPU     float64 // percent of one core, summed over the processes
+	MaxCPU  float64
+	MinCPU  float64
 }
 
 // JobStats samples every process of a job, committed ones included.
@@ -245,9 +250,8 @@ func (m *Manager) JobStats(full string) (JobStats, error) {
 	for _, p := range procs {
 		st := p.Stats()
 		js.Stats = append(js.Stats, st)
-		mem, ok1 := st.Mem.(float64)
-		cpu, ok2 := st.CPU.(float64)
-		if !ok1 || !ok2 {
+		mem, cpu := st.MemPercent, st.CPUPercent
+		if !st.Sampled || mem < 0 {
 			continue
 		}
 		valid++
@@ -256,8 +260,8 @@ func (m *Manager) JobStats(full string) (JobStats, error) {
 		minMem, maxMem = math.Min(minMem, mem), math.Max(maxMem, mem)
 		minCPU, maxCPU = math.Min(minCPU, cpu), math.Max(maxCPU, cpu)
 	}
+	js.Sampled = valid
 	if valid == 0 {
-		js.Mem, js.MaxMem, js.MinMem, js.CPU, js.MaxCPU, js.MinCPU = "N/A", "N/A", "N/A", "N/A", "N/A", "N/A"
 		return js, nil
 	}
 	r := func(f float64) float64 { return math.Round(f*10) / 10 }

@@ -11,7 +11,6 @@ package gaffer
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -63,15 +62,19 @@ func iochParse(data []byte) (typ, id string, body []byte, ok bool) {
 }
 
 // iochID returns a fresh frame id: 32 hex characters.
-func iochID() string {
-	var b [16]byte
-	for i := 0; i < 16; i += 8 {
+func iochID() string { return string(appendIochID(nil)) }
+
+// appendIochID appends a fresh frame id.
+func appendIochID(b []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	for range 2 {
 		v := rand.Uint64()
 		for j := 0; j < 8; j++ {
-			b[i+j] = byte(v >> (8 * j))
+			x := byte(v >> (8 * j))
+			b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
 		}
 	}
-	return hex.EncodeToString(b[:])
+	return b
 }
 
 // iochRefuse sends an error frame on a socket that has no writer yet and
@@ -108,7 +111,7 @@ func (s *Server) serveIOChannel(w http.ResponseWriter, r *http.Request, pid int,
 		}
 		since, backlog = n, true
 	}
-	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}
@@ -170,21 +173,16 @@ func (s *Server) serveIOChannel(w http.ResponseWriter, r *http.Request, pid int,
 	}
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	var sub *StreamSub
-	var chunks []Chunk
-	var gap *Gap
+	var rd *StreamSub
 	if st != nil {
-		if !backlog {
-			since = st.LastSeq()
-		}
-		// Subscribed before any input is taken, so that the answer to the
+		// Positioned before any input is taken, so that the answer to the
 		// first write is not missed.
-		chunks, gap, sub = st.Subscribe(since, backlog, 0)
+		rd = st.reader(since, backlog)
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		iochForward(p, st, sub, since, chunks, gap, wr, quit)
+		iochForward(p, rd, wr, quit)
 	}()
 	defer func() {
 		close(quit)
@@ -223,10 +221,13 @@ func (s *Server) serveIOChannel(w http.ResponseWriter, r *http.Request, pid int,
 		switch {
 		case target == "":
 			reply("error", id, iochE2("EPERM", 403))
-		case p.Write(target, body) != nil:
-			reply("error", id, iochE2("EIO", 500))
 		default:
-			reply("response", id, "OK")
+			if err := p.Write(target, body); err != nil {
+				e := AsError(err)
+				reply("error", id, iochE2(e.Code, e.Errno))
+			} else {
+				reply("response", id, "OK")
+			}
 		}
 	}
 }
@@ -265,47 +266,14 @@ func (s *Server) iochAuthenticate(ws *WSConn) *Key {
 	return nil
 }
 
-// iochForward relays the output of st (when reading) as message frames,
-// then, once the process has exited and its output is drained, closes the
-// socket normally after what is queued.
-func iochForward(p *Process, st *Stream, sub *StreamSub, last uint64, chunks []Chunk, gap *Gap, wr *chWriter, quit <-chan struct{}) {
-	if sub != nil {
-		defer func() { sub.Close() }()
-	out:
-		for {
-			if gap != nil {
-				f := iochFrame("error", "gap", fmt.Appendf(nil, `{"from": %d, "to": %d}`, gap.From, gap.To))
-				if !wr.send(WSText, f) {
-					return
-				}
-			}
-			for _, ch := range chunks {
-				last = ch.Seq
-				f := iochFrame("message", iochID(), ch.Data)
-				if !wr.send(iochOp(f), f) {
-					return
-				}
-			}
-			gap, chunks = nil, nil
-			for {
-				select {
-				case <-quit:
-					return
-				case ch, ok := <-sub.C:
-					if !ok {
-						if !sub.Overflowed() {
-							break out // the stream ended: all output is in
-						}
-						chunks, gap, sub = st.Subscribe(last, true, 0)
-						continue out
-					}
-					last = ch.Seq
-					f := iochFrame("message", iochID(), ch.Data)
-					if !wr.send(iochOp(f), f) {
-						return
-					}
-				}
-			}
+// iochForward relays the output of rd (when reading) as message frames, at
+// the client's pace (chstream.go), then, once the process has exited and
+// its output is drained, closes the socket normally after what is queued.
+func iochForward(p *Process, rd *StreamSub, wr *chWriter, quit <-chan struct{}) {
+	if rd != nil {
+		defer rd.Close()
+		if !relayFrames(rd, wr, quit, iochEncoder{}) {
+			return
 		}
 	}
 	for _, c := range []<-chan struct{}{p.Exited(), p.IODone()} {
@@ -316,4 +284,22 @@ func iochForward(p *Process, st *Stream, sub *StreamSub, last uint64, chunks []C
 		}
 	}
 	wr.closeAfter(WSCloseNormal, "process exited")
+}
+
+// iochEncoder encodes output as V1 frames: "V1 message <id>\x00<chunk>"
+// (binary when the chunk is not UTF-8), and a gap as "V1 error
+// gap\x00{"from": N, "to": M}".
+type iochEncoder struct{}
+
+func (iochEncoder) chunk(b []byte, c Chunk) ([]byte, WSOpcode) {
+	b = append(appendIochID(append(b, "V1 message "...)), 0)
+	b = append(b, c.Data...)
+	if utf8.Valid(c.Data) {
+		return b, WSText
+	}
+	return b, WSBinary
+}
+
+func (iochEncoder) gap(b []byte, g Gap) ([]byte, WSOpcode) {
+	return fmt.Appendf(append(b, "V1 error gap\x00"...), `{"from": %d, "to": %d}`, g.From, g.To), WSText
 }

@@ -48,8 +48,9 @@ func (s *Server) lgJobStats(full string) (map[string]any, error) {
 	for i, st := range js.Stats {
 		stats[i] = lgProcStats(st)
 	}
-	return map[string]any{"name": lgName(full), "stats": stats, "mem": js.Mem, "max_mem": js.MaxMem,
-		"min_mem": js.MinMem, "cpu": js.CPU, "max_cpu": js.MaxCPU, "min_cpu": js.MinCPU}, nil
+	w := js.wire()
+	return map[string]any{"name": lgName(full), "stats": stats, "mem": w.Mem, "max_mem": w.MaxMem,
+		"min_mem": w.MinMem, "cpu": w.CPU, "max_cpu": w.MaxCPU, "min_cpu": w.MinCPU}, nil
 }
 
 // lgStatsAll serves GET /stats: the stats of every job the key can read.

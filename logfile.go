@@ -2,7 +2,10 @@ package gaffer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,14 +25,43 @@ type LogFileOptions struct {
 // ends), so lines of two processes never mix and no line is split across
 // a rotation. A LogFile is safe for concurrent use.
 type LogFile struct {
-	mu      sync.Mutex
-	path    string
-	opts    LogFileOptions
-	f       *os.File
-	size    int64
-	partial map[int][]byte // per writer: bytes of an unfinished line
-	buf     []byte
-	closed  bool
+	mu   sync.Mutex
+	path string
+	opts LogFileOptions
+	f    *os.File // nil while not open
+	size int64
+	// partial has an entry for every writer whose output has not ended:
+	// the bytes of its unfinished line (often none).
+	partial  map[writerKey][]byte
+	buf      []byte
+	released bool // the job let go: the file closes when its last writer ends
+	closed   bool // Close was called: nothing more is written
+
+	// Failures: logged at most once per logFileErrorInterval, then opened
+	// again at the next write, so that a full disk or a removed directory
+	// recovers by itself.
+	log       *slog.Logger
+	opened    os.FileInfo // of the open file, to see it removed or replaced
+	checkedAt time.Time   // last comparison of path with the open file
+	errAt     time.Time   // last error logged
+	errs      int         // errors since then, not logged
+	lost      int64       // bytes not written since the last success
+}
+
+// logFileErrorInterval is the least time between two error lines of one
+// log file; logFileCheckInterval the time between two checks that the
+// file written is still the one at its path. Variables for the tests.
+var (
+	logFileErrorInterval = 10 * time.Second
+	logFileCheckInterval = time.Second
+)
+
+// writerKey names one writer of a log file: one output stream of one
+// process. stdout and stderr of a process are two writers, so that a
+// partial line of one is never finished by the other.
+type writerKey struct {
+	pid   int
+	label string
 }
 
 // maxPartial bounds the unfinished line held per writer; a longer line is
@@ -39,11 +71,25 @@ const maxPartial = 64 << 10
 // OpenLogFile opens (appends to) the log file at path, creating its
 // directory when needed.
 func OpenLogFile(path string, opts LogFileOptions) (*LogFile, error) {
-	l := &LogFile{path: path, opts: opts, partial: map[int][]byte{}}
-	if err := l.open(); err != nil {
+	l, err := newLogFile(path, opts, nil)
+	if err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// newLogFile returns a log file at path that logs its errors to log, and
+// the error of its first open: it is tried again at the first write.
+func newLogFile(path string, opts LogFileOptions, log *slog.Logger) (*LogFile, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	l := &LogFile{path: path, opts: opts, partial: map[writerKey][]byte{}, log: log}
+	err := l.open()
+	if err != nil {
+		l.errAt = time.Now()
+	}
+	return l, err
 }
 
 func (l *LogFile) open() error {
@@ -59,8 +105,42 @@ func (l *LogFile) open() error {
 		f.Close()
 		return err
 	}
-	l.f, l.size = f, st.Size()
+	l.f, l.size, l.opened, l.checkedAt = f, st.Size(), st, time.Now()
 	return nil
+}
+
+// fail records a failure to op the file; the data of the write is lost.
+func (l *LogFile) fail(op string, err error, lost int) {
+	l.closeFile()
+	l.lost += int64(lost)
+	now := time.Now()
+	if !l.errAt.IsZero() && now.Sub(l.errAt) < logFileErrorInterval {
+		l.errs++
+		return
+	}
+	l.log.Error("log file: cannot "+op+"; output is lost until it works again (tried at every write)",
+		"path", l.path, "err", err, "errors_not_logged", l.errs, "bytes_lost", l.lost)
+	l.errAt, l.errs = now, 0
+}
+
+// ensureOpen opens the file when it is not open, and opens it again when
+// the path no longer leads to it (its directory or itself removed or
+// replaced); it reports whether the file is open.
+func (l *LogFile) ensureOpen(n int) bool {
+	if l.f != nil && time.Since(l.checkedAt) >= logFileCheckInterval {
+		l.checkedAt = time.Now()
+		if st, err := os.Stat(l.path); err != nil || !os.SameFile(st, l.opened) {
+			l.closeFile()
+		}
+	}
+	if l.f != nil {
+		return true
+	}
+	if err := l.open(); err != nil {
+		l.fail("open it", err, n)
+		return false
+	}
+	return true
 }
 
 // Write writes p as output of an anonymous writer (writer 0).
@@ -71,7 +151,12 @@ func (l *LogFile) Write(p []byte) (int, error) {
 
 // WriteFrom writes the complete lines of p from writer src, holding back
 // an unfinished last line.
-func (l *LogFile) WriteFrom(src int, p []byte) {
+func (l *LogFile) WriteFrom(src int, p []byte) { l.writeFrom(writerKey{pid: src}, p) }
+
+// EndWriter flushes what writer src held back (its output ended).
+func (l *LogFile) EndWriter(src int) { l.endWriter(writerKey{pid: src}) }
+
+func (l *LogFile) writeFrom(src writerKey, p []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -85,16 +170,16 @@ func (l *LogFile) WriteFrom(src int, p []byte) {
 			return
 		}
 		// An over-long line: write it out as it is.
-		delete(l.partial, src)
+		l.partial[src] = nil
 		l.writeLines(append(held, p...))
 		return
 	}
+	l.partial[src] = nil // a live writer, holding nothing
 	if len(held) > 0 {
 		// Finish the held line first, as one piece, so that a rotation
 		// cannot fall inside it.
 		i := bytes.IndexByte(p, '\n')
 		l.writeLines(append(held, p[:i+1]...))
-		delete(l.partial, src)
 		p, nl = p[i+1:], nl-(i+1)
 	}
 	if nl >= 0 {
@@ -105,14 +190,43 @@ func (l *LogFile) WriteFrom(src int, p []byte) {
 	}
 }
 
-// EndWriter flushes what writer src held back (its output ended).
-func (l *LogFile) EndWriter(src int) {
+func (l *LogFile) endWriter(src writerKey) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if held := l.partial[src]; len(held) > 0 && !l.closed {
 		l.writeLines(held)
 	}
 	delete(l.partial, src)
+	if l.released && len(l.partial) == 0 {
+		l.closeFile()
+	}
+}
+
+// release says that the job no longer writes new processes' output here:
+// the file is closed as soon as every writer still running has ended (a
+// process stopping after an update or an unload prints its last lines
+// into it). A writer that starts later opens it again for its output.
+func (l *LogFile) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = true
+	if len(l.partial) == 0 {
+		l.closeFile()
+	}
+}
+
+// reuse takes a released file back (an update that keeps its path).
+func (l *LogFile) reuse() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = false
+}
+
+func (l *LogFile) closeFile() {
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
 }
 
 // writeLines writes data that starts at a line boundary, rotating between
@@ -144,7 +258,7 @@ func (l *LogFile) writeLines(data []byte) {
 }
 
 func (l *LogFile) write(data []byte) {
-	if l.f == nil {
+	if !l.ensureOpen(len(data)) {
 		return
 	}
 	if l.opts.Timestamps {
@@ -163,8 +277,15 @@ func (l *LogFile) write(data []byte) {
 		}
 		data = l.buf
 	}
-	n, _ := l.f.Write(data)
+	n, err := l.f.Write(data)
 	l.size += int64(n)
+	switch {
+	case err != nil:
+		l.fail("write to it", err, len(data)-n)
+	case !l.errAt.IsZero():
+		l.log.Warn("log file: writable again", "path", l.path, "errors_not_logged", l.errs, "bytes_lost", l.lost)
+		l.errAt, l.errs, l.lost = time.Time{}, 0, 0
+	}
 }
 
 // rotate renames path → path.1 → … → path.N and opens a new file.
@@ -173,31 +294,32 @@ func (l *LogFile) rotate() {
 		l.f.Close()
 		l.f = nil
 	}
-	if l.opts.Backups <= 0 {
-		os.Remove(l.path)
-	} else {
-		os.Remove(fmt.Sprintf("%s.%d", l.path, l.opts.Backups))
-		for i := l.opts.Backups - 1; i >= 1; i-- {
-			os.Rename(fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1))
+	check := func(err error) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.fail("rotate it", err, 0)
 		}
-		os.Rename(l.path, l.path+".1")
 	}
-	if err := l.open(); err != nil {
-		l.f = nil
+	if l.opts.Backups <= 0 {
+		check(os.Remove(l.path))
+	} else {
+		check(os.Remove(fmt.Sprintf("%s.%d", l.path, l.opts.Backups)))
+		for i := l.opts.Backups - 1; i >= 1; i-- {
+			check(os.Rename(fmt.Sprintf("%s.%d", l.path, i), fmt.Sprintf("%s.%d", l.path, i+1)))
+		}
+		check(os.Rename(l.path, l.path+".1"))
 	}
+	l.ensureOpen(0)
 }
 
-// Reopen closes and reopens the file (after an external rotation).
+// Reopen closes and reopens the file (after an external rotation). A file
+// that is not open stays closed: the next write opens it.
 func (l *LogFile) Reopen() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed || l.f == nil {
 		return nil
 	}
-	if l.f != nil {
-		l.f.Close()
-		l.f = nil
-	}
+	l.closeFile()
 	return l.open()
 }
 

@@ -57,6 +57,9 @@ type LookupdOptions struct {
 	CORSOrigins []string
 	// Logger gets connection and protocol logs (default slog.Default()).
 	Logger *slog.Logger
+	// wsKeepalive pings the clients of the node socket and the event feed
+	// (nil: the default, wsDefaultKeepalive); tests shorten it.
+	wsKeepalive *wsKeepalive
 }
 
 // Lookupd is an in-memory registry of gafferd nodes and the HTTP handler
@@ -79,6 +82,9 @@ func NewLookupd(opts LookupdOptions) *Lookupd {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.wsKeepalive == nil {
+		opts.wsKeepalive = wsDefaultKeepalive()
 	}
 	l := &Lookupd{opts: opts, log: opts.Logger, reg: newLkRegistry(), cors: map[string]bool{}, extra: http.NewServeMux()}
 	for _, o := range opts.CORSOrigins {
@@ -236,7 +242,7 @@ func (l *Lookupd) serveNode(w http.ResponseWriter, r *http.Request) {
 	}
 	// Nodes are programs (no Origin header); a browser may only come from
 	// the lookupd's own origin.
-	conn, err := WSUpgrade(w, r, &WSOptions{MaxMessageSize: lkMaxMessage})
+	conn, err := WSUpgrade(w, r, &WSOptions{MaxMessageSize: lkMaxMessage, keepalive: l.opts.wsKeepalive})
 	if err != nil {
 		return
 	}
@@ -438,7 +444,7 @@ func (l *Lookupd) serveFeed(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	conn, err := WSUpgrade(w, r, &WSOptions{MaxMessageSize: 4096, CheckOrigin: func(r *http.Request) bool {
 		return WSSameOrigin(r) || l.originAllowed(r.Header.Get("Origin"))
-	}})
+	}, keepalive: l.opts.wsKeepalive})
 	if err != nil {
 		return
 	}

@@ -387,8 +387,7 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 		j.flap = newFlapState(*cfg.Flapping)
 	}
 	m.initLifeLocked(j, deps, restartWith)
-	m.closeSinksLocked(j)
-	m.openSinksLocked(j)
+	m.reopenSinksLocked(j)
 	m.stopAllProcsLocked(j)
 	m.emit("update", j, nil, "name", j.full)
 	m.restartWithLocked(j, nil)

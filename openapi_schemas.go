@@ -35,8 +35,12 @@ func oaSchemas() oaObj {
 		"ctime":     oaStr("total CPU time, M:SS.cc"),
 		"rss_bytes": oaInt("resident memory in bytes"), "vms_bytes": oaInt("virtual memory in bytes"),
 		"cpu_percent": oaNum("percent of one core since the previous sample"), "cpu_seconds": oaNum("total CPU time in seconds"),
-		"num_threads": oaInt("threads"), "num_fds": oaInt("open file descriptors"), "children": oaInt("child processes"),
-		"pid": oaInt("internal pid"), "os_pid": oaInt("OS pid"),
+		"num_threads": oaInt("threads"), "num_fds": oaInt("open file descriptors"),
+		"children":     oaArr(oaObj{"type": "object", "description": "the same figures for each child process (no pid, its own children nested)"}),
+		"num_children": oaInt("child processes"),
+		"username":     oaStr("the process's owner"), "nice": oaObj{"description": "nice value, or N/A"},
+		"cmdline": oaStr("command line (secret-looking variables masked)"),
+		"pid":     oaInt("internal pid"), "os_pid": oaInt("OS pid"),
 	})
 	permissions := oaObject(oaObj{
 		"admin": oaBool("every right"), "create_key": oaBool("may create keys"), "create_user": oaBool("may create users"),

@@ -111,36 +111,6 @@ func (p *Process) IODone() <-chan struct{} { return p.ioDone }
 // Exited is closed when the OS process has exited and been reaped.
 func (p *Process) Exited() <-chan struct{} { return p.exitCh }
 
-// stdinWriteTimeout bounds one write to a child's stdin, so that a child
-// that never reads cannot block an API call forever.
-const stdinWriteTimeout = 10 * time.Second
-
-// Write writes data to stdin (stream "" or "stdin") or to a custom stream.
-// Concurrent writers never interleave.
-func (p *Process) Write(stream string, data []byte) error {
-	var f *os.File
-	switch stream {
-	case "", "stdin":
-		if p.stdin == nil {
-			return Errorf(CodeForbiddenWrite, 403, "process %d has no stdin (redirect_input is off)", p.ID)
-		}
-		f = p.stdin
-	default:
-		c, ok := p.custom[stream]
-		if !ok {
-			return Errorf(CodeStreamNotFound, 404, "process %d has no stream %q", p.ID, stream)
-		}
-		f = c
-	}
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	f.SetWriteDeadline(time.Now().Add(stdinWriteTimeout))
-	if _, err := f.Write(data); err != nil {
-		return Errorf("EIO", 500, "write to process %d: %v", p.ID, err)
-	}
-	return nil
-}
-
 // spawnSpec is everything needed to start one process.
 type spawnSpec struct {
 	id       int

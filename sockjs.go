@@ -24,9 +24,11 @@ package gaffer
 // one gets c[2010,"Another connection still open"]); a session without a
 // receiving request for DisconnectDelay is closed; a receiving request
 // that the client aborts closes its session (c[1002,"Connection
-// interrupted"]); a streaming response ends after ResponseLimit bytes and
-// the client opens the next one. A heartbeat frame goes out every
-// Heartbeat on open receivers. Messages queued for a client that does not
+// interrupted"]); a streaming response ends after ResponseLimit bytes, or
+// after a minute (the keepalive's idle + wait), and the client opens the
+// next one. A heartbeat frame goes out every Heartbeat on open receivers;
+// the websocket transport also pings a silent client and drops it when it
+// does not answer (ws_keepalive.go), which closes its session. Messages queued for a client that does not
 // come back for them are bounded (MaxQueuedBytes): past it the session is
 // closed with 1008, so a slow or vanished browser never makes the server
 // grow. HTTP sessions are bound to the client that opened them by a
@@ -86,6 +88,10 @@ type SockJSOptions struct {
 	MaxQueuedBytes int64 // unsent bytes per session, each way (8 MiB)
 	MaxMessageSize int64 // largest xhr_send body or websocket message (1 MiB)
 	Logger         *slog.Logger
+	// keepalive pings the clients of the websocket transport (nil: the
+	// default, wsDefaultKeepalive), on top of the protocol's heartbeat
+	// frames, which a half-open client never fails to "receive".
+	keepalive *wsKeepalive
 }
 
 // SockJS is a SockJS server under one prefix: an http.Handler.
@@ -134,6 +140,9 @@ func NewSockJS(prefix string, opts SockJSOptions, onSession func(SockJSSession))
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.keepalive == nil {
+		opts.keepalive = wsDefaultKeepalive()
 	}
 	return &SockJS{prefix: strings.TrimSuffix(prefix, "/"), opts: opts, onSession: onSession,
 		log: opts.Logger, sessions: map[string]*sjSession{}, all: map[*sjSession]struct{}{}}
@@ -488,6 +497,12 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id stri
 	}
 	tick := time.NewTicker(h.opts.Heartbeat)
 	defer tick.Stop()
+	// A streaming response also ends after a while: a client that vanished
+	// without a FIN never makes the small heartbeat writes fail, but it
+	// does not come back for the next response, so its session expires
+	// DisconnectDelay later (and its subscriptions with it).
+	life := time.NewTimer(h.opts.keepalive.idle + h.opts.keepalive.wait)
+	defer life.Stop()
 	for {
 		msgs, closed := s.take()
 		if len(msgs) > 0 {
@@ -517,6 +532,9 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id stri
 				s.detach()
 				return
 			}
+		case <-life.C:
+			s.detach()
+			return
 		case <-r.Context().Done():
 			s.abort()
 			return
@@ -578,7 +596,7 @@ func (h *SockJS) websocket(w http.ResponseWriter, r *http.Request, id string) {
 		writeError(w, Errorf(CodeUnavailable, 503, "too many SockJS sessions"))
 		return
 	}
-	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: h.opts.CheckOrigin, MaxMessageSize: h.opts.MaxMessageSize})
+	ws, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: h.opts.CheckOrigin, MaxMessageSize: h.opts.MaxMessageSize, keepalive: h.opts.keepalive})
 	if err != nil {
 		return
 	}

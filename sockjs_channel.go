@@ -40,7 +40,7 @@ func (c sjChannelConn) Request() *http.Request              { return c.s.Request
 // over the SockJS transports. Origins are checked as for the API
 // (same-origin or [gaffer] cors_origins).
 func (s *Server) SockJSChannel() *SockJS {
-	return NewSockJS("/channel", SockJSOptions{CookieNeeded: true, CheckOrigin: s.checkOrigin, Logger: s.chLogger()},
+	return NewSockJS("/channel", SockJSOptions{CookieNeeded: true, CheckOrigin: s.checkOrigin, Logger: s.chLogger(), keepalive: s.wsKeepalive},
 		func(sess SockJSSession) { s.runControlChannel(sjChannelConn{sess}, sess.Request()) })
 }
 
@@ -61,7 +61,7 @@ func (s *Server) sockjsRoutes() {
 // /lookup/websocket with l.Handle("/lookup", h) and l.Handle("/lookup/", h).
 func LookupdSockJS(l *Lookupd) *SockJS {
 	check := func(r *http.Request) bool { return WSSameOrigin(r) || l.originAllowed(r.Header.Get("Origin")) }
-	return NewSockJS("/lookup", SockJSOptions{CheckOrigin: check, MaxMessageSize: 4096, Logger: l.log}, func(s SockJSSession) {
+	return NewSockJS("/lookup", SockJSOptions{CheckOrigin: check, MaxMessageSize: 4096, Logger: l.log, keepalive: l.opts.wsKeepalive}, func(s SockJSSession) {
 		events, cancel := l.Subscribe()
 		defer cancel()
 		go func() {

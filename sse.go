@@ -3,6 +3,7 @@ package gaffer
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,8 +57,16 @@ func (f *feed) write(p []byte) error {
 
 func (f *feed) flush() error { return f.rc.Flush() }
 
+// Heartbeat bounds: a ?heartbeat= below the minimum is raised to it (a
+// client could otherwise make gafferd send newlines without pause), one
+// above the maximum lowered to it.
+const (
+	minHeartbeat = time.Second
+	maxHeartbeat = time.Hour
+)
+
 // heartbeatInterval parses ?heartbeat=: "true" (the default) is 60 s, N is
-// N seconds, 0 or false is none.
+// N seconds (clamped to 1 s … 1 h), 0 or false is none.
 func heartbeatInterval(r *http.Request) (time.Duration, error) {
 	v := r.URL.Query().Get("heartbeat")
 	switch strings.ToLower(v) {
@@ -67,42 +76,61 @@ func heartbeatInterval(r *http.Request) (time.Duration, error) {
 		return 0, nil
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || f > 86400 {
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, Errorf(CodeBadValue, 400, "heartbeat: expected true, false or a number of seconds, got %q", v)
 	}
-	return secondsToDuration(f), nil
+	if f == 0 {
+		return 0, nil
+	}
+	return secondsToDuration(min(max(f, minHeartbeat.Seconds()), maxHeartbeat.Seconds())), nil
 }
 
-// sseData writes one SSE event: data split into data: lines (CR, LF and
-// CRLF all end a line, as the SSE parser reads them).
+// appendSSE appends one SSE event: its name, its id (when > 0), data as
+// data: lines, and the blank line that ends it.
 func appendSSE(b []byte, event string, id uint64, data []byte) []byte {
+	b, _, _ = appendSSEData(appendSSEHead(b, event, id), data, math.MaxInt, hasCR(data))
+	return append(b, '\n')
+}
+
+// appendSSEHead appends the event: and id: lines of an SSE event.
+func appendSSEHead(b []byte, event string, id uint64) []byte {
 	if event != "" {
-		b = append(b, "event: "...)
-		b = append(b, event...)
-		b = append(b, '\n')
+		b = append(append(append(b, "event: "...), event...), '\n')
 	}
 	if id > 0 {
-		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, id, 10)
-		b = append(b, '\n')
+		b = append(strconv.AppendUint(append(b, "id: "...), id, 10), '\n')
 	}
+	return b
+}
+
+// hasCR reports whether data holds a CR (which ends a line too).
+func hasCR(data []byte) bool { return bytes.IndexByte(data, '\r') >= 0 }
+
+// appendSSEData appends data as SSE data: lines (CR, LF and CRLF all end
+// a line, as the SSE parser reads them; data ending with one gives a last,
+// empty line) until b holds at least limit bytes. cr says whether data
+// holds a CR. It returns what is left of data and whether all of it was
+// appended.
+func appendSSEData(b, data []byte, limit int, cr bool) ([]byte, []byte, bool) {
 	for {
-		i := bytes.IndexAny(data, "\r\n")
-		if i < 0 {
-			b = append(b, "data: "...)
-			b = append(b, data...)
-			b = append(b, '\n')
-			break
+		var i int
+		if cr {
+			i = bytes.IndexAny(data, "\r\n")
+		} else {
+			i = bytes.IndexByte(data, '\n')
 		}
-		b = append(b, "data: "...)
-		b = append(b, data[:i]...)
-		b = append(b, '\n')
+		if i < 0 {
+			return append(append(append(b, "data: "...), data...), '\n'), nil, true
+		}
+		b = append(append(append(b, "data: "...), data[:i]...), '\n')
 		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
 			i++
 		}
 		data = data[i+1:]
+		if len(b) >= limit {
+			return b, data, false
+		}
 	}
-	return append(b, '\n')
 }
 
 // streamTarget finds a process's stream for a feed request.
@@ -165,7 +193,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	mode := r.URL.Query().Get("feed")
 	switch mode {
 	case "", "longpoll":
-		s.streamLongpoll(w, r, st, after, resume, hb)
+		s.streamLongpoll(w, r, st, after, resume)
 	case "continuous":
 		s.streamContinuous(w, r, st, after, resume, hb, false)
 	case "eventsource":
@@ -176,49 +204,49 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamLongpoll answers with the next output (or what was missed since
-// the resume point) and ends.
-func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration) {
-	backlog, _, sub := st.Subscribe(after, resume, 64)
-	defer sub.Close()
-	var out []byte
-	var last uint64
-	for _, c := range backlog {
-		out = append(out, c.Data...)
-		last = c.Seq
-	}
-	if len(out) == 0 {
-		var tick <-chan time.Time
-		if hb > 0 {
-			t := time.NewTicker(hb)
-			defer t.Stop()
-			tick = t.C
-		}
-	wait:
-		for {
+// the resume point) and ends: at most one batch of whole chunks, the
+// sequence number of the last in X-Gaffer-Seq (resume with ?since= it),
+// and X-Gaffer-Gap: FROM-TO when chunks were lost before them. The body is
+// exactly the output: a longpoll answer has no heartbeats.
+func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool) {
+	rd := st.reader(after, resume)
+	defer rd.Close()
+	for {
+		b := rd.read()
+		if b.empty() && !b.eof {
 			select {
-			case c, ok := <-sub.C:
-				if !ok {
-					break wait
-				}
-				out = append(out, c.Data...)
-				last = c.Seq
-				break wait
-			case <-tick:
-				out = append(out, '\n')
+			case <-rd.ready():
+				continue
 			case <-r.Context().Done():
 				return
 			}
 		}
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		if b.gap != nil {
+			h.Set("X-Gaffer-Gap", strconv.FormatUint(b.gap.From, 10)+"-"+strconv.FormatUint(b.gap.To, 10))
+		}
+		if n := len(b.chunks); n > 0 {
+			h.Set("X-Gaffer-Seq", strconv.FormatUint(b.chunks[n-1].Seq, 10))
+		}
+		h.Set("Content-Length", strconv.Itoa(b.size()))
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+		for _, c := range b.chunks {
+			if _, err := w.Write(c.Data); err != nil {
+				break
+			}
+		}
+		b.release()
+		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	if last > 0 {
-		w.Header().Set("X-Gaffer-Seq", strconv.FormatUint(last, 10))
-	}
-	w.Write(out)
 }
 
 // streamContinuous relays output until the stream ends or the client
-// leaves: raw bytes (continuous) or SSE events with ids (eventsource).
+// leaves: raw bytes (continuous) or SSE events with ids (eventsource). It
+// reads the ring at the client's pace, sending the chunks from the ring's
+// own memory: a client that falls further behind than the ring holds gets
+// an "event: gap" (raw bytes have no room for a marker: a continuous
+// reader just skips ahead).
 func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration, sse bool) {
 	ct := "application/octet-stream"
 	if sse {
@@ -231,98 +259,150 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 		defer t.Stop()
 		tick = t.C
 	}
-	var buf []byte
-	last := after
-	emit := func(c Chunk) error {
-		last = c.Seq
-		if sse {
-			buf = appendSSE(buf[:0], st.Label, c.Seq, c.Data)
-			return f.write(buf)
-		}
-		return f.write(c.Data)
-	}
-	emitGap := func(g *Gap) error {
-		if g == nil {
-			return nil
-		}
-		js, _ := json.Marshal(g)
-		if sse {
-			buf = appendSSE(buf[:0], "gap", 0, js)
-			return f.write(buf)
-		}
-		return nil // raw bytes have no room for a marker
-	}
-	backlogWanted := resume
+	rd := st.reader(after, resume)
+	defer rd.Close()
+	out := &feedOut{f: f}
+	defer out.release()
+	unflushed := 0
 	for {
-		backlog, gap, sub := st.Subscribe(last, backlogWanted, 4096)
-		backlogWanted = true // after an overflow, go back to the ring
-		if err := emitGap(gap); err != nil {
-			sub.Close()
-			return
-		}
-		for _, c := range backlog {
-			if err := emit(c); err != nil {
-				sub.Close()
-				return
+		b := rd.read()
+		if sse {
+			if b.gap != nil {
+				js, _ := json.Marshal(b.gap)
+				out.event("gap", 0, js)
+			}
+			for _, c := range b.chunks {
+				out.event(st.Label, c.Seq, c.Data)
+			}
+		} else {
+			for _, c := range b.chunks {
+				out.raw(c.Data)
 			}
 		}
-		f.flush()
-		overflow := false
-	loop:
-		for {
-			select {
-			case c, ok := <-sub.C:
-				if !ok {
-					overflow = sub.Overflowed()
-					break loop
-				}
-				if err := emit(c); err != nil {
-					sub.Close()
-					return
-				}
-				// Batch what is already queued before flushing.
-				for n := len(sub.C); n > 0; n-- {
-					c, ok := <-sub.C
-					if !ok {
-						break
-					}
-					if err := emit(c); err != nil {
-						sub.Close()
-						return
-					}
-				}
-				if f.flush() != nil {
-					sub.Close()
-					return
-				}
-			case <-tick:
-				hbMsg := []byte("\n")
-				if sse {
-					hbMsg = []byte(": heartbeat\n\n")
-				}
-				if f.write(hbMsg) != nil || f.flush() != nil {
-					sub.Close()
-					return
-				}
-			case <-r.Context().Done():
-				sub.Close()
-				return
-			}
-		}
-		sub.Close()
-		if !overflow {
-			// The stream ended: deliver what is left and finish.
-			rest, gap := st.Backlog(last)
-			emitGap(gap)
-			for _, c := range rest {
-				emit(c)
-			}
+		sent, eof := !b.empty(), b.eof
+		b.release()
+		switch {
+		case eof:
 			if sse {
-				f.write([]byte("event: eof\ndata: {}\n\n"))
+				out.text("event: eof\ndata: {}\n\n")
 			}
-			f.flush()
+			out.flush()
+			return
+		case sent:
+			// Flushed once caught up (or every few batches): while more
+			// is there, the next batch goes out right behind this one.
+			if unflushed++; rd.pending() && unflushed < 8 {
+				if out.err != nil {
+					return
+				}
+				continue
+			}
+			unflushed = 0
+			if out.flush() != nil {
+				return
+			}
+			continue
+		}
+		out.release() // an idle feed holds no buffer
+		select {
+		case <-rd.ready():
+		case <-tick:
+			if sse {
+				out.text(": heartbeat\n\n")
+			} else {
+				out.text("\n")
+			}
+			if out.flush() != nil {
+				return
+			}
+		case <-r.Context().Done():
 			return
 		}
+	}
+}
+
+// A feed formats into a buffer of at most feedPiece bytes (less when many
+// readers share the budget: their buffers take at most a quarter of it)
+// and writes it out once it is seven eighths full, so that a client that
+// does not read holds at most one buffer (with the batch it was formatted
+// from), and lines shorter than the rest fit without growing it.
+const feedPiece = 64 << 10
+
+// feedOut is a feed's output: formatted into a pooled buffer (counted in
+// the readers' budget), written out one piece at a time. After a write
+// error it writes nothing more.
+type feedOut struct {
+	f     *feed
+	buf   *relayBuf
+	piece int
+	err   error
+}
+
+func (o *feedOut) bytes() []byte {
+	if o.buf == nil {
+		size := subscriberMemory.share(feedPiece)
+		o.buf = getRelayBuf(size)
+		o.piece = size - size/8
+	}
+	return o.buf.b
+}
+
+// spill keeps b as the buffer and writes it out once it holds a piece.
+func (o *feedOut) spill(b []byte) {
+	o.buf.b = b
+	o.buf.recount()
+	if len(b) >= o.piece {
+		o.writeOut()
+	}
+}
+
+func (o *feedOut) writeOut() {
+	if o.buf == nil || len(o.buf.b) == 0 {
+		return
+	}
+	if o.err == nil {
+		o.err = o.f.write(o.buf.b)
+	}
+	o.buf.b = o.buf.b[:0]
+}
+
+// event adds one SSE event, written out piece by piece.
+func (o *feedOut) event(event string, id uint64, data []byte) {
+	b := appendSSEHead(o.bytes(), event, id)
+	cr := hasCR(data)
+	for done := false; !done; {
+		b, data, done = appendSSEData(b, data, o.piece, cr)
+		if !done {
+			o.spill(b)
+			b = o.buf.b
+		}
+	}
+	o.spill(append(b, '\n'))
+}
+
+// raw writes p as it is (after what is buffered).
+func (o *feedOut) raw(p []byte) {
+	o.writeOut()
+	if o.err == nil {
+		o.err = o.f.write(p)
+	}
+}
+
+func (o *feedOut) text(t string) { o.spill(append(o.bytes(), t...)) }
+
+// flush writes what is buffered and flushes the response.
+func (o *feedOut) flush() error {
+	o.writeOut()
+	if o.err == nil {
+		o.err = o.f.flush()
+	}
+	return o.err
+}
+
+func (o *feedOut) release() {
+	if o.buf != nil {
+		o.buf.free(true)
+		o.buf = nil
 	}
 }
 
@@ -343,12 +423,20 @@ func (s *Server) handleStreamWrite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("process %d has no writable stream %q (use stdin)", pid, label))
 		return
 	}
+	// A place among the process's pending writes first, so that a refused
+	// request never holds its body.
+	slot, err := p.reserveWrite(label)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer slot.release()
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := p.Write(label, body); err != nil {
+	if err := slot.write(r.Context(), body); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -461,7 +549,7 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	if perr == nil {
 		p, _ = s.m.Process(pid)
 	}
-	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin})
+	conn, err := WSUpgrade(w, r, &WSOptions{CheckOrigin: s.checkOrigin, keepalive: s.wsKeepalive})
 	if err != nil {
 		return
 	}
@@ -486,26 +574,13 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	if st != nil {
 		go func() {
 			defer close(done)
-			_, _, sub := st.Subscribe(0, false, 4096)
-			defer sub.Close()
-			for {
-				select {
-				case c, ok := <-sub.C:
-					if !ok {
-						conn.Close(WSCloseNormal, "process exited")
-						return
-					}
-					op := WSText
-					if !utf8.Valid(c.Data) {
-						op = WSBinary
-					}
-					if conn.WriteMessage(op, c.Data) != nil {
-						return
-					}
-				case <-conn.Done():
-					return
+			defer func() {
+				if v := recover(); v != nil {
+					relayPanics.log(s.chLogger(), v, "a /wstreams relay")
+					conn.CloseNow()
 				}
-			}
+			}()
+			wstreamsForward(conn, st)
 		}()
 	} else {
 		close(done)
@@ -525,4 +600,41 @@ func (s *Server) handleWStreams(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.CloseNow()
 	<-done
+}
+
+// wstreamsForward relays the output of st to a /wstreams client, one
+// message per chunk, reading the ring at the client's pace (what the ring
+// lost while the client lagged is skipped: this legacy socket has no
+// marker for it). A client that takes more than feedWriteTimeout to take
+// one message is disconnected.
+func wstreamsForward(conn *WSConn, st *Stream) {
+	rd := st.reader(0, false)
+	defer rd.Close()
+	for {
+		b := rd.read()
+		for _, c := range b.chunks {
+			op := WSText
+			if !utf8.Valid(c.Data) {
+				op = WSBinary
+			}
+			conn.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+			if conn.WriteMessage(op, c.Data) != nil {
+				b.release()
+				conn.CloseNow()
+				return
+			}
+		}
+		eof := b.eof
+		b.release()
+		if eof {
+			conn.SetWriteDeadline(time.Time{})
+			conn.Close(WSCloseNormal, "process exited")
+			return
+		}
+		select {
+		case <-rd.ready():
+		case <-conn.Done():
+			return
+		}
+	}
 }

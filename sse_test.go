@@ -2,6 +2,7 @@ package gaffer
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -298,5 +299,57 @@ func TestWStreamsEcho(t *testing.T) {
 	}
 	if _, _, err := ws2.ReadMessage(); err == nil {
 		t.Fatal("socket left open after the error")
+	}
+}
+
+func TestHeartbeatBounds(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+		bad  bool
+	}{
+		{"", time.Minute, false}, {"true", time.Minute, false}, {"false", 0, false}, {"0", 0, false},
+		{"0.0", 0, false}, {"2.5", 2500 * time.Millisecond, false}, {"0.000001", time.Second, false},
+		{"1e9", time.Hour, false}, {"-1", 0, true}, {"NaN", 0, true}, {"inf", 0, true}, {"abc", 0, true},
+	} {
+		r, _ := http.NewRequest("GET", "/streams/1/out?heartbeat="+tc.v, nil)
+		got, err := heartbeatInterval(r)
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("heartbeat=%s: %v, %v; want %v (error: %v)", tc.v, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+// TestHeartbeatMinimumOnAFeed: heartbeat=0.000001 used to stream
+// megabytes of newlines; it is raised to one per second.
+func TestHeartbeatMinimumOnAFeed(t *testing.T) {
+	a := newAPI(t, ServerOptions{})
+	a.json("POST", "/jobs/default", childJSON(t, "quiet", "sleep", `, "redirect_output": ["stdout"]`), 200)
+	pids := a.json("GET", "/jobs/default/quiet/pids", "", 200)["pids"].([]any)
+	pid := strconv.Itoa(int(pids[0].(float64)))
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.srv.URL+"/streams/"+pid+"/stdout?feed=continuous&heartbeat=0.000001", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, _ := io.Copy(io.Discard, resp.Body) // until the client gives up
+	if n > 2 {
+		t.Fatalf("%d bytes of heartbeats in 1.5 s, want at most 2", n)
+	}
+}
+
+// TestLongpollAnswerIsExactlyTheData: heartbeats are not prepended to a
+// longpoll answer.
+func TestLongpollAnswerIsExactlyTheData(t *testing.T) {
+	a := newAPI(t, ServerOptions{})
+	a.json("POST", "/jobs/default", `{"name": "late", "cmd": "sh -c 'sleep 3; echo hello; exec sleep 300'", "redirect_output": ["stdout"]}`, 200)
+	pids := a.json("GET", "/jobs/default/late/pids", "", 200)["pids"].([]any)
+	pid := strconv.Itoa(int(pids[0].(float64)))
+	code, _, body := a.do("GET", "/streams/"+pid+"/stdout?feed=longpoll&since=0&heartbeat=1", "")
+	if code != 200 || string(body) != "hello\n" {
+		t.Fatalf("longpoll: %d %q, want exactly %q", code, body, "hello\n")
 	}
 }

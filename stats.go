@@ -11,38 +11,42 @@ import (
 	"time"
 )
 
-// ProcStats are the figures of one process: the fields of the documented
-// stats message (mem_info1, mem_info2, cpu, mem, ctime, pid, username,
-// nice, cmdline, children) and numeric ones a program can use.
+// ProcStats are the figures of one process, as numbers. In JSON they are
+// the fields of the documented stats message (mem_info1 and mem_info2
+// formatted as "12M", cpu, mem, ctime as "M:SS.cc", pid, username, nice,
+// cmdline, children) plus the numeric ones (rss_bytes, cpu_seconds…): see
+// MarshalJSON.
 //
-// children lists the stats of the process's child processes (each with
+// Children lists the stats of the process's child processes (each with
 // its own children, at most statsMaxChildren entries in all, statsMaxDepth
-// levels deep). They are not gaffer processes: they have no internal pid,
-// so a child's "pid" is absent and "os_pid" is its OS pid; its cpu is the
-// average since it started. num_children counts the direct children, also
-// past the bound. cmdline is the command line the OS reports (arguments
-// joined by spaces), with the values of the job's secret-looking variables
-// (IsSecretName) replaced by ********, since stats only need the read
-// right. A field the OS does not give is "N/A" (0 for the numeric ones).
+// levels deep). They are not gaffer processes: they have no internal pid
+// (Pid is 0, and "pid" is absent from the JSON); a child's CPUPercent is
+// the average since it started. NumChildren counts the direct children,
+// also past the bound. Cmdline is the command line the OS reports
+// (arguments joined by spaces), with the values of the job's
+// secret-looking variables (IsSecretName) replaced by ********, since
+// stats only need the read right.
 type ProcStats struct {
-	MemInfo1    any         `json:"mem_info1"` // RSS, human-readable ("12M"), or "N/A"
-	MemInfo2    any         `json:"mem_info2"` // VMS, human-readable, or "N/A"
-	CPU         any         `json:"cpu"`       // percent of one core since the last sample, or "N/A"
-	Mem         any         `json:"mem"`       // RSS as a percent of physical memory, or "N/A"
-	CTime       string      `json:"ctime"`     // total CPU time, M:SS.cc
-	Pid         int         `json:"pid,omitempty"`
-	OSPid       int         `json:"os_pid,omitempty"`
-	Username    string      `json:"username"` // owner (real uid), its number when it has no name, or "N/A"
-	Nice        any         `json:"nice"`     // an integer, or "N/A"
-	Cmdline     string      `json:"cmdline"`  // or "N/A"
-	Children    []ProcStats `json:"children"`
-	RSSBytes    int64       `json:"rss_bytes"`
-	VMSBytes    int64       `json:"vms_bytes"`
-	CPUPercent  float64     `json:"cpu_percent"`
-	CPUSeconds  float64     `json:"cpu_seconds"`
-	NumThreads  int         `json:"num_threads"`
-	NumFDs      int         `json:"num_fds"`
-	NumChildren int         `json:"num_children"`
+	Pid   int // internal pid; 0 for a child process
+	OSPid int
+	// Sampled is false when the OS gave no figures (the process is gone,
+	// or the platform cannot read them): the figures are then zero and
+	// the JSON says "N/A".
+	Sampled    bool
+	RSSBytes   int64   // resident set size
+	VMSBytes   int64   // virtual memory size
+	CPUPercent float64 // percent of one core since the last sample, one decimal
+	// MemPercent is the RSS as a percent of physical memory (one
+	// decimal), -1 when the size of physical memory is unknown.
+	MemPercent  float64
+	CPUSeconds  float64 // total CPU time
+	Username    string  // owner (real uid): its name, else its number; "" when unknown
+	Nice        int
+	Cmdline     string
+	NumThreads  int
+	NumFDs      int
+	NumChildren int
+	Children    []ProcStats
 }
 
 // Bounds of the children listed in a stats message.
@@ -103,7 +107,6 @@ func (p *Process) Stats() ProcStats {
 	raw := readStats(p.OSPid)
 	st := ProcStats{Pid: p.ID, OSPid: p.OSPid, Children: []ProcStats{}}
 	if !raw.ok {
-		statsUnknown(&st)
 		return st
 	}
 	now := time.Now()
@@ -120,31 +123,19 @@ func (p *Process) Stats() ProcStats {
 	return st
 }
 
-// statsUnknown marks every figure of st as not available.
-func statsUnknown(st *ProcStats) {
-	st.MemInfo1, st.MemInfo2, st.CPU, st.Mem, st.CTime = "N/A", "N/A", "N/A", "N/A", "N/A"
-	st.Username, st.Nice, st.Cmdline = "N/A", "N/A", "N/A"
-}
-
 // statsFill sets the figures of st (whose OSPid is set) from raw, with
 // cpu the percent to report, then its details and its children.
 func statsFill(st *ProcStats, raw rawStats, cpu float64, mask func(string) string, depth int, budget *int) {
 	cpu = math.Round(max(cpu, 0)*10) / 10
+	st.Sampled = true
 	st.RSSBytes, st.VMSBytes = raw.rss, raw.vms
 	st.CPUPercent, st.CPUSeconds = cpu, raw.cpuSeconds
 	st.NumThreads, st.NumFDs = raw.threads, raw.fds
-	st.MemInfo1, st.MemInfo2 = humanSize(raw.rss), humanSize(raw.vms)
-	st.CPU = cpu
+	st.MemPercent = -1
 	if total := totalMemory(); total > 0 {
-		st.Mem = math.Round(float64(raw.rss)/float64(total)*1000) / 10
-	} else {
-		st.Mem = "N/A"
+		st.MemPercent = math.Round(float64(raw.rss)/float64(total)*1000) / 10
 	}
-	st.CTime = formatCTime(raw.cpuSeconds)
-	st.Nice = "N/A"
-	if raw.niceOK {
-		st.Nice = raw.nice
-	}
+	st.Nice = raw.nice
 	det := readDetails(st.OSPid)
 	st.Username = statsUsername(det.uid)
 	st.Cmdline = mask(strings.Join(det.cmdline, " "))
@@ -193,11 +184,11 @@ func statsMasker(env map[string]string) func(string) string {
 // statsUsers caches uid → user name lookups.
 var statsUsers sync.Map
 
-// statsUsername names a uid: the user's name, else the number ("N/A" when
+// statsUsername names a uid: the user's name, else the number ("" when
 // the uid is unknown).
 func statsUsername(uid int) string {
 	if uid < 0 {
-		return "N/A"
+		return ""
 	}
 	if name, ok := statsUsers.Load(uid); ok {
 		return name.(string)

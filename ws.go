@@ -4,7 +4,7 @@ package gaffer
 //
 // Files: ws.go (types, messages, close handshake), ws_frame.go (frame
 // reading, writing and masking), ws_server.go (WSUpgrade, origin checks),
-// ws_client.go (WSDial).
+// ws_client.go (WSDial), ws_keepalive.go (pings of silent clients).
 //
 // Concurrency model: one goroutine reads (ReadMessage), any number write
 // (WriteMessage and friends serialize on one mutex). Close and CloseNow may
@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -105,7 +106,9 @@ type WSConn struct {
 	readErr error // sticky
 	rhdr    [14]byte
 	rctl    [125]byte
-	onPong  func(data []byte) // test hook, called by the reader
+	onPong  func(data []byte)            // test hook, called by the reader
+	ka      *wsKeeper                    // keepalive (server side, when asked for)
+	kaErr   atomic.Pointer[WSCloseError] // set when the keepalive dropped the peer
 
 	// Write side: guarded by wmu.
 	wmu       sync.Mutex
@@ -185,6 +188,10 @@ func (c *WSConn) ReadMessage() (WSOpcode, []byte, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
+	if c.ka != nil {
+		c.ka.reading(true)
+		defer c.ka.reading(false)
+	}
 	op, data, err := c.readMessage()
 	if err != nil {
 		if c.readErr == nil {
@@ -209,6 +216,9 @@ func (c *WSConn) readMessage() (WSOpcode, []byte, error) {
 				return 0, nil, c.fail(pe.code, pe.reason, pe.skip)
 			}
 			return 0, nil, c.readFailed(err)
+		}
+		if c.ka != nil {
+			c.ka.touch()
 		}
 		if h.op >= 8 {
 			if err := c.readControl(h); err != nil {
@@ -287,6 +297,9 @@ func (c *WSConn) readFailed(err error) error {
 	case <-c.closeRecv:
 		return c.readErr
 	default:
+	}
+	if e := c.kaErr.Load(); e != nil {
+		return e
 	}
 	if errors.Is(err, net.ErrClosed) {
 		return wsErrClosed
@@ -467,6 +480,9 @@ func (c *WSConn) CloseNow() error {
 // finish closes the network connection (once) and Done's channel.
 func (c *WSConn) finish() {
 	c.finishOnce.Do(func() {
+		if c.ka != nil {
+			c.ka.stop()
+		}
 		c.conn.Close()
 		close(c.done)
 	})

@@ -29,6 +29,9 @@ type WSOptions struct {
 	// Subprotocols are the subprotocols the server speaks, in order of
 	// preference: the first one the client also offers is chosen.
 	Subprotocols []string
+	// keepalive, when set, pings a silent client and drops one that does
+	// not answer (ws_keepalive.go). The handler must keep reading.
+	keepalive *wsKeepalive
 }
 
 // IsWebSocketUpgrade reports whether r asks for a websocket upgrade: its
@@ -131,6 +134,9 @@ func WSUpgrade(w http.ResponseWriter, r *http.Request, opt *WSOptions) (*WSConn,
 	c := wsNewConn(conn, brw.Reader, bw, true, opt.MaxMessageSize)
 	c.req = r
 	c.subprotocol = proto
+	if opt.keepalive != nil {
+		c.startKeepalive(*opt.keepalive)
+	}
 	return c, nil
 }
 

@@ -17,7 +17,7 @@ import (
 )
 
 func TestPsAllNodes(t *testing.T) {
-	lk := gaffer.NewLookupd(gaffer.LookupdOptions{PingInterval: 200 * time.Millisecond})
+	lk := gaffer.NewLookupd(gaffer.LookupdOptions{PingInterval: 2 * time.Second})
 	lsrv := httptest.NewServer(lk)
 	t.Cleanup(func() { lsrv.Close(); lk.Close() })
 

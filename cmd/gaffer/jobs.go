@@ -422,7 +422,7 @@ func setupPs(c *state, fs *flag.FlagSet) func([]string) error {
 				rss += st.RSSBytes
 			}
 			fmt.Fprintf(c.stdout, "Total CPU: %s Total MEM: %s (%s); up for: time since start\n\n",
-				percent(pj.Stats.CPU), percent(pj.Stats.Mem), statustable.Bytes(rss))
+				percent(pj.Stats, pj.Stats.CPU), percent(pj.Stats, pj.Stats.Mem), statustable.Bytes(rss))
 			for _, p := range pj.Processes {
 				up := time.Since(time.Unix(0, int64(p.CreateTime*1e9)))
 				fmt.Fprintf(c.stdout, "%s.%d: up for %s%s\n", name, p.Pid, statustable.Duration(up), lifeNote(p.ProcessState))
@@ -433,11 +433,13 @@ func setupPs(c *state, fs *flag.FlagSet) func([]string) error {
 }
 
 // percent formats a figure of the stats (a number, or "N/A") as a percent.
-func percent(v any) string {
-	if f, ok := v.(float64); ok {
-		return fmt.Sprintf("%.2f%%", f)
+// percent formats one of js's percents, N/A when none of its processes
+// could be sampled.
+func percent(js gaffer.JobStats, f float64) string {
+	if js.Sampled == 0 {
+		return "N/A"
 	}
-	return fmt.Sprint(v)
+	return fmt.Sprintf("%.2f%%", f)
 }
 
 func commandLine(cfg map[string]any) string {
@@ -480,7 +482,7 @@ func setupPsInfo(c *state, fs *flag.FlagSet) func([]string) error {
 			}
 			sort.Strings(env)
 			lines := [][2]any{{"pid", info.Pid}, {"name", info.Name}, {"cmd", info.Cmd}, {"args", strings.Join(info.Args, " ")},
-				{"os_pid", info.OSPid}, {"create_time", fmt.Sprintf("%.2f", info.CreateTime)}, {"commited", info.Commited},
+				{"os_pid", info.OSPid}, {"create_time", fmt.Sprintf("%.2f", info.CreateTime)}, {"commited", info.Committed},
 				{"redirect_output", strings.Join(info.RedirectOutput, ",")}, {"redirect_input", info.RedirectInput},
 				{"custom_streams", strings.Join(info.CustomStreams, ",")}, {"active", info.Active}, {"env", strings.Join(env, " ")}}
 			for _, l := range lines {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -161,7 +162,22 @@ func TestKill9LeavesNothingAndRestartDoesNotDuplicate(t *testing.T) {
 	t.Logf("after kill -9 and restart: %d processes of the new instance, %d of the killed one", countMarked(second), countMarked(first))
 
 	d2.stop()
-	waitUntil(t, 10*time.Second, "nothing left after the stop", func() bool { return countMarked(first, second) == 0 })
+	deadline := time.Now().Add(10 * time.Second)
+	for countMarked(first, second) != 0 {
+		if time.Now().After(deadline) {
+			left := markedProcs(first, second)
+			var desc []string
+			for job, pids := range left {
+				for _, p := range pids {
+					stat, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+					cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
+					desc = append(desc, fmt.Sprintf("%s %d %q stat=%s", job, p, strings.ReplaceAll(string(cmd), "\x00", " "), stat))
+				}
+			}
+			t.Fatalf("left after the stop: %s\n%s", strings.Join(desc, "; "), d2.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 const detachConfig = baseConfig + `

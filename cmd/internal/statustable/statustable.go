@@ -85,7 +85,7 @@ func Collect(ctx context.Context, cl *gaffer.Client, keep func(job string) bool,
 			r.StartedAt = ptr(pi.CreateTime)
 			r.UptimeSeconds = ptr(math.Max(0, float64(now.UnixNano())/1e9-pi.CreateTime))
 			if st, ok := stats[pid]; ok {
-				if _, na := st.CPU.(string); !na {
+				if st.Sampled {
 					r.CPUPercent = ptr(st.CPUPercent)
 				}
 				if st.RSSBytes > 0 {
