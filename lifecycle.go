@@ -59,7 +59,6 @@ const (
 // procLife is the lifecycle state of one kept-alive process. Guarded by
 // the Manager's mutex, except logw (its own).
 type procLife struct {
-	p         *Process
 	cfg       *JobConfig // the job's config at spawn
 	readySpec *probeSpec // nil: ready when spawned
 	health    *probeSpec // nil: no health check
@@ -228,7 +227,7 @@ func (m *Manager) lifeRegisteredLocked(j *job, p *Process, r *spawnReq) {
 	if lc == nil {
 		return
 	}
-	p.lc, lc.p = lc, p
+	p.lc = lc
 	if lc.notify != nil {
 		go m.readNotify(p, lc.notify)
 	}

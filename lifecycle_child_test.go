@@ -3,10 +3,12 @@ package gaffer
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -22,6 +24,8 @@ import (
 //	exitafter    exits with $EXIT_CODE after $DELAY ms
 //	notifyother  sends READY=1 to $TARGET, another process's socket
 //	printready   after $DELAY ms, prints "server listening" on stdout
+//	httpready    serves 127.0.0.1:$PORT at once: /ready answers 503 until
+//	             $DELAY ms passed, then 200 (recorded once: "http-ok")
 //
 // Every mode records "spawn" first, "term" on SIGTERM (then exits after
 // $TERM_DELAY ms), and "abort" on SIGABRT (then exits with status 134).
@@ -40,6 +44,9 @@ func runLifecycleChild(mode string) {
 			os.Exit(0)
 		}
 	}()
+	if mode == "httpready" {
+		serveHTTPReady()
+	}
 	time.Sleep(envMillis("DELAY"))
 	switch mode {
 	case "notifyready":
@@ -93,6 +100,24 @@ func runLifecycleChild(mode string) {
 		stamp("printed")
 	}
 	select {}
+}
+
+func serveHTTPReady() {
+	l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	if err != nil {
+		stamp("listen-failed")
+		os.Exit(1)
+	}
+	okAt := time.Now().Add(envMillis("DELAY"))
+	var once sync.Once
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ready" || time.Now().Before(okAt) {
+			w.WriteHeader(503)
+			return
+		}
+		once.Do(func() { stamp("http-ok") })
+		w.WriteHeader(200)
+	}))
 }
 
 func envMillis(k string) time.Duration {

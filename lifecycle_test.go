@@ -497,3 +497,70 @@ func TestReadyTimeoutIsAFailedStart(t *testing.T) {
 		t.Fatalf("stamps %v", l)
 	}
 }
+
+// ready = http://…: a 2xx answer; the dependent's spawn comes after the
+// child's first 200.
+func TestReadyHTTPOrdersDependentSpawn(t *testing.T) {
+	m := newTestManager(t)
+	stamps := filepath.Join(t.TempDir(), "stamps")
+	api := lifeConfig(t, "api", "httpready", stamps, map[string]string{"DELAY": "400", "PORT": strconv.Itoa(freePort(t))})
+	api.Ready = "http://127.0.0.1:$PORT/ready"
+	app := lifeConfig(t, "app", "stamp", stamps, nil)
+	app.DependsOn = []string{"api"}
+	for _, c := range []JobConfig{api, app} {
+		if err := m.Load("default", c, nil, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "app spawned", func() bool { return firstStamp(readStamps(t, stamps), "app", "spawn").ns != 0 })
+	l := readStamps(t, stamps)
+	if ok, spawn := firstStamp(l, "api", "http-ok"), firstStamp(l, "app", "spawn"); ok.ns == 0 || spawn.ns <= ok.ns {
+		t.Fatalf("api answered 200 at %d, app spawned at %d", ok.ns, spawn.ns)
+	}
+}
+
+// A dependency that restarts leaves its dependents running, except those
+// that restart_with it: they restart once it is ready again.
+func TestRestartWith(t *testing.T) {
+	m := newTestManager(t)
+	stamps := filepath.Join(t.TempDir(), "stamps")
+	db := lifeConfig(t, "db", "notifyready", stamps, map[string]string{"DELAY": "200"})
+	db.Ready = "notify"
+	app := lifeConfig(t, "app", "stamp", stamps, nil)
+	app.DependsOn = []string{"db"}
+	worker := lifeConfig(t, "worker", "stamp", stamps, nil)
+	worker.DependsOn, worker.RestartWith = []string{"db"}, []string{"db"}
+	for _, c := range []JobConfig{db, app, worker} {
+		if err := m.Load("default", c, nil, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "all three", func() bool {
+		l := readStamps(t, stamps)
+		return firstStamp(l, "app", "spawn").ns != 0 && firstStamp(l, "worker", "spawn").ns != 0
+	})
+	appPid, workerPid := onlyProcess(t, m, "default.app").OSPid, onlyProcess(t, m, "default.worker").OSPid
+	if err := m.ReloadJob("default.db"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "worker restarted", func() bool { return countStamps(readStamps(t, stamps), "worker", "spawn") == 2 })
+	l := readStamps(t, stamps)
+	var dbReady2, workerSpawn2 stampLine
+	for _, s := range l {
+		if s.tag == "db" && s.what == "ready" {
+			dbReady2 = s
+		}
+		if s.tag == "worker" && s.what == "spawn" {
+			workerSpawn2 = s
+		}
+	}
+	if workerSpawn2.ns <= dbReady2.ns || countStamps(l, "db", "ready") != 2 {
+		t.Fatalf("the worker came back at %d, before db was ready again at %d (%v)", workerSpawn2.ns, dbReady2.ns, l)
+	}
+	if p := onlyProcess(t, m, "default.app"); p.OSPid != appPid || countStamps(l, "app", "spawn") != 1 {
+		t.Fatalf("app was restarted (%d → %d)", appPid, p.OSPid)
+	}
+	if alive(workerPid) && firstStamp(l, "worker", "term").osPid != workerPid {
+		t.Fatalf("the old worker %d was not stopped", workerPid)
+	}
+}

@@ -81,7 +81,7 @@ func runTestChild(mode string, args []string) {
 	case "crash":
 		time.Sleep(50 * time.Millisecond)
 		os.Exit(3)
-	case "notifyready", "listen", "stamp", "exitafter", "notifyother", "printready":
+	case "notifyready", "listen", "stamp", "exitafter", "notifyother", "printready", "httpready":
 		runLifecycleChild(mode) // lifecycle_child_test.go
 	}
 }

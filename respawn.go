@@ -8,6 +8,7 @@ package gaffer
 // is reported to the Manager's owner.
 
 import (
+	"slices"
 	"syscall"
 	"time"
 )
@@ -121,7 +122,7 @@ func (m *Manager) restartWithLocked(j *job, seen map[*job]bool) {
 		s := m.sessions[sid]
 		for _, n := range s.order {
 			d := s.jobs[n]
-			if d == j || d.state != JobRunning || seen[d] || !containsString(d.lj.restartWith, j.full) {
+			if d == j || d.state != JobRunning || seen[d] || !slices.Contains(d.lj.restartWith, j.full) {
 				continue
 			}
 			if seen == nil {
@@ -136,13 +137,4 @@ func (m *Manager) restartWithLocked(j *job, seen map[*job]bool) {
 			m.restartWithLocked(d, seen)
 		}
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
