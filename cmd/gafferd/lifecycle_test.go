@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,4 +66,41 @@ essential = true
 	if iApp < 0 || iDB < 0 || iApp > iDB {
 		t.Fatalf("stop order:\n%s", out)
 	}
+}
+
+// Jobs loaded through the API with lifecycle settings come back after a
+// restart of gafferd with their settings, dependencies first, and wait
+// for them again.
+func TestLifecycleSettingsSurviveRestart(t *testing.T) {
+	dir, script := stSetup(t)
+	g := stStart(t, dir)
+	flag := filepath.Join(dir, "db-ready")
+	g.must("POST", "/jobs/api", fmt.Sprintf(`{"name": "db", "cmd": %q, "ready": "exec:test -e %s", "ready_timeout": 60, "restart_delay": [1, 30], "health": "exec:true"}`, script, flag))
+	g.must("POST", "/jobs/api", fmt.Sprintf(`{"name": "web", "cmd": %q, "depends_on": ["db:healthy"], "restart": "on-failure", "success_exit_codes": [0, 3]}`, script))
+	var web map[string]any
+	web = g.must("GET", "/jobs/api/web", "")
+	if web["state"] != "waiting" || !strings.Contains(fmt.Sprint(web["waiting_for"]), "api.db:healthy") {
+		t.Fatalf("web before db is ready: %v", web)
+	}
+	os.WriteFile(flag, nil, 0o644)
+	g.waitFor(20*time.Second, "web running", func() bool { return g.pids("api.web") == 1 })
+	os.Remove(flag)
+	g.stop(syscall.SIGTERM)
+
+	g = stStart(t, dir)
+	web = g.must("GET", "/jobs/api/web", "")
+	cfg, _ := web["config"].(map[string]any)
+	if fmt.Sprint(cfg["depends_on"]) != "[db:healthy]" || cfg["restart"] != "on-failure" || fmt.Sprint(cfg["success_exit_codes"]) != "[0 3]" {
+		t.Fatalf("web's config after the restart: %v", cfg)
+	}
+	db := g.must("GET", "/jobs/api/db", "")
+	dcfg, _ := db["config"].(map[string]any)
+	if fmt.Sprint(dcfg["restart_delay"]) != "[1 30]" || dcfg["ready_timeout"] != float64(60) || db["state"] != "starting" {
+		t.Fatalf("db after the restart: %v", db)
+	}
+	if web["state"] != "waiting" {
+		t.Fatalf("web after the restart: %v", web["state"])
+	}
+	os.WriteFile(flag, nil, 0o644)
+	g.waitFor(20*time.Second, "web running again", func() bool { return g.pids("api.web") == 1 })
 }
