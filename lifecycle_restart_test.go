@@ -181,6 +181,7 @@ func TestHealthCheckFailsThreeTimesAndRestarts(t *testing.T) {
 	if fails != 3 {
 		t.Fatalf("%d failed checks of the first process, want 3:\n%s", fails, raw)
 	}
+	waitFor(t, 10*time.Second, "the unhealthy process reaped", func() bool { return len(jobState(t, m, "default.svc").Stopping) == 0 })
 	if info := jobState(t, m, "default.svc"); info.Restarts != 1 || info.State != JobRunning {
 		t.Fatalf("info %+v", info)
 	}
