@@ -20,10 +20,13 @@ package gaffer
 // spawned and never checked.
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -197,7 +200,8 @@ func (m *Manager) notifyDirPath() (string, error) {
 	if len(base) > 60 {
 		base = "/tmp" // a unix socket path is at most 107 bytes
 	}
-	dir, err := os.MkdirTemp(base, "gaffer-notify-")
+	removeStaleNotifyDirs(base)
+	dir, err := os.MkdirTemp(base, "gaffer-notify-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return "", err
 	}
@@ -207,6 +211,22 @@ func (m *Manager) notifyDirPath() (string, error) {
 	}
 	m.life.notifyDir = dir
 	return dir, nil
+}
+
+// removeStaleNotifyDirs removes the socket directories that a gafferd
+// killed with SIGKILL left in base: those named after a pid that is gone.
+func removeStaleNotifyDirs(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, "gaffer-notify-*-*"))
+	for _, d := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "gaffer-notify-"), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // closeNotifyDir removes the sockets' directory (Shutdown, once every

@@ -564,3 +564,41 @@ func TestRestartWith(t *testing.T) {
 		t.Fatalf("the old worker %d was not stopped", workerPid)
 	}
 }
+
+// The socket directory of a gafferd that was killed (its pid is gone) is
+// removed when the next one makes its own; a live one's is kept.
+func TestStaleNotifyDirsRemoved(t *testing.T) {
+	dead := exec.Command("/bin/true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(os.TempDir(), "gaffer-notify-"+strconv.Itoa(dead.Process.Pid)+"-test")
+	live := filepath.Join(os.TempDir(), "gaffer-notify-1-test") // init never goes away
+	for _, d := range []string{stale, live} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer os.RemoveAll(live)
+	defer os.RemoveAll(stale)
+	m := newTestManager(t)
+	c := childConfig(t, "n", "sleep", nil)
+	c.Ready = "notify"
+	if err := m.Load("default", c, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale directory kept: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("a live gafferd's directory removed: %v", err)
+	}
+	dir := filepath.Dir(onlyProcess(t, m, "default.n").Env["NOTIFY_SOCKET"])
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o711 || !strings.Contains(dir, "gaffer-notify-"+strconv.Itoa(os.Getpid())+"-") {
+		t.Fatalf("socket directory %s: %v %v", dir, st, err)
+	}
+	m.Shutdown(t.Context())
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("socket directory left after Shutdown: %v", err)
+	}
+}
