@@ -485,7 +485,7 @@ func (d *Daemon) restoreState() error {
 		return err
 	}
 	unrestored := false
-	for _, rj := range d.withinLimits(MergeState(d.cfg.Jobs, saved), &unrestored) {
+	for _, rj := range restoreOrder(d.withinLimits(MergeState(d.cfg.Jobs, saved), &unrestored)) {
 		full := rj.FullName()
 		// Loaded stopped, scaled, then started: a job that cannot spawn
 		// yet stays loaded and retries instead of vanishing from the state.

@@ -7,7 +7,9 @@ package gaffer
 // An unknown name, a job that depends on itself and a cycle are refused
 // when the job loads (the API: a 400 naming the jobs; a configuration
 // file: file:line of the depends_on or restart_with key), so a file's
-// jobs load dependencies first (orderJobs), in priority order otherwise.
+// jobs load dependencies first (orderJobs), in priority order otherwise,
+// and so do the jobs gafferd restores at start (restoreOrder). Through
+// the API a restart_with name may be a job not loaded yet.
 //
 // A running job spawns only while its dependencies hold, each for every
 // process its dependency wants: started (spawned), ready, healthy (ready
@@ -79,7 +81,11 @@ func (m *Manager) checkDepsLocked(sid string, cfg *JobConfig) ([]resolvedDep, []
 	for _, n := range cfg.RestartWith {
 		full, ok := resolveJobName(n, sid, known)
 		if !ok {
-			return nil, nil, errBadRequest("restart_with: no job %s is loaded", quoteName(n))
+			// Not loaded (yet): the job of that name whenever it is.
+			full = sid + "." + n
+			if strings.Contains(n, ".") {
+				full = n
+			}
 		}
 		if full == self {
 			return nil, nil, errBadRequest("restart_with: %s names itself", self)
@@ -358,10 +364,26 @@ func (l *cfgLoader) orderJobs() error {
 			}
 		}
 	}
-	placed := make([]bool, len(l.jobs))
-	var order []int
-	for len(order) < len(l.jobs) {
-		for i := range l.jobs {
+	order := depOrder(edges)
+	jobs := make([]SessionJob, len(order))
+	secs := make([]cfgSection, len(order))
+	for k, i := range order {
+		jobs[k], secs[k] = l.jobs[i], l.jobSecs[i]
+	}
+	l.jobs, l.jobSecs = jobs, secs
+	return nil
+}
+
+// depOrder orders n jobs so that each comes after the jobs of its edges,
+// keeping their order otherwise: the first job whose dependencies are
+// placed, again and again. (A cycle, refused before, would place the
+// rest in their order.)
+func depOrder(edges [][]int) []int {
+	placed := make([]bool, len(edges))
+	order := make([]int, 0, len(edges))
+	for len(order) < len(edges) {
+		found := false
+		for i := range edges {
 			if placed[i] {
 				continue
 			}
@@ -370,17 +392,44 @@ func (l *cfgLoader) orderJobs() error {
 				ok = ok && placed[e]
 			}
 			if ok {
-				placed[i] = true
+				placed[i], found = true, true
 				order = append(order, i)
-				break // the first one in priority order, then look again from the start
+				break
+			}
+		}
+		if !found {
+			for i := range edges {
+				if !placed[i] {
+					placed[i] = true
+					order = append(order, i)
+				}
 			}
 		}
 	}
-	jobs := make([]SessionJob, len(order))
-	secs := make([]cfgSection, len(order))
-	for k, i := range order {
-		jobs[k], secs[k] = l.jobs[i], l.jobSecs[i]
+	return order
+}
+
+// restoreOrder orders the jobs gafferd restores at start so that each
+// loads after the jobs it depends on (a job of one session may depend on
+// a session made after it), in their order otherwise.
+func restoreOrder(jobs []RestoreJob) []RestoreJob {
+	index := map[string]int{}
+	for i := range jobs {
+		index[jobs[i].FullName()] = i
 	}
-	l.jobs, l.jobSecs = jobs, secs
-	return nil
+	known := func(full string) bool { _, ok := index[full]; return ok }
+	edges := make([][]int, len(jobs))
+	for i := range jobs {
+		refs, _ := parseDependsOn(jobs[i].Config.DependsOn)
+		for _, r := range refs {
+			if full, ok := resolveJobName(r.name, jobs[i].Session, known); ok && full != jobs[i].FullName() {
+				edges[i] = append(edges[i], index[full])
+			}
+		}
+	}
+	out := make([]RestoreJob, 0, len(jobs))
+	for _, i := range depOrder(edges) {
+		out = append(out, jobs[i])
+	}
+	return out
 }

@@ -602,3 +602,21 @@ func TestStaleNotifyDirsRemoved(t *testing.T) {
 		t.Fatalf("socket directory left after Shutdown: %v", err)
 	}
 }
+
+// At start gafferd restores each job after those it depends on, even in
+// a session made after its own.
+func TestRestoreOrderDependenciesFirst(t *testing.T) {
+	mk := func(sid, name string, deps ...string) RestoreJob {
+		c := NewJobConfig(name, "x")
+		c.DependsOn = deps
+		return RestoreJob{Session: sid, Config: c}
+	}
+	jobs := []RestoreJob{mk("a", "one"), mk("a", "web", "b.db", "one"), mk("b", "db", "cache"), mk("b", "cache"), mk("a", "late")}
+	var got []string
+	for _, j := range restoreOrder(jobs) {
+		got = append(got, j.FullName())
+	}
+	if strings.Join(got, " ") != "a.one b.cache b.db a.web a.late" {
+		t.Fatalf("order %v", got)
+	}
+}
