@@ -368,9 +368,12 @@ func (d *Daemon) Reload(dryRun bool) (ReloadDiff, error) {
 	// Removed jobs unload dependents first (the old order has dependencies
 	// first); added and changed jobs follow the new order, dependencies
 	// first (depends.go).
+	var later []string // removed jobs that a changed job depends on until it is updated
 	for i := len(diff.Removed) - 1; i >= 0; i-- {
 		name := diff.Removed[i]
-		if err := d.Manager.Unload(name); err != nil && AsError(err).Code != CodeNotFound {
+		if err := d.Manager.Unload(name); err != nil && AsError(err).Code == CodeConflict {
+			later = append(later, name)
+		} else if err != nil && AsError(err).Code != CodeNotFound {
 			errs = append(errs, fmt.Errorf("unload %s: %w", name, err))
 		}
 	}
@@ -399,6 +402,11 @@ func (d *Daemon) Reload(dryRun bool) (ReloadDiff, error) {
 			if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
 				errs = append(errs, fmt.Errorf("load %s: %w", name, err))
 			}
+		}
+	}
+	for _, name := range later {
+		if err := d.Manager.Unload(name); err != nil && AsError(err).Code != CodeNotFound {
+			errs = append(errs, fmt.Errorf("unload %s: %w", name, err))
 		}
 	}
 	d.fileJobs = append([]SessionJob(nil), cfg.Jobs...)

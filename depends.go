@@ -153,6 +153,26 @@ func findCycle(start string, edges func(string) []string) []string {
 	return nil
 }
 
+// dependentsLocked refuses to unload a job that other jobs depend on
+// (they could not be restored without it): they must go first.
+func (m *Manager) dependentsLocked(j *job) error {
+	var names []string
+	for _, sid := range m.sessionOrder {
+		s := m.sessions[sid]
+		for _, n := range s.order {
+			for _, d := range s.jobs[n].lj.deps {
+				if d.full == j.full {
+					names = append(names, s.jobs[n].full)
+				}
+			}
+		}
+	}
+	if len(names) > 0 {
+		return Errorf(CodeConflict, 409, "%s: %s depend on it (depends_on): unload them first", j.full, strings.Join(names, ", "))
+	}
+	return nil
+}
+
 // depsHoldLocked says whether every dependency of j holds; when one does
 // not, j is waiting for it (the waiting event says so once per change).
 func (m *Manager) depsHoldLocked(j *job) bool {

@@ -620,3 +620,26 @@ func TestRestoreOrderDependenciesFirst(t *testing.T) {
 		t.Fatalf("order %v", got)
 	}
 }
+
+// A job others depend on cannot be unloaded before them.
+func TestUnloadDependencyRefused(t *testing.T) {
+	m := newTestManager(t)
+	db := childConfig(t, "db", "sleep", nil)
+	app := childConfig(t, "app", "sleep", nil)
+	app.DependsOn = []string{"db:started"}
+	for _, c := range []JobConfig{db, app} {
+		if err := m.Load("default", c, nil, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := m.Unload("default.db")
+	if err == nil || AsError(err).Errno != 409 || !strings.Contains(err.Error(), "default.app depend on it") {
+		t.Fatalf("unload db: %v", err)
+	}
+	if err := m.Unload("default.app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unload("default.db"); err != nil {
+		t.Fatal(err)
+	}
+}

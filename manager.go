@@ -323,6 +323,9 @@ func (m *Manager) Unload(full string) error {
 	if err != nil {
 		return err
 	}
+	if err := m.dependentsLocked(j); err != nil {
+		return err // depends.go
+	}
 	return m.unloadLocked(j)
 }
 

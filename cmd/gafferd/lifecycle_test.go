@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,4 +104,49 @@ func TestLifecycleSettingsSurviveRestart(t *testing.T) {
 	}
 	os.WriteFile(flag, nil, 0o644)
 	g.waitFor(20*time.Second, "web running again", func() bool { return g.pids("api.web") == 1 })
+}
+
+// A reload whose changes touch dependencies applies them in an order that
+// works: dependents unload first, a removed dependency goes once the job
+// that used it no longer does, additions come before their dependents.
+func TestReloadWithDependencies(t *testing.T) {
+	dir := t.TempDir()
+	v1 := baseConfig + `
+[process:db]
+cmd = sleep 300
+[process:app]
+cmd = sleep 300
+depends_on = db:started
+[process:old]
+cmd = sleep 300
+depends_on = db:started
+`
+	d := startDaemon(t, dir, v1)
+	d.waitFor(10*time.Second, "app running", func() bool { return d.job("default.app").Running == 1 })
+	v2 := baseConfig + `
+[process:app]
+cmd = sleep 301
+depends_on = cache:started
+[process:cache]
+cmd = sleep 300
+`
+	os.WriteFile(filepath.Join(dir, "gaffer.ini"), []byte(strings.ReplaceAll(v2, "%SOCK%", d.sock)), 0o644)
+	resp, err := d.client.Post("http://localhost/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload: %d %s", resp.StatusCode, body)
+	}
+	var jobs struct{ Jobs []string }
+	d.getJSON("/jobs", &jobs)
+	if strings.Join(jobs.Jobs, ",") != "default.app,default.cache" {
+		t.Fatalf("jobs after the reload: %v", jobs.Jobs)
+	}
+	d.waitFor(10*time.Second, "app running again", func() bool {
+		j := d.job("default.app")
+		return j.Running == 1 && j.Config["cmd"] == "sleep 301"
+	})
 }
