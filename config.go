@@ -220,6 +220,7 @@ type cfgLoader struct {
 	jobSecs   []cfgSection // the section of each of jobs, same index
 	envs      []cfgSection
 	webhooks  []cfgSection
+	sockets   map[string]cfgSocket // [socket:NAME] sections (configsockets.go)
 }
 
 type cfgSection struct {
@@ -258,6 +259,9 @@ func (l *cfgLoader) finish() (*Config, error) {
 		return nil, err
 	}
 	if err := l.applyEnvs(); err != nil {
+		return nil, err
+	}
+	if err := l.resolveSockets(); err != nil {
 		return nil, err
 	}
 	if err := l.checkLimits(); err != nil {

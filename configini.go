@@ -174,8 +174,8 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 		errf := func(format string, args ...any) error {
 			return &ConfigError{File: f.Path, Line: sec.Line, Section: sec.Name, Msg: fmt.Sprintf(format, args...)}
 		}
-		if hasSpec != (kind == "process" || kind == "job" || kind == "env" || kind == "endpoint") || (hasSpec && spec == "") {
-			return errf("unknown section (want [gaffer], [endpoint:NAME], [process:NAME], [job:NAME], [env:NAME], [webhooks], [ssl], [lookup_ssl] or [auth])")
+		if hasSpec != (kind == "process" || kind == "job" || kind == "env" || kind == "endpoint" || kind == "socket") || (hasSpec && spec == "") {
+			return errf("unknown section (want [gaffer], [endpoint:NAME], [process:NAME], [job:NAME], [env:NAME], [socket:NAME], [webhooks], [ssl], [lookup_ssl] or [auth])")
 		}
 		cs := cfgSection{file: f.Path, sec: sec, spec: spec}
 		switch kind {
@@ -206,6 +206,13 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 			}
 		case "webhooks":
 			l.webhooks = append(l.webhooks, cs)
+		case "socket":
+			if err := l.claim("[socket:"+spec+"]", f.Path, sec); err != nil {
+				return err
+			}
+			if err := l.socketSection(cs); err != nil { // configsockets.go
+				return err
+			}
 		case "process", "job", "env":
 			session, name := cfgSplitSpec(spec)
 			if err := ValidateSession(session); err != nil {
@@ -228,7 +235,7 @@ func (l *cfgLoader) apply(f *INIFile, main bool) error {
 			l.jobs = append(l.jobs, SessionJob{Session: session, Config: jc})
 			l.jobSecs = append(l.jobSecs, cs)
 		default:
-			return errf("unknown section (want [gaffer], [endpoint:NAME], [process:NAME], [job:NAME], [env:NAME], [webhooks], [ssl], [lookup_ssl] or [auth])")
+			return errf("unknown section (want [gaffer], [endpoint:NAME], [process:NAME], [job:NAME], [env:NAME], [socket:NAME], [webhooks], [ssl], [lookup_ssl] or [auth])")
 		}
 	}
 	return nil

@@ -192,6 +192,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			default:
 			}
 		}})
+	d.Manager.enableCgroups()            // a cgroup per process where the machine allows it
 	defer startStatsHistory(d.Manager)() // the console's graphs (statshistory.go), stopped when Run returns
 	setMaxSubscriberMemory(d.cfg.MaxSubscriberMemory)
 	if d.opts.Verbose >= 1 && d.opts.Console != nil {
@@ -328,6 +329,8 @@ func (d *Daemon) shutdown() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		d.Manager.Shutdown(ctx)
 		cancel()
+		// Job sockets closed, empty cgroups removed.
+		d.Manager.closeContainment()
 		d.Manager.closeLedger() // after Shutdown: records the detached processes left running
 	}
 	if d.hooks != nil {

@@ -21,9 +21,17 @@ import (
 // (descendants of processes that exited before) likewise. Each signal
 // goes through a pidfd opened on the pid and checked again against the
 // markers, so it never reaches a process that reused a pid.
+//
+// A process that has a cgroup (cgroup_linux.go) is stopped through it
+// instead, markers or not: each member of its cgroup outside the leader's
+// group gets SIGTERM when found, the cgroup gets cgroup.kill at the
+// deadline, and it is removed once empty; the marker scan passes over the
+// processes that have a cgroup. A stopped job's leftovers are then the
+// cgroups of its processes that exited before and left something behind.
 type escapeSweeper struct {
-	log  *slog.Logger
-	live func(inst, id string) bool // a running process of the manager: not swept
+	log    *slog.Logger
+	live   func(inst, id string) bool // a running process of the manager: not swept
+	leaves *cgRoot                    // the manager's cgroups; nil without
 
 	mu      sync.Mutex
 	entries map[escapeKey]*escapeEntry
@@ -44,6 +52,20 @@ type escapeEntry struct {
 	leaderAlive bool
 	killAt      time.Time
 	termed      map[int]bool
+	leaf        *cgLeaf // stopped through its cgroup
+	killed      bool    // the cgroup got cgroup.kill
+	leavesTaken bool    // a job's entry: takeOrphanLeaves looked at its cgroups
+}
+
+// escapeLeafPeriod is how often a cgroup being stopped is looked at.
+const escapeLeafPeriod = 100 * time.Millisecond
+
+// useLeaves makes the sweeper stop the processes that have a cgroup of r
+// through it (set before any process is spawned).
+func (s *escapeSweeper) useLeaves(r *cgRoot) {
+	s.mu.Lock()
+	s.leaves = r
+	s.mu.Unlock()
 }
 
 func newEscapeSweeper(log *slog.Logger, live func(inst, id string) bool) *escapeSweeper {
@@ -57,13 +79,53 @@ func newEscapeSweeper(log *slog.Logger, live func(inst, id string) bool) *escape
 // (OS pid leader) until grace has passed; group says that the members of
 // the leader's group are reached by its group signals.
 func (s *escapeSweeper) add(inst, id string, leader int, group bool, grace time.Duration) {
+	s.mu.Lock()
+	leaf := s.leaves.leafOf(inst, id)
+	s.mu.Unlock()
 	s.put(escapeKey{inst: inst, id: id}, &escapeEntry{leader: leader, group: group, leaderAlive: true,
-		killAt: time.Now().Add(grace), termed: map[int]bool{}})
+		killAt: time.Now().Add(grace), termed: map[int]bool{}, leaf: leaf})
 }
 
-// addJob sweeps the leftovers of a job that is stopped.
+// addJob sweeps the leftovers of a job that is stopped: the cgroups of
+// its processes that exited before, and the processes with its markers.
 func (s *escapeSweeper) addJob(inst, job string, grace time.Duration) {
 	s.put(escapeKey{inst: inst, job: job}, &escapeEntry{killAt: time.Now().Add(grace), termed: map[int]bool{}})
+}
+
+// takeOrphanLeaves gives each stopped job's cgroups that are not being
+// stopped and whose process is not live (it exited and left something
+// behind) an entry of their own, with the job's deadline. It runs on the
+// sweeper's goroutine (live takes the Manager's lock).
+func (s *escapeSweeper) takeOrphanLeaves() {
+	s.mu.Lock()
+	r := s.leaves
+	type jobEntry struct {
+		k escapeKey
+		e *escapeEntry
+	}
+	var jobs []jobEntry
+	for k, e := range s.entries {
+		if k.job != "" && e.leaf == nil && !e.leavesTaken {
+			e.leavesTaken = true
+			jobs = append(jobs, jobEntry{k, e})
+		}
+	}
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	for _, j := range jobs {
+		for _, l := range r.jobLeaves(j.k.job) {
+			if s.live(l.key.inst, l.key.id) {
+				continue
+			}
+			s.mu.Lock()
+			if s.entries[l.key] == nil {
+				s.entries[l.key] = &escapeEntry{killAt: j.e.killAt, termed: map[int]bool{}, leaf: l}
+			}
+			s.mu.Unlock()
+		}
+	}
 }
 
 func (s *escapeSweeper) put(k escapeKey, e *escapeEntry) {
@@ -71,6 +133,7 @@ func (s *escapeSweeper) put(k escapeKey, e *escapeEntry) {
 	if old := s.entries[k]; old != nil && old.killAt.Before(e.killAt) {
 		e.killAt = old.killAt
 		e.termed = old.termed
+		e.killed = old.killed
 	}
 	s.entries[k] = e
 	if !s.running {
@@ -141,6 +204,7 @@ type escapeSignal struct {
 
 func (s *escapeSweeper) loop() {
 	for {
+		s.takeOrphanLeaves()
 		s.mu.Lock()
 		if len(s.entries) == 0 {
 			s.running = false
@@ -149,7 +213,12 @@ func (s *escapeSweeper) loop() {
 			return
 		}
 		keys := make(map[escapeKey]int, len(s.entries)) // key -> leader pid while alive (negative: no group signal)
+		leaves := map[escapeKey]*escapeEntry{}
 		for k, e := range s.entries {
+			if e.leaf != nil {
+				leaves[k] = e
+				continue
+			}
 			keys[k] = 0
 			if e.leaderAlive {
 				keys[k] = e.leader
@@ -163,12 +232,49 @@ func (s *escapeSweeper) loop() {
 		if s.scanning != nil {
 			s.scanning()
 		}
-		found := s.scan(keys)
+		found := map[escapeKey][]int{}
+		if len(keys) > 0 {
+			found = s.scan(keys)
+		}
+		members := s.leafMembers(leaves)
 		now := time.Now()
 		var sends []escapeSignal
 		next := now.Add(escapeScanPeriod)
 		s.mu.Lock()
+		var kills, gone []*cgLeaf
 		for k, e := range s.entries {
+			if e.leaf != nil {
+				look, seen := members[k]
+				pids := look.rest
+				switch {
+				case !seen: // added since the look
+				case look.empty:
+					gone = append(gone, e.leaf)
+					delete(s.entries, k)
+					continue
+				case !now.Before(e.killAt) && !e.killed:
+					e.killed = true
+					kills = append(kills, e.leaf)
+				case !e.killed:
+					for _, pid := range pids {
+						if !e.termed[pid] {
+							e.termed[pid] = true
+							sends = append(sends, escapeSignal{pid, k, syscall.SIGTERM})
+						}
+					}
+				}
+				wake := now.Add(escapeLeafPeriod)
+				if e.leaderAlive && !e.killed {
+					wake = now.Add(escapeScanPeriod)
+				}
+				if !e.killed && e.killAt.Before(wake) {
+					wake = e.killAt
+				}
+				if wake.Before(next) {
+					next = wake
+				}
+				continue
+			}
 			leader, scanned := keys[k]
 			if !scanned {
 				// Added during the scan: the next scan looks for it (put
@@ -203,8 +309,22 @@ func (s *escapeSweeper) loop() {
 			}
 		}
 		s.mu.Unlock()
+		for _, l := range kills {
+			l.kill()
+			s.log.Info("killed what was left of a stopped process's cgroup", "cgroup", l.v2, "job", l.job)
+		}
+		for _, l := range gone {
+			l.remove()
+		}
 		for _, x := range sends {
 			k := x.key
+			if e := leaves[k]; e != nil {
+				if signalChecked(x.pid, x.sig, e.leaf.holds) == nil {
+					s.log.Info("signalled a process of a stopped process's cgroup outside its group", "pid", x.pid,
+						"job", e.leaf.job, "of_pid", k.id, "signal", SignalName(x.sig))
+				}
+				continue
+			}
 			err := signalChecked(x.pid, x.sig, func(pid int) bool { return k.matches(procMarkers(pid)) })
 			if err == nil {
 				s.log.Info("signalled a process that escaped its group", "pid", x.pid, "job", k.job,
@@ -218,6 +338,50 @@ func (s *escapeSweeper) loop() {
 		}
 		t.Stop()
 	}
+}
+
+// leafLook is what a look at a cgroup being stopped found: whether it is
+// empty, and its members that the leader's group signal did not reach
+// (the leader and the members of its group excepted).
+type leafLook struct {
+	empty bool
+	rest  []int
+}
+
+// leafMembers looks at each cgroup being stopped.
+func (s *escapeSweeper) leafMembers(leaves map[escapeKey]*escapeEntry) map[escapeKey]leafLook {
+	out := make(map[escapeKey]leafLook, len(leaves))
+	s.mu.Lock()
+	type look struct {
+		k      escapeKey
+		l      *cgLeaf
+		leader int
+		group  bool
+	}
+	var looks []look
+	for k, e := range leaves {
+		looks = append(looks, look{k, e.leaf, e.leader, e.group})
+	}
+	s.mu.Unlock()
+	for _, x := range looks {
+		pids := x.l.procs()
+		if len(pids) == 0 {
+			out[x.k] = leafLook{empty: true}
+			continue
+		}
+		var rest []int
+		for _, pid := range pids {
+			if pid == x.leader {
+				continue
+			}
+			if st, ok := readProcStat(pid); x.group && x.leader > 0 && ok && st.pgid == x.leader {
+				continue
+			}
+			rest = append(rest, pid)
+		}
+		out[x.k] = leafLook{rest: rest}
+	}
+	return out
 }
 
 func (k escapeKey) matches(inst, id, job string, ok bool) bool {
@@ -247,14 +411,17 @@ func (s *escapeSweeper) scan(keys map[escapeKey]int) map[escapeKey][]int {
 		}
 	}
 	self := os.Getpid()
+	s.mu.Lock()
+	leaves := s.leaves
+	s.mu.Unlock()
 	out := map[escapeKey][]int{}
 	for _, pid := range allPids() {
 		if pid == self || leaders[pid] {
 			continue
 		}
 		inst, id, job, ok := procMarkers(pid)
-		if !ok || !insts[inst] {
-			continue
+		if !ok || !insts[inst] || leaves.leafOf(inst, id) != nil {
+			continue // a process in a cgroup is stopped through it
 		}
 		st, ok := readProcStat(pid)
 		if !ok || st.state == 'Z' || groups[st.pgid] {

@@ -92,6 +92,21 @@ type JobConfig struct {
 	LogfileMaxBytes   int64  // rotate past this size; 0 = never
 	LogfileBackups    int    // rotated files kept
 	LogfileTimestamps bool   // prefix each line with an RFC 3339 time
+
+	// Containment (cgroup_linux.go, execshim_linux.go, sockets.go,
+	// memrestart.go).
+	Sockets       []string // listening sockets passed at fd 3, 4, … (sd_listen_fds)
+	MemoryMax     int64    // bytes of memory of each process's cgroup; 0 = none
+	CPUMax        float64  // cores of CPU time of each process's cgroup; 0 = none
+	PidsMax       int      // processes (and threads) of each process's cgroup; 0 = none
+	MemoryRestart int64    // restart a process whose memory stays above this; 0 = never
+	// Resource limits (setrlimit) of each process, "SOFT[:HARD]" or
+	// "infinity"; "" leaves gafferd's.
+	LimitNofile, LimitNproc, LimitCore, LimitMemlock, LimitAS string
+
+	Nice        *int   // scheduling priority, -20 to 19; nil leaves gafferd's
+	Umask       string // octal file mode creation mask; "" leaves gafferd's
+	OOMScoreAdj *int   // /proc/<pid>/oom_score_adj, -1000 to 1000; nil leaves gafferd's
 }
 
 // NewJobConfig returns a config with every default set (the defaults of

@@ -22,12 +22,16 @@ import (
 //     their exit status is unknown: -1), count in numprocesses, and can
 //     be stopped like the others;
 //   - ends everything else that is left: the recorded processes still
-//     alive, the members of their process groups, and every process whose
-//     environment carries the previous instance's GAFFER_INSTANCE marker
-//     (a detached process's own descendants excepted): SIGTERM, then
+//     alive, the members of their process groups, every process in the
+//     cgroups the previous instance made under this gafferd's cgroup
+//     (cgroup_linux.go; a detached process's cgroup excepted), and every
+//     process whose environment carries the previous instance's
+//     GAFFER_INSTANCE marker (a detached process's own descendants
+//     excepted): SIGTERM, then
 //     SIGKILL after the longest graceful timeout recorded (at most 30 s;
 //     5 s when none is), each signal through a pidfd checked against the
-//     pid's start time. Every process ended is logged.
+//     pid's start time; then cgroup.kill of those cgroups, which are
+//     removed. Every process ended is logged.
 
 // Bounds of the grace given to the leftovers of a previous gafferd.
 const (
@@ -76,6 +80,18 @@ func endLeftovers(prev *ledgerDoc, log *slog.Logger) []*Process {
 		victims[e.OSPid] = leftover{e.OSPid, st.startTime, e.Job, "recorded pid"}
 		recorded[e.OSPid] = true
 		grace = max(grace, time.Duration(e.GracefulNS))
+	}
+	// Their cgroups, where they had some: every process in them, however
+	// it left its group or cleared its environment.
+	cgs := cgroupLeftovers(insts, func(inst, job, id string) bool { return spare[marker{inst, id}] })
+	defer cgs.end(leftoverKillWait)
+	for _, v := range cgs.victims {
+		if victims[v.pid].pid == 0 {
+			victims[v.pid] = v
+		}
+	}
+	for _, p := range adopt {
+		p.cg = cgs.spared[escapeKey{inst: p.markInst, id: p.markID}]
 	}
 	self := os.Getpid()
 	for _, pid := range allPids() {
@@ -203,6 +219,9 @@ func (m *Manager) offerAdoption(procs []*Process) {
 	}
 	for _, p := range procs {
 		m.adoptable[p.Job] = append(m.adoptable[p.Job], p)
+		if p.cg != nil && m.contain.cg != nil {
+			m.contain.cg.register(p.cg) // stopped through its cgroup
+		}
 	}
 }
 

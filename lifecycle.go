@@ -159,7 +159,7 @@ func (m *Manager) spawnWithLife(r *spawnReq) (*Process, error) {
 }
 
 // openNotify binds the NOTIFY_SOCKET of a spawn and adds it (and
-// WATCHDOG_USEC) to the spawn's environment. Called without the
+// WATCHDOG_USEC, WATCHDOG_PID) to the spawn's environment. Called without the
 // Manager's lock: it touches only this spawn, not yet in the tables.
 func (m *Manager) openNotify(r *spawnReq) error {
 	dir, err := m.notifyDirPath()
@@ -182,6 +182,7 @@ func (m *Manager) openNotify(r *spawnReq) error {
 	env["NOTIFY_SOCKET"] = s.path
 	if r.life.watchdog > 0 {
 		env["WATCHDOG_USEC"] = strconv.FormatInt(r.life.watchdog.Microseconds(), 10)
+		r.spec.watchdogPID = shimSupported // WATCHDOG_PID: set by the shim in the child
 	}
 	r.spec.extraEnv = env
 	return nil

@@ -19,6 +19,8 @@ import (
 //
 //	notifyready  after $DELAY ms, READY=1 (and STATUS=$STATUS) unless
 //	             $FAIL_FILE exists; then $PINGS WATCHDOG=1 every $PING ms
+//	             (with WATCHDOG_USEC, it records whether WATCHDOG_PID is
+//	             its own pid: watchdog-pid-ok)
 //	listen       after $DELAY ms, listens on 127.0.0.1:$PORT
 //	stamp        records its spawn and waits
 //	exitafter    exits with $EXIT_CODE after $DELAY ms
@@ -50,6 +52,13 @@ func runLifecycleChild(mode string) {
 	time.Sleep(envMillis("DELAY"))
 	switch mode {
 	case "notifyready":
+		if os.Getenv("WATCHDOG_USEC") != "" {
+			if os.Getenv("WATCHDOG_PID") == strconv.Itoa(os.Getpid()) {
+				stamp("watchdog-pid-ok") // sd_watchdog_enabled(3) takes it
+			} else {
+				stamp("watchdog-pid-wrong")
+			}
+		}
 		if f := os.Getenv("FAIL_FILE"); f != "" {
 			if _, err := os.Stat(f); err == nil {
 				stamp("never-ready")

@@ -372,8 +372,8 @@ func TestWatchdogTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := onlyProcess(t, m, "default.wd")
-	if first.Env["WATCHDOG_USEC"] != "500000" {
-		t.Fatalf("WATCHDOG_USEC=%q", first.Env["WATCHDOG_USEC"])
+	if first.Env["WATCHDOG_USEC"] != "500000" || first.Env["WATCHDOG_PID"] != strconv.Itoa(first.OSPid) {
+		t.Fatalf("WATCHDOG_USEC=%q WATCHDOG_PID=%q (pid %d)", first.Env["WATCHDOG_USEC"], first.Env["WATCHDOG_PID"], first.OSPid)
 	}
 	deadline := time.After(15 * time.Second)
 	var got []string
@@ -390,6 +390,9 @@ func TestWatchdogTimeout(t *testing.T) {
 	}
 	l := readStamps(t, stamps)
 	stopped, abort := firstStamp(l, "wd", "pings-stopped"), firstStamp(l, "wd", "abort")
+	if wp := firstStamp(l, "wd", "watchdog-pid-ok"); wp.osPid != first.OSPid {
+		t.Fatalf("the child did not see WATCHDOG_PID as its own pid: stamps %v", l)
+	}
 	if countStamps(l, "wd", "ping") < 3 || abort.ns == 0 || abort.ns < stopped.ns || abort.osPid != first.OSPid {
 		t.Fatalf("stamps %v", l)
 	}

@@ -81,6 +81,8 @@ func runTestChild(mode string, args []string) {
 	case "crash":
 		time.Sleep(50 * time.Millisecond)
 		os.Exit(3)
+	case "escapetree", "escapee", "httpfd", "settings", "memhog":
+		runContainChild(mode) // contain_child_test.go
 	case "notifyready", "listen", "stamp", "exitafter", "notifyother", "printready", "httpready":
 		runLifecycleChild(mode) // lifecycle_child_test.go
 	}

@@ -59,6 +59,7 @@ type Manager struct {
 	ledger       *ledger               // nil: no record of the processes (leftovers.go)
 	adoptable    map[string][]*Process // detached processes of an earlier gafferd, by job
 	life         managerLife           // notify sockets, deferred stops, essential (lifecycle.go)
+	contain      containment           // cgroups, job sockets, memory_restart (contain.go)
 }
 
 type session struct {
@@ -173,6 +174,9 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 		return Errorf(CodeUnavailable, 503, "gafferd is shutting down")
 	}
 	deps, restartWith, err := m.checkDepsLocked(sid, &cfg)
+	if err == nil {
+		err = m.containJobLocked(sid, &cfg, false)
+	}
 	if err != nil {
 		m.mu.Unlock()
 		return err
@@ -348,6 +352,7 @@ func (m *Manager) unloadLocked(j *job) error {
 		}
 	}
 	j.removed = true
+	m.releaseJobLocked(j.full)
 	delete(m.infoCache, j.full)
 	m.emit("unload", j, nil, "name", j.full)
 	err := m.stopJobLocked(j, JobStopped)
@@ -374,6 +379,9 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	var restartWith []string
 	if err == nil {
 		deps, restartWith, err = m.checkDepsLocked(sid, &cfg)
+	}
+	if err == nil {
+		err = m.containJobLocked(sid, &cfg, true)
 	}
 	if err != nil {
 		m.mu.Unlock()

@@ -106,6 +106,7 @@ func (m *Manager) takeReqLocked(r *spawnReq) {
 	cfg := j.cfg // Update replaces j.cfg, never changes it in place
 	r.spec = &spawnSpec{id: r.id, job: j.full, cfg: &cfg, env: j.env, extraEnv: r.extraEnv, once: r.once,
 		instance: m.instance, ringSize: cfg.RingSize, onOutput: m.outputFunc(j), log: m.log}
+	m.prepareSpawnLocked(r.spec)
 	m.prepareLifeLocked(r)
 	j.inflight[r] = true
 	m.inflight++

@@ -88,6 +88,9 @@ func (m *Manager) signalGroupLocked(p *Process, sig syscall.Signal) error {
 	if p.exited {
 		return nil
 	}
+	if sig == syscall.SIGKILL && p.cg != nil {
+		p.cg.kill() // the whole tree, wherever it went (cgroup_linux.go)
+	}
 	if p.adopted {
 		// Not our child: its group is reached by its markers (escape.go).
 		return m.signalLeaderLocked(p, sig)

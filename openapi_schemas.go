@@ -41,6 +41,7 @@ func oaSchemas() oaObj {
 		"username":     oaStr("the process's owner"), "nice": oaObj{"description": "nice value, or N/A"},
 		"cmdline": oaStr("command line (secret-looking variables masked)"),
 		"pid":     oaInt("internal pid"), "os_pid": oaInt("OS pid"),
+		"cgroup": oaStr("the process's cgroup, when it has one: cpu, ctime and cpu_seconds (and the memory figures where a memory controller accounts it) are then the cgroup's, every descendant included"),
 	})
 	permissions := oaObject(oaObj{
 		"admin": oaBool("every right"), "create_key": oaBool("may create keys"), "create_user": oaBool("may create users"),
@@ -55,7 +56,7 @@ func oaSchemas() oaObj {
 			"errno":  oaInt("the HTTP status"),
 		}, "error", "reason", "errno"),
 		"Ok":       oaObject(oaObj{"ok": oaObj{"type": "boolean", "const": true}}, "ok"),
-		"Welcome":  oaObject(oaObj{"welcome": oaStr("gaffer"), "name": oaStr("gaffer"), "version": oaStr("the interface version (0.5.2's)"), "gaffer_version": oaStr("this implementation's version")}, "version"),
+		"Welcome":  oaObject(oaObj{"welcome": oaStr("gaffer"), "name": oaStr("gaffer"), "version": oaStr("the interface version (0.5.2's)"), "gaffer_version": oaStr("this implementation's version"), "containment": oaStr("cgroup2:<the manager's cgroup> (a cgroup per process), or process-groups"), "cgroup_limits": oaObj{"type": "object", "description": "where memory_max, cpu_max and pids_max come from (cgroup2, cgroup1:<dir>, or unavailable: why)", "additionalProperties": oaObj{"type": "string"}}}, "version"),
 		"Pids":     oaObject(oaObj{"pids": ints}, "pids"),
 		"Pid":      oaObject(oaObj{"pid": oaInt("internal pid of the new process")}, "pid"),
 		"Sessions": oaObject(oaObj{"sessions": strs}, "sessions"),

@@ -68,6 +68,9 @@ type Process struct {
 	// gafferd (leftovers.go); its exit is seen through pidf.
 	adopted bool
 	pidf    *os.File
+	// cg is the process's cgroup (cgroup_linux.go), nil without one; set
+	// at spawn (or adoption) and never changed.
+	cg *cgLeaf
 
 	statsMu  sync.Mutex
 	lastCPU  float64 // seconds
@@ -123,6 +126,15 @@ type spawnSpec struct {
 	ringSize int
 	onOutput func(p *Process, label string, data []byte)
 	log      *slog.Logger
+	// Containment (prepareSpawnLocked): the cgroup root, and copies of
+	// the job's sockets with their names, closed once forked.
+	cg        *cgRoot
+	socks     []*os.File
+	sockNames []string
+	sockErr   error
+	// watchdogPID: the child gets WATCHDOG_PID, its own pid (set by the
+	// shim, which execs in place), with its WATCHDOG_USEC (openNotify).
+	watchdogPID bool
 }
 
 var devNull struct {
@@ -143,7 +155,7 @@ func buildEnv(s *spawnSpec) map[string]string {
 	env := map[string]string{}
 	if s.cfg.OSEnv {
 		for _, kv := range os.Environ() {
-			if i := strings.IndexByte(kv, '='); i > 0 && !isNotifyVar(kv[:i]) {
+			if i := strings.IndexByte(kv, '='); i > 0 && !isListenVar(kv[:i]) && !isNotifyVar(kv[:i]) {
 				env[kv[:i]] = kv[i+1:]
 			}
 		}
@@ -156,6 +168,7 @@ func buildEnv(s *spawnSpec) map[string]string {
 	env["GAFFER_JOB"] = s.job
 	env["GAFFER_PID"] = strconv.Itoa(s.id)
 	env[markerVar] = s.instance
+	delete(env, shimEnv) // only the shim's own environment holds it
 	return env
 }
 
@@ -276,6 +289,7 @@ func resolveIDs(cfg *JobConfig) (uid, gid *int, err error) {
 // runs without the Manager's lock: the PATH lookup, the user lookup and
 // the fork may block.
 func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Process, error) {
+	defer closeFiles(s.socks) // the child has its own copies once forked
 	cfg := s.cfg
 	env := buildEnv(s)
 	path, argv, err := buildCommand(cfg, env)
@@ -285,6 +299,12 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 	uid, gid, err := resolveIDs(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if s.sockErr != nil {
+		return nil, Errorf(CodeSpawnFailed, 500, "%v", s.sockErr)
+	}
+	if len(s.socks) > 0 || len(s.sockNames) > 0 {
+		listenEnv(env, s.sockNames)
 	}
 	p := &Process{
 		ID: s.id, Job: s.job, Once: s.once, Cmd: argv[0], Args: argv[1:], Env: env,
@@ -297,23 +317,26 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 		return nil, err
 	}
 	var childEnds, parentReads []*os.File
-	closeAll := func(fs []*os.File) {
-		for _, f := range fs {
-			f.Close()
-		}
-	}
 	fail := func(err error) (*Process, error) {
-		closeAll(childEnds)
-		closeAll(parentReads)
+		closeFiles(childEnds)
+		closeFiles(parentReads)
 		if p.stdin != nil {
 			p.stdin.Close()
 		}
 		for _, f := range p.custom {
 			f.Close()
 		}
+		if p.cg != nil {
+			p.cg.remove()
+		}
 		return nil, err
 	}
+	// fds 0-2, then the job's sockets from fd 3 (sd_listen_fds), then
+	// the custom streams.
 	files := []uintptr{null.Fd(), null.Fd(), null.Fd()}
+	for _, f := range s.socks {
+		files = append(files, f.Fd())
+	}
 	type reader struct {
 		label string
 		f     *os.File
@@ -375,32 +398,82 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 			readers = append(readers, reader{label, parent})
 		}
 	}
-	envList := make([]string, 0, len(env))
+	if s.cg != nil {
+		lim := jobCgLimits(cfg)
+		if p.cg, err = s.cg.newLeaf(s.instance, p.markID, s.job, lim, cfg.Detach); err != nil {
+			if lim != (cgLimits{}) {
+				return fail(Errorf(CodeSpawnFailed, 500, "%s: %v", cfg.Name, err))
+			}
+			// Without limits a process is still contained by its group
+			// and its markers, as on a machine without cgroups.
+			s.log.Warn("cannot make the cgroup of a process; it runs without one", "job", s.job, "err", err)
+			p.cg = nil
+		}
+	}
+	envList := make([]string, 0, len(env)+1)
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
 	sort.Strings(envList)
-	sys := sysProcAttr(cfg.Detach, uid, gid)
 	pidfd := -1
-	setDeathSignal(sys, cfg.Detach, &pidfd)
-	attr := &syscall.ProcAttr{Dir: cfg.Cwd, Env: envList, Files: files, Sys: sys}
 	var pid int
-	theSpawner.do(func() {
-		pid, err = theReaper.spawn(func() (int, error) {
-			return syscall.ForkExec(path, argv, attr)
-		}, func(ws syscall.WaitStatus) { onExit(p, ws) })
-	})
-	if err != nil {
-		return fail(Errorf(CodeSpawnFailed, 400, "cannot start %q: %v", path, err))
+	var shimErr *os.File
+	for attempt := 0; ; attempt++ {
+		x, err := prepareExec(s, p.cg, path, argv, envList, files, uid, gid, &pidfd)
+		if err != nil {
+			return fail(Errorf(CodeSpawnFailed, 500, "cannot start %q: %v", path, err))
+		}
+		attr := &syscall.ProcAttr{Dir: cfg.Cwd, Env: x.env, Files: x.files, Sys: x.sys}
+		theSpawner.do(func() {
+			pid, err = theReaper.spawn(func() (int, error) {
+				return syscall.ForkExec(x.path, x.argv, attr)
+			}, func(ws syscall.WaitStatus) {
+				onExit(p, ws)
+				if p.cg != nil && len(p.cg.procs()) == 0 {
+					p.cg.remove()
+				}
+			})
+		})
+		x.closeChildEnds()
+		if err != nil && x.cgfd >= 0 && attempt == 0 && cloneIntoUnsupported(err) {
+			// No CLONE_INTO_CGROUP here (Linux < 5.7): the shim enters
+			// the cgroup from now on.
+			s.cg.noClone.Store(true)
+			x.closeShim()
+			continue
+		}
+		if err != nil {
+			x.closeShim()
+			return fail(Errorf(CodeSpawnFailed, 400, "cannot start %q: %v", path, err))
+		}
+		shimErr = x.shimRead
+		break
+	}
+	if shimErr != nil {
+		err := waitShim(shimErr)
+		shimErr.Close()
+		if err != nil {
+			if pidfd >= 0 {
+				pidfdSignal(pidfd, syscall.SIGKILL) // a shim that did not start the command in time
+				closeFD(pidfd)
+			}
+			return fail(Errorf(CodeSpawnFailed, 400, "cannot start %q: %v", path, err))
+		}
 	}
 	p.pidfd = pidfd
 	p.OSPid = pid
+	if shimErr != nil && len(s.socks) > 0 {
+		p.Env["LISTEN_PID"] = strconv.Itoa(pid)
+	}
+	if shimErr != nil && s.watchdogPID {
+		p.Env["WATCHDOG_PID"] = strconv.Itoa(pid)
+	}
 	p.Created = time.Now()
 	p.lastWall = p.Created
 	if st, ok := readProcStat(pid); ok {
 		p.startTicks = st.startTime
 	}
-	closeAll(childEnds)
+	closeFiles(childEnds)
 	for _, rd := range readers {
 		st := NewStream(rd.label, s.ringSize)
 		p.streams[rd.label] = st

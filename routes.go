@@ -60,7 +60,9 @@ func (s *Server) routes() {
 }
 
 func (s *Server) handleWelcome(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, 200, map[string]any{"welcome": "gaffer", "version": CompatVersion, "gaffer_version": Version})
+	out := map[string]any{"welcome": "gaffer", "version": CompatVersion, "gaffer_version": Version}
+	s.m.describeContainment(out) // "containment": cgroup2:<dir> or process-groups
+	writeJSON(w, 200, out)
 }
 
 // handleFallback serves /<pid>, /<pid>/signal, /<pid>/stats and

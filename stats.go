@@ -47,6 +47,11 @@ type ProcStats struct {
 	NumFDs      int
 	NumChildren int
 	Children    []ProcStats
+	// Cgroup is the process's cgroup when it has one (cgroup_linux.go):
+	// CPUSeconds and CPUPercent (and RSSBytes and MemPercent where a
+	// memory controller accounts it) are then the cgroup's figures, which
+	// include every descendant.
+	Cgroup string
 }
 
 // Bounds of the children listed in a stats message.
@@ -108,6 +113,14 @@ func (p *Process) Stats() ProcStats {
 	st := ProcStats{Pid: p.ID, OSPid: p.OSPid, Children: []ProcStats{}}
 	if !raw.ok {
 		return st
+	}
+	// In a cgroup, the CPU time (and the memory, where a controller
+	// accounts it) is the cgroup's: the process and all it started.
+	if cpu, ok := p.cg.cpuSeconds(); ok {
+		raw.cpuSeconds, st.Cgroup = cpu, p.cg.v2
+	}
+	if mem, ok := p.cg.memory(); ok {
+		raw.rss = mem
 	}
 	now := time.Now()
 	p.statsMu.Lock()

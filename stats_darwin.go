@@ -29,6 +29,12 @@ func readStats(pid int) rawStats {
 	return r
 }
 
+// readStatLine is readStats (memory_restart's sample).
+func readStatLine(pid int) (rawStats, bool) {
+	r := readStats(pid)
+	return r, r.ok
+}
+
 // readDetails reads the real uid (kern.proc.pid), the command line
 // (kern.procargs2) and the children (kern.proc.all, by parent pid).
 func readDetails(pid int) rawDetails {

@@ -30,13 +30,14 @@ type procStatsWire struct {
 	NumThreads  int         `json:"num_threads"`
 	NumFDs      int         `json:"num_fds"`
 	NumChildren int         `json:"num_children"`
+	Cgroup      string      `json:"cgroup,omitempty"` // the cgroup whose figures these are
 }
 
 // wire returns the JSON form of st.
 func (st ProcStats) wire() procStatsWire {
 	w := procStatsWire{Pid: st.Pid, OSPid: st.OSPid, Children: st.Children,
 		RSSBytes: st.RSSBytes, VMSBytes: st.VMSBytes, CPUPercent: st.CPUPercent, CPUSeconds: st.CPUSeconds,
-		NumThreads: st.NumThreads, NumFDs: st.NumFDs, NumChildren: st.NumChildren}
+		NumThreads: st.NumThreads, NumFDs: st.NumFDs, NumChildren: st.NumChildren, Cgroup: st.Cgroup}
 	if w.Children == nil {
 		w.Children = []ProcStats{}
 	}
@@ -69,7 +70,7 @@ func (st *ProcStats) UnmarshalJSON(data []byte) error {
 	}
 	*st = ProcStats{Pid: w.Pid, OSPid: w.OSPid, Children: w.Children,
 		RSSBytes: w.RSSBytes, VMSBytes: w.VMSBytes, CPUPercent: w.CPUPercent, CPUSeconds: w.CPUSeconds,
-		NumThreads: w.NumThreads, NumFDs: w.NumFDs, NumChildren: w.NumChildren}
+		NumThreads: w.NumThreads, NumFDs: w.NumFDs, NumChildren: w.NumChildren, Cgroup: w.Cgroup}
 	if s, ok := w.MemInfo1.(string); ok && s == statsNA {
 		return nil
 	}

@@ -18,21 +18,33 @@ var (
 
 // readStats reads /proc/<pid>/stat and counts /proc/<pid>/fd.
 func readStats(pid int) rawStats {
-	var r rawStats
-	base := "/proc/" + strconv.Itoa(pid)
-	data, err := os.ReadFile(base + "/stat")
-	if err != nil {
+	r, ok := readStatLine(pid)
+	if !ok {
 		return r
+	}
+	if ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd"); err == nil {
+		r.fds = len(ents)
+	}
+	return r
+}
+
+// readStatLine reads the figures of /proc/<pid>/stat alone (no count of
+// the descriptors): what memory_restart samples.
+func readStatLine(pid int) (rawStats, bool) {
+	var r rawStats
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return r, false
 	}
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return r
+		return r, false
 	}
 	f := strings.Fields(string(data[i+1:]))
 	// f[0] is field 3 (state); utime is field 14, stime 15, nice 19,
 	// threads 20, starttime 22, vsize 23, rss 24 (proc(5)).
 	if len(f) < 22 {
-		return r
+		return r, false
 	}
 	num := func(k int) int64 { n, _ := strconv.ParseInt(f[k-3], 10, 64); return n }
 	r.cpuSeconds = float64(num(14)+num(15)) / clockTicks
@@ -41,11 +53,8 @@ func readStats(pid int) rawStats {
 	r.vms = num(23)
 	r.rss = num(24) * pageSize
 	r.started = float64(num(22)) / clockTicks
-	if ents, err := os.ReadDir(base + "/fd"); err == nil {
-		r.fds = len(ents)
-	}
 	r.ok = true
-	return r
+	return r, true
 }
 
 // readDetails reads the real uid (/proc/<pid>/status), the command line

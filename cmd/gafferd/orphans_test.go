@@ -65,6 +65,7 @@ func killMarked(insts ...string) {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
 	}
+	removeInstanceCgroups(insts...) // the cgroups of processes no gafferd stopped
 }
 
 func countMarked(insts ...string) int {
