@@ -1,9 +1,11 @@
 package gaffer
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -644,5 +646,52 @@ func TestUnloadDependencyRefused(t *testing.T) {
 	}
 	if err := m.Unload("default.db"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ready = exec:COMMAND runs with the job's environment, working directory
+// and user (nobody, when the test runs as root), without the process's
+// socket activation and notify variables.
+func TestReadyExecRunsAsTheJob(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o777)
+	out := filepath.Join(dir, "probe.out")
+	c := NewJobConfig("svc", "/bin/sleep 60")
+	c.Cwd, c.Env, c.GracefulTimeout = dir, map[string]string{"MYVAR": "from the job"}, 5*time.Second
+	c.Sockets, c.Watchdog = []string{"tcp://127.0.0.1:0"}, time.Minute
+	c.Ready = `exec:/bin/sh -c 'echo "$(pwd)|$(id -u)|$MYVAR|${LISTEN_FDS-unset}|${NOTIFY_SOCKET-unset}|${WATCHDOG_PID-unset}" > probe.out'`
+	wantUID := strconv.Itoa(os.Getuid())
+	if os.Getuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			t.Skip("no user nobody")
+		}
+		c.UID, wantUID = "nobody", u.Uid
+	}
+	m := newTestManager(t)
+	sub := m.Events().Subscribe(8, "proc.svc.ready")
+	defer sub.Unsubscribe()
+	if err := m.Load("default", c, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-sub.C:
+		if !strings.HasPrefix(fmt.Sprint(ev.Data["by"]), "exec:") {
+			t.Fatalf("ready event %v", ev.Data)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("never ready: %+v", jobState(t, m, "default.svc"))
+	}
+	p := onlyProcess(t, m, "default.svc")
+	if p.Env["LISTEN_FDS"] != "1" || p.Env["NOTIFY_SOCKET"] == "" || p.Env["WATCHDOG_PID"] != strconv.Itoa(p.OSPid) {
+		t.Fatalf("the process's own environment lacks its variables: %v", p.Env)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(data)), dir+"|"+wantUID+"|from the job|unset|unset|unset"; got != want {
+		t.Fatalf("the probe saw %q, want %q", got, want)
 	}
 }

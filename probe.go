@@ -188,7 +188,9 @@ func (ps *probeSpec) run(ctx context.Context, p *Process, cfg *JobConfig) error 
 const probeOutputMax = 512
 
 // runExecProbe runs the command line as the job's processes run: the
-// process's environment, the job's working directory and user, its own
+// process's environment (without its LISTEN_* and NOTIFY_SOCKET/WATCHDOG_*
+// variables), the job's working directory and user (not its cgroup nor
+// its limits: a probe is gafferd's, and short), its own
 // process group, forked on the spawner's thread and reaped by the
 // reaper (so that it never competes with os/exec for an exit status).
 // At the end of ctx the group is killed.
@@ -201,7 +203,11 @@ func runExecProbe(ctx context.Context, p *Process, cfg *JobConfig, line string) 
 	}
 	env := make([]string, 0, len(p.Env))
 	for k, v := range p.Env {
-		env = append(env, k+"="+v)
+		// Not the process's own descriptors nor its notify socket: the
+		// probe holds neither and does not speak for the process.
+		if !isListenVar(k) && !isNotifyVar(k) {
+			env = append(env, k+"="+v)
+		}
 	}
 	sort.Strings(env)
 	null, err := openDevNull()
