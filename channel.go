@@ -199,13 +199,20 @@ func (c *chConn) handle(data []byte) {
 		}
 		args, _ := body["args"].([]any)
 		kwargs, _ := body["kwargs"].(map[string]any)
-		result, err := c.runCommand(name, args, kwargs)
-		if err != nil {
-			c.w.sendJSON(map[string]any{"event": "gaffer:command_error", "data": map[string]any{"id": id,
-				"error": map[string]any{"errno": err.Errno, "reason": err.Code, "message": err.Reason}}})
+		run := func() {
+			result, err := c.runCommand(name, args, kwargs)
+			if err != nil {
+				c.w.sendJSON(map[string]any{"event": "gaffer:command_error", "data": map[string]any{"id": id,
+					"error": map[string]any{"errno": err.Errno, "reason": err.Code, "message": err.Reason}}})
+				return
+			}
+			c.w.sendJSON(map[string]any{"event": "gaffer:command_success", "data": map[string]any{"id": id, "result": result}})
+		}
+		if name == "restart" {
+			go run() // a rolling restart waits for readiness: the channel goes on meanwhile
 			return
 		}
-		c.w.sendJSON(map[string]any{"event": "gaffer:command_success", "data": map[string]any{"id": id, "result": result}})
+		run()
 	default:
 		c.invalid("unknown_cmd")
 	}

@@ -53,6 +53,7 @@ func TestChannelCommandKeyMatrix(t *testing.T) {
 		{"stop_process", func() []any { return []any{pid} }, []string{"manage", "admin"}},
 		{"stopall", job, []string{"manage", "admin"}},
 		{"stop_job", job, []string{"manage", "admin"}},
+		{"restart", job, []string{"manage", "admin"}},
 	}
 	clients := map[string]*chClient{}
 	for who, k := range keys {
@@ -108,7 +109,7 @@ func TestChannelCommandKeyMatrix(t *testing.T) {
 		if r.name == "load" || r.name == "update" || r.name == "reload" || r.name == "unload" {
 			continue
 		}
-		if p, ok := e.m.Process(pid); (!ok || p.exited) && r.name != "stop_process" && r.name != "stopall" && r.name != "stop_job" {
+		if p, ok := e.m.Process(pid); (!ok || p.exited) && r.name != "stop_process" && r.name != "stopall" && r.name != "stop_job" && r.name != "restart" {
 			t.Fatalf("process %d gone after %s", pid, r.name)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -440,6 +441,17 @@ func TestChannelCommands(t *testing.T) {
 	waitFor(t, 10*time.Second, "restarted", func() bool { p, _ := e.m.Pids("default.web"); return len(p) == 2 })
 	c.ok("stopall", "web")
 	c.ok("reload", "web")
+	before, _ := e.m.Pids("default.web")
+	if r := c.ok("restart", "web", true); r["replaced"] != 2.0 {
+		t.Errorf("rolling restart: %v", r)
+	}
+	if after, _ := e.m.Pids("default.web"); len(after) != 2 || slices.Contains(after, before[0]) || slices.Contains(after, before[1]) {
+		t.Errorf("rolling restart: before %v, after %v", before, after)
+	}
+	c.ok("restart", "web")
+	if errno, _ := c.fails("restart", "web", "yes"); errno != 400 {
+		t.Errorf("restart with rolling = \"yes\": %v", errno)
+	}
 
 	cfg["numprocesses"] = 0
 	c.send(map[string]any{"event": "CMD", "data": map[string]any{"identity": 7, "name": "update",

@@ -108,6 +108,21 @@ var chCommands = map[string]chCommand{
 	"reload": {[]string{"name", "sessionid"}, 1, chPermAdmin, func(c *chConn, a chArgs) (any, error) {
 		return chDo(c.m.ReloadJob)(a.sessionJob())
 	}},
+	"restart": {[]string{"name", "rolling"}, 1, chPermManageArg, chJobCmd(func(c *chConn, full string, a chArgs) (any, error) {
+		rolling := false
+		if v, ok := a.get(1); ok {
+			b, isBool := v.(bool)
+			if !isBool {
+				return nil, chBadCommand("rolling must be true or false")
+			}
+			rolling = b
+		}
+		if !rolling {
+			return chOKResult(c.m.ReloadJob(full))
+		}
+		n, err := c.m.RollingRestart(full)
+		return chResult("replaced", n, err)
+	})},
 	"start_job": {[]string{"name"}, 1, chPermManageArg, func(c *chConn, a chArgs) (any, error) { return chDo(c.m.StartJob)(a.job(0)) }},
 	"stop_job":  {[]string{"name"}, 1, chPermManageArg, func(c *chConn, a chArgs) (any, error) { return chDo(c.m.StopJob)(a.job(0)) }},
 	"stopall":   {[]string{"name"}, 1, chPermManageArg, func(c *chConn, a chArgs) (any, error) { return chDo(c.m.StopAll)(a.job(0)) }},
@@ -346,7 +361,7 @@ func (c *chConn) loadOrUpdate(a chArgs, update bool) (any, error) {
 // leaves an audit line, whether it runs or is refused.
 var chStateChanging = map[string]bool{
 	"load": true, "update": true, "unload": true, "reload": true, "start_job": true, "stop_job": true,
-	"stopall": true, "scale": true, "killall": true, "commit": true, "stop_process": true, "kill": true, "send": true,
+	"stopall": true, "restart": true, "scale": true, "killall": true, "commit": true, "stop_process": true, "kill": true, "send": true,
 }
 
 // runCommand checks and runs one command. A command the key may not run is

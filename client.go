@@ -657,6 +657,30 @@ func (c *Client) ReloadJob(ctx context.Context, full string) error {
 	return c.setState(ctx, full, "2")
 }
 
+// RestartJob restarts a job's processes (POST …/restart): all at once,
+// or with rolling one at a time, each new one ready before an old one
+// stops; it returns once done, with the number replaced by a rolling
+// restart. A rolling restart waits for each new process to be ready, so
+// it is bounded by ctx only, not by the client's timeout.
+func (c *Client) RestartJob(ctx context.Context, full string, rolling bool) (int, error) {
+	p, err := clJobPath(full, "restart")
+	if err != nil {
+		return 0, err
+	}
+	q := url.Values{}
+	if rolling {
+		q.Set("rolling", "1")
+		unbounded := *c
+		unbounded.timeout = 0
+		c = &unbounded
+	}
+	var v struct {
+		Replaced int `json:"replaced"`
+	}
+	err = c.do(ctx, http.MethodPost, p, q, nil, &v)
+	return v.Replaced, err
+}
+
 // JobPids lists the kept-alive processes of a job (GET …/pids).
 func (c *Client) JobPids(ctx context.Context, full string) ([]int, error) {
 	var v struct{ Pids []int }

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -268,7 +267,9 @@ func (l *cfgLoader) finish() (*Config, error) {
 	if err := l.checkLimits(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(l.jobs, func(i, j int) bool { return l.jobs[i].Config.Priority < l.jobs[j].Config.Priority })
+	if err := l.orderJobs(); err != nil { // priority order, dependencies first (depends.go)
+		return nil, err
+	}
 	c.Jobs = l.jobs
 	return c, nil
 }

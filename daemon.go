@@ -184,7 +184,14 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	if d.opts.Verbose >= 2 && d.opts.Console != nil {
 		consoleOut = newConsolePrinter(d.opts.Console).output
 	}
-	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut, MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout})
+	essential := make(chan error, 1) // an essential job gave up: stop everything, exit 1
+	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut, MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout,
+		EssentialFailed: func(job, reason string) {
+			select {
+			case essential <- fmt.Errorf("the essential job %s gave up (%s): every job was stopped", job, reason):
+			default:
+			}
+		}})
 	d.Manager.enableCgroups()            // a cgroup per process where the machine allows it
 	defer startStatsHistory(d.Manager)() // the console's graphs (statshistory.go), stopped when Run returns
 	setMaxSubscriberMemory(d.cfg.MaxSubscriberMemory)
@@ -263,6 +270,10 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case err := <-errc:
+			runErr = err
+			break loop
+		case err := <-essential:
+			d.log.Error("an essential job gave up: stopping every job", "err", err)
 			runErr = err
 			break loop
 		case sig := <-sigs:
@@ -362,31 +373,49 @@ func (d *Daemon) Reload(dryRun bool) (ReloadDiff, error) {
 	if dryRun {
 		return diff, nil
 	}
-	byName := map[string]SessionJob{}
-	for _, sj := range cfg.Jobs {
-		byName[sj.FullName()] = sj
-	}
 	var errs []error
-	for _, name := range diff.Removed {
-		if err := d.Manager.Unload(name); err != nil && AsError(err).Code != CodeNotFound {
+	// Removed jobs unload dependents first (the old order has dependencies
+	// first); added and changed jobs follow the new order, dependencies
+	// first (depends.go).
+	var later []string // removed jobs that a changed job depends on until it is updated
+	for i := len(diff.Removed) - 1; i >= 0; i-- {
+		name := diff.Removed[i]
+		if err := d.Manager.Unload(name); err != nil && AsError(err).Code == CodeConflict {
+			later = append(later, name)
+		} else if err != nil && AsError(err).Code != CodeNotFound {
 			errs = append(errs, fmt.Errorf("unload %s: %w", name, err))
 		}
 	}
-	for _, name := range diff.Changed {
-		sj := byName[name]
-		if err := d.Manager.Update(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
-			if AsError(err).Code == CodeNotFound {
-				err = d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start)
+	changed, added := map[string]bool{}, map[string]bool{}
+	for _, n := range diff.Changed {
+		changed[n] = true
+	}
+	for _, n := range diff.Added {
+		added[n] = true
+	}
+	for _, sj := range cfg.Jobs {
+		name := sj.FullName()
+		switch {
+		case changed[name]:
+			delete(changed, name)
+			if err := d.Manager.Update(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
+				if AsError(err).Code == CodeNotFound {
+					err = d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start)
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("update %s: %w", name, err))
+				}
 			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("update %s: %w", name, err))
+		case added[name]:
+			delete(added, name)
+			if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
+				errs = append(errs, fmt.Errorf("load %s: %w", name, err))
 			}
 		}
 	}
-	for _, name := range diff.Added {
-		sj := byName[name]
-		if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
-			errs = append(errs, fmt.Errorf("load %s: %w", name, err))
+	for _, name := range later {
+		if err := d.Manager.Unload(name); err != nil && AsError(err).Code != CodeNotFound {
+			errs = append(errs, fmt.Errorf("unload %s: %w", name, err))
 		}
 	}
 	d.fileJobs = append([]SessionJob(nil), cfg.Jobs...)
@@ -479,7 +508,7 @@ func (d *Daemon) restoreState() (func() error, error) {
 	}
 	unrestored := false
 	var starts []string
-	for _, rj := range d.withinLimits(MergeState(d.cfg.Jobs, saved), &unrestored) {
+	for _, rj := range restoreOrder(d.withinLimits(MergeState(d.cfg.Jobs, saved), &unrestored)) {
 		full := rj.FullName()
 		// Loaded stopped, scaled, then started: a job that cannot spawn
 		// yet stays loaded and retries instead of vanishing from the state.

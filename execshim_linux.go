@@ -4,7 +4,8 @@ package gaffer
 // and before the command runs, and that Go's ForkExec cannot do (it has
 // no hook between fork and exec): resource limits (setrlimit is
 // per-process), oom_score_adj, nice (per-thread in Linux), the umask,
-// LISTEN_PID (the child's own pid, unknown before the fork), and joining
+// LISTEN_PID and WATCHDOG_PID (the child's own pid, unknown before the
+// fork; the shim execs in place, so the command keeps that pid), and joining
 // cgroups that the clone could not enter (v1 hierarchies, or a kernel
 // without CLONE_INTO_CGROUP).
 //
@@ -61,7 +62,8 @@ type shimSpec struct {
 	OOM      *int         `json:"oom_score_adj,omitempty"`
 	UID      *int         `json:"uid,omitempty"`
 	GID      *int         `json:"gid,omitempty"`
-	Listen   bool         `json:"listen,omitempty"` // set LISTEN_PID
+	Listen   bool         `json:"listen,omitempty"`       // set LISTEN_PID
+	Watchdog bool         `json:"watchdog_pid,omitempty"` // set WATCHDOG_PID
 	DeathSig bool         `json:"death_signal,omitempty"`
 	PPid     int          `json:"ppid"`
 }
@@ -144,6 +146,9 @@ func runShim(raw string, argv []string) {
 	if s.Listen {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
+	if s.Watchdog {
+		os.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	}
 	err := syscall.Exec(s.Path, argv, os.Environ())
 	fail("cannot start %q: %v", s.Path, err)
 }
@@ -221,8 +226,8 @@ func waitShim(r *os.File) error {
 func prepareExec(s *spawnSpec, leaf *cgLeaf, path string, argv, env []string, files []uintptr, uid, gid *int, pidfd *int) (*execPlan, error) {
 	cfg := s.cfg
 	x := &execPlan{path: path, argv: argv, env: env, files: files, cgfd: -1}
-	sh := &shimSpec{Path: path, PPid: os.Getpid(), DeathSig: !cfg.Detach, Listen: len(s.socks) > 0}
-	need := shimSettings(cfg, sh) || sh.Listen
+	sh := &shimSpec{Path: path, PPid: os.Getpid(), DeathSig: !cfg.Detach, Listen: len(s.socks) > 0, Watchdog: s.watchdogPID}
+	need := shimSettings(cfg, sh) || sh.Listen || sh.Watchdog
 	x.cgfd = leaf.openDir()
 	if joins := leaf.joinFiles(x.cgfd >= 0); len(joins) > 0 {
 		sh.Join, need = joins, true

@@ -28,6 +28,29 @@ type JobInfo struct {
 	// left Processes at once.
 	Stopping   []int  `json:"stopping"`
 	SpawnError string `json:"spawn_error,omitempty"`
+	// Lifecycle (lifecycle.go): the dependency the job waits for (state
+	// waiting), the time of its next try (state backoff), how many of its
+	// kept-alive processes are ready, and the state of each process.
+	WaitingFor    string         `json:"waiting_for,omitempty"`
+	NextTry       *time.Time     `json:"next_try,omitempty"`
+	Ready         int            `json:"ready"`
+	ProcessStates []ProcessState `json:"process_states"`
+}
+
+// ProcessState is the lifecycle of one process, in its job's info and
+// its own: State is starting, ready, running (a job without a ready
+// setting), reloading, unhealthy or stopping; Health is "" (no health
+// setting), starting, healthy, failing or unhealthy; Status is its last
+// sd_notify STATUS= line.
+type ProcessState struct {
+	Pid         int    `json:"pid"`
+	State       string `json:"state"`
+	Ready       bool   `json:"ready"`
+	Health      string `json:"health,omitempty"`
+	HealthError string `json:"health_error,omitempty"`
+	Status      string `json:"status,omitempty"`
+	Errno       int    `json:"errno,omitempty"`
+	MainPID     int    `json:"main_pid,omitempty"`
 }
 
 // ExitRecord is how a process ended: its exit status, or the signal that
@@ -79,6 +102,7 @@ func (m *Manager) jobInfoWithLocked(j *job, showSecrets bool, stopping []int) Jo
 		info.Processes = append(info.Processes, p.ID)
 	}
 	info.Active = info.Running > 0
+	m.lifeJobInfoLocked(j, &info)
 	return info
 }
 
@@ -290,6 +314,7 @@ type ProcessInfo struct {
 	CustomStreams  []string          `json:"custom_streams"`
 	Active         bool              `json:"active"`
 	Stopping       bool              `json:"stopping"`
+	ProcessState                     // state, ready, health, status… (lifecycle.go)
 }
 
 // ProcessInfo describes a live process; showSecrets as for JobInfo. Without
@@ -323,6 +348,7 @@ func (m *Manager) ProcessInfo(pid int, showSecrets bool) (ProcessInfo, error) {
 		OSPid: p.OSPid, CreateTime: float64(p.Created.UnixNano()) / 1e9, Committed: p.Once,
 		RedirectOutput: nonNil(p.outLabels), RedirectInput: p.redirectInput,
 		CustomStreams: nonNil(p.customOrder), Active: !p.exited, Stopping: p.stopping,
+		ProcessState: lifeProcessState(p),
 	}, nil
 }
 

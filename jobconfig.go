@@ -69,6 +69,22 @@ type JobConfig struct {
 	Start           bool        // start right after load
 	RingSize        int         // bytes of recent output kept per stream
 
+	// Lifecycle (lifecycle.go and the files it names): readiness, health
+	// checks, dependencies and the restart policy.
+	Ready            string           // notify, tcp:HOST:PORT, http://HOST:PORT/PATH, exec:COMMAND or log:REGEX; "": ready when spawned
+	ReadyTimeout     time.Duration    // not ready by then: stopped, a failed start; 0: no limit
+	Watchdog         time.Duration    // WATCHDOG=1 expected within this interval; 0: none
+	DependsOn        []string         // NAME[:CONDITION]: jobs whose condition must hold before this one spawns
+	RestartWith      []string         // jobs whose restart restarts this one
+	Health           string           // tcp:HOST:PORT, http://HOST:PORT/PATH or exec:COMMAND; "": none
+	HealthInterval   time.Duration    // between two health checks
+	HealthTimeout    time.Duration    // of one health check
+	HealthRetries    int              // consecutive failed checks that make a process unhealthy
+	Restart          string           // always, on-failure or never
+	SuccessExitCodes []int            // exit statuses that are a success; nil: 0
+	RestartDelay     [2]time.Duration // MIN and MAX wait before a respawn; MAX 0: always MIN
+	Essential        bool             // when the job gives up, the Manager's owner stops everything (Options.EssentialFailed)
+
 	// Log files (per job): output written to files with size rotation.
 	StdoutLogfile     string
 	StderrLogfile     string

@@ -67,6 +67,19 @@ limit_as = 1G
 nice = 5
 umask = 027
 oom_score_adj = 100
+ready = tcp:127.0.0.1:8000
+ready_timeout = 5
+watchdog = 20
+depends_on = other:started
+restart_with = other
+health = http://127.0.0.1:8000/health
+health_interval = 3
+health_timeout = 1.5
+health_retries = 5
+restart = on-failure
+success_exit_codes = 0, 3
+restart_delay = 1, 30
+essential = true
 `
 
 // The INI reader, the JSON writer (Map) and the JSON reader agree on
@@ -77,7 +90,10 @@ func TestINIAndJSONReadTheSameJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ini, defaults := c.Jobs[0].Config, c.Jobs[1].Config
+	ini, defaults := c.Jobs[1].Config, c.Jobs[0].Config // web depends on other: other loads first
+	if ini.Name != "web" {
+		t.Fatalf("jobs in the order %s, %s: web depends on other and loads after it", c.Jobs[0].Config.Name, ini.Name)
+	}
 	sec, err := ParseINI("sample", []byte(jobSample))
 	if err != nil {
 		t.Fatal(err)

@@ -83,6 +83,8 @@ func runTestChild(mode string, args []string) {
 		os.Exit(3)
 	case "escapetree", "escapee", "httpfd", "settings", "memhog":
 		runContainChild(mode) // contain_child_test.go
+	case "notifyready", "listen", "stamp", "exitafter", "notifyother", "printready", "httpready":
+		runLifecycleChild(mode) // lifecycle_child_test.go
 	}
 }
 

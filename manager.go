@@ -26,6 +26,11 @@ type Options struct {
 	// MaxGracefulTimeout bounds a job's graceful_timeout and a commit's
 	// ([gaffer] max_graceful_timeout); 0 means DefaultMaxGracefulTimeout.
 	MaxGracefulTimeout time.Duration
+	// EssentialFailed, when set, is called once (on a goroutine of its
+	// own) when a job with essential = true gives up: flapping's last
+	// retry, or a failed run under restart = never. gafferd then stops
+	// everything and exits 1.
+	EssentialFailed func(job, reason string)
 }
 
 // Manager supervises jobs grouped in sessions. It is safe for concurrent
@@ -53,6 +58,7 @@ type Manager struct {
 	esc          *escapeSweeper
 	ledger       *ledger               // nil: no record of the processes (leftovers.go)
 	adoptable    map[string][]*Process // detached processes of an earlier gafferd, by job
+	life         managerLife           // notify sockets, deferred stops, essential (lifecycle.go)
 	contain      containment           // cgroups, job sockets, memory_restart (contain.go)
 }
 
@@ -92,6 +98,7 @@ type job struct {
 	queue               []*spawnReq        // kept-alive spawns waiting for the job's worker
 	working             bool               // the job's spawn worker runs
 	inflight            map[*spawnReq]bool // forking now (kept-alive and committed)
+	lj                  jobLife            // readiness, dependencies, restart policy (lifecycle.go)
 }
 
 // NewManager returns a Manager with no job.
@@ -166,7 +173,11 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 		m.mu.Unlock()
 		return Errorf(CodeUnavailable, 503, "gafferd is shutting down")
 	}
-	if err := m.containJobLocked(sid, &cfg, false); err != nil {
+	deps, restartWith, err := m.checkDepsLocked(sid, &cfg)
+	if err == nil {
+		err = m.containJobLocked(sid, &cfg, false)
+	}
+	if err != nil {
 		m.mu.Unlock()
 		return err
 	}
@@ -186,6 +197,7 @@ func (m *Manager) Load(sid string, cfg JobConfig, env map[string]string, start b
 	if cfg.Flapping != nil {
 		j.flap = newFlapState(*cfg.Flapping)
 	}
+	m.initLifeLocked(j, deps, restartWith)
 	s.jobs[cfg.Name] = j
 	s.order = append(s.order, cfg.Name)
 	m.openSinksLocked(j)
@@ -228,6 +240,7 @@ func (m *Manager) startLocked(j *job) spawnBatch {
 	if j.flap != nil {
 		j.flap.reset()
 	}
+	m.resetLifeLocked(j)
 	m.emit("start", j, nil, "name", j.full)
 	return m.manageLocked(j)
 }
@@ -268,6 +281,9 @@ func (m *Manager) stopJobLocked(j *job, state string) error {
 	m.cancelTimersLocked(j)
 	j.state = state
 	m.emit("stop", j, nil, "name", j.full)
+	if m.deferStopLocked(j) {
+		return nil // its dependents exit first (depends.go)
+	}
 	err := m.stopAllProcsLocked(j)
 	// Descendants of processes that exited before (a daemon a crashed
 	// process left behind) carry the job's marker.
@@ -276,6 +292,7 @@ func (m *Manager) stopJobLocked(j *job, state string) error {
 }
 
 func (m *Manager) cancelTimersLocked(j *job) {
+	m.cancelLifeTimersLocked(j)
 	if j.retryTimer != nil {
 		j.retryTimer.Stop()
 		j.retryTimer = nil
@@ -309,6 +326,9 @@ func (m *Manager) Unload(full string) error {
 	j, err := m.jobLocked(full)
 	if err != nil {
 		return err
+	}
+	if err := m.dependentsLocked(j); err != nil {
+		return err // depends.go
 	}
 	return m.unloadLocked(j)
 }
@@ -355,6 +375,11 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	}
 	m.mu.Lock()
 	j, err := m.jobLocked(sid + "." + cfg.Name)
+	var deps []resolvedDep
+	var restartWith []string
+	if err == nil {
+		deps, restartWith, err = m.checkDepsLocked(sid, &cfg)
+	}
 	if err == nil {
 		err = m.containJobLocked(sid, &cfg, true)
 	}
@@ -372,9 +397,11 @@ func (m *Manager) Update(sid string, cfg JobConfig, env map[string]string, start
 	if cfg.Flapping != nil {
 		j.flap = newFlapState(*cfg.Flapping)
 	}
+	m.initLifeLocked(j, deps, restartWith)
 	m.reopenSinksLocked(j)
 	m.stopAllProcsLocked(j)
 	m.emit("update", j, nil, "name", j.full)
+	m.restartWithLocked(j, nil)
 	var first spawnBatch
 	if start || j.state == JobRunning || j.state == JobFlapping {
 		if j.state != JobRunning {
@@ -401,11 +428,13 @@ func (m *Manager) ReloadJob(full string) error {
 	if j.flap != nil {
 		j.flap.reset()
 	}
+	m.resetLifeLocked(j)
 	m.emit("restart", j, nil, "name", j.full)
 	m.stopAllProcsLocked(j)
 	if j.state == JobFlapping || j.state == JobGaveUp {
 		j.state = JobRunning
 	}
+	m.restartWithLocked(j, nil)
 	var first spawnBatch
 	if j.state == JobRunning {
 		first = m.manageLocked(j)
@@ -443,21 +472,22 @@ func (m *Manager) manageLocked(j *job) spawnBatch {
 	if j.state != JobRunning || m.shutdown || j.removed {
 		return nil
 	}
+	want := m.wantLocked(j)
 	have := len(j.procs) + len(j.queue) + j.liveInflight()
-	for have > j.target && len(j.queue) > 0 {
+	for have > want && len(j.queue) > 0 {
 		r := j.queue[len(j.queue)-1]
 		j.queue = j.queue[:len(j.queue)-1]
 		r.finish(errSpawnCancelled)
 		have--
 	}
-	for have > j.target && len(j.procs) > 0 {
+	for have > want && len(j.procs) > 0 {
 		p := j.procs[0]
 		m.emit("reap", j, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
 		m.stopProcLocked(j, p, 0)
 		have--
 	}
 	for r := range j.inflight {
-		if have <= j.target {
+		if have <= want {
 			break
 		}
 		if !r.once && !r.doomed {
@@ -465,8 +495,11 @@ func (m *Manager) manageLocked(j *job) spawnBatch {
 			have--
 		}
 	}
+	if have < want && !m.maySpawnLocked(j) {
+		return nil // waiting for a dependency or a restart delay (lifecycle.go)
+	}
 	var batch spawnBatch
-	for ; have < j.target; have++ {
+	for ; have < want; have++ {
 		r := &spawnReq{j: j, done: make(chan struct{})}
 		j.queue = append(j.queue, r)
 		batch = append(batch, r)
@@ -492,6 +525,7 @@ func (m *Manager) flapLocked(j *job, retry bool) {
 	if !retry {
 		m.log.Error("job flapped too often; giving up until it is started again", "job", j.full,
 			"flaps", j.flaps, "restarts", j.restarts)
+		m.giveUpLocked(j, "flapping")
 		return
 	}
 	delay := secondsToDuration(j.cfg.Flapping.RetryIn)

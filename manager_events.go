@@ -17,6 +17,10 @@ import "strings"
 //	stop_process  stop_process, stop_pid, proc.<full>.stop_pid
 //	flap, adopt   <what>, job.<full>.<what>
 //	kill          proc.<pid>.kill (one process), job.<full>.kill (a job)
+//	ready, healthy, unhealthy, watchdog, ready_timeout
+//	              <what>, proc.<full>.<what>, proc.<pid>.<what>
+//	waiting, backoff
+//	              <what>, job.<full>.<what>
 //
 // where <full> is session.job. For a job of the default session the short
 // forms job.<job>.<what> and proc.<job>.<what> are aliases too (the 0.4
@@ -50,6 +54,14 @@ var evForms = map[string]evForm{
 	"flap":         {bare: true, job: true},
 	"adopt":        {bare: true, job: true},
 	"kill":         {job: true, pid: true},
+	// Lifecycle (lifecycle.go).
+	"ready":         {bare: true, proc: "ready", pid: true},
+	"healthy":       {bare: true, proc: "healthy", pid: true},
+	"unhealthy":     {bare: true, proc: "unhealthy", pid: true},
+	"watchdog":      {bare: true, proc: "watchdog", pid: true},
+	"ready_timeout": {bare: true, proc: "ready_timeout", pid: true},
+	"waiting":       {bare: true, job: true},
+	"backoff":       {bare: true, job: true},
 }
 
 // eventNames returns the names of the event what about job j and process

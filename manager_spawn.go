@@ -30,6 +30,8 @@ type spawnReq struct {
 	id       int        // set when the spawn is taken (takeReqLocked)
 	spec     *spawnSpec // idem
 	doomed   bool       // stop the process as soon as it registers
+	life     *procLife  // kept-alive: its lifecycle (lifecycle.go), set when taken
+	rolling  bool       // the new process of a rolling restart
 	done     chan struct{}
 	err      error
 }
@@ -105,6 +107,7 @@ func (m *Manager) takeReqLocked(r *spawnReq) {
 	r.spec = &spawnSpec{id: r.id, job: j.full, cfg: &cfg, env: j.env, extraEnv: r.extraEnv, once: r.once,
 		instance: m.instance, ringSize: cfg.RingSize, onOutput: m.outputFunc(j), log: m.log}
 	m.prepareSpawnLocked(r.spec)
+	m.prepareLifeLocked(r)
 	j.inflight[r] = true
 	m.inflight++
 }
@@ -123,7 +126,7 @@ func (m *Manager) spawnWorker(j *job) {
 		j.queue = j.queue[1:]
 		m.takeReqLocked(r)
 		m.mu.Unlock()
-		p, err := spawnProcess(r.spec, m.onExit)
+		p, err := m.spawnWithLife(r)
 		m.mu.Lock()
 		m.registerLocked(r, p, err)
 		m.mu.Unlock()
@@ -187,6 +190,7 @@ func (m *Manager) registerLocked(r *spawnReq, p *Process, err error) {
 	}
 	m.ledger.changed()
 	r.finish(nil)
+	m.lifeRegisteredLocked(j, p, r)
 	switch {
 	case p.exited:
 		m.exitedLocked(p) // it exited before it registered
@@ -240,8 +244,10 @@ func (m *Manager) exitedLocked(p *Process) {
 	if p.stdin != nil {
 		p.stdin.Close()
 	}
+	m.lifeExitedLocked(p)
 	m.ledger.changed()
 	defer m.checkAllGoneLocked()
+	defer m.releaseStopsLocked() // a stop that waited for this one's job (depends.go)
 	if j == nil || p.released {
 		return
 	}
@@ -269,18 +275,7 @@ func (m *Manager) exitedLocked(p *Process) {
 		m.manageLocked(j)
 		return
 	}
-	j.restarts++
-	if j.flap != nil {
-		switch j.flap.exit(now, now.Sub(p.Created)) {
-		case FlapRetry:
-			m.flapLocked(j, true)
-			return
-		case FlapGiveUp:
-			m.flapLocked(j, false)
-			return
-		}
-	}
-	m.manageLocked(j)
+	m.endedLocked(j, p, now, "") // the restart policy, flapping, backoff (respawn.go)
 }
 
 // logUnexpectedExit writes the WARN line an operator looks for when a

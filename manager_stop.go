@@ -120,6 +120,7 @@ func (m *Manager) stopProcLocked(j *job, p *Process, graceful time.Duration) err
 		return nil
 	}
 	p.stopping = true
+	m.lifeStoppingLocked(p)
 	delete(m.procs, p.ID)
 	m.stopping[p.ID] = p
 	m.emit("stop_process", j, p, "name", j.full, "pid", p.ID, "os_pid", p.OSPid)
@@ -233,6 +234,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.esc.killNow()
 		return err
 	}
+	m.closeNotifyDir()
 	m.ledger.changed()
 	return nil
 }
@@ -242,6 +244,14 @@ func (m *Manager) shutdownJobLocked(j *job) {
 	j.state = JobStopped
 	m.emit("stop", j, nil, "name", j.full)
 	m.cancelSpawnsLocked(j)
+	if m.deferStopLocked(j) {
+		return // its dependents exit first (depends.go)
+	}
+	m.shutdownProcsLocked(j)
+}
+
+// shutdownProcsLocked stops the processes of a job at shutdown.
+func (m *Manager) shutdownProcsLocked(j *job) {
 	for _, p := range append(append([]*Process(nil), j.procs...), j.commits...) {
 		if p.detach {
 			// Detached processes outlive gafferd (reference §15 #40).

@@ -33,7 +33,8 @@ const MetricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 const mtOpenMetricsType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 // mtJobStates lists the states of the gaffer_job_state state set.
-var mtJobStates = []string{JobRunning, JobStopped, JobNotStarted, JobFlapping, JobGaveUp}
+var mtJobStates = []string{JobRunning, JobStopped, JobNotStarted, JobFlapping, JobGaveUp,
+	jobWaiting, jobStarting, jobReady, jobUnhealthy, jobBackoff, jobCompleted}
 
 func (s *Server) metricsRoutes() {
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
@@ -204,6 +205,8 @@ func (s *Server) metrics(k *Key) *mtWriter {
 	lastExit := mw.family("gaffer_job_last_exit_code", "gauge", "Exit status of the job's last exited process (0 when a signal ended it).")
 	state := mw.family("gaffer_job_state", "gauge", "State of the job: 1 for the current state, 0 for the others.")
 	spawnErr := mw.family("gaffer_job_spawn_failing", "gauge", "1 while the job's processes cannot be spawned (see spawn_error in the job info).")
+	readyProcs := mw.family("gaffer_job_ready_processes", "gauge", "Kept-alive processes of the job that are ready (their ready condition held).")
+	nextTry := mw.family("gaffer_job_backoff_next_try_seconds", "gauge", "While the job waits restart_delay: the time of its next spawn, in seconds since the Unix epoch.")
 
 	start := mw.family("gaffer_process_start_time_seconds", "gauge", "Start time of the process in its slot, in seconds since the Unix epoch.")
 	cpu := mw.family("gaffer_process_cpu_seconds_total", "counter", "User and system CPU time of the process in its slot (restarts from 0 with a new process).")
@@ -211,6 +214,8 @@ func (s *Server) metrics(k *Key) *mtWriter {
 	vms := mw.family("gaffer_process_virtual_memory_bytes", "gauge", "Virtual memory of the process in its slot.")
 	fds := mw.family("gaffer_process_open_fds", "gauge", "Open file descriptors of the process in its slot.")
 	threads := mw.family("gaffer_process_threads", "gauge", "Threads of the process in its slot.")
+	procReadyF := mw.family("gaffer_process_ready", "gauge", "1 when the process in its slot is ready, else 0.")
+	procHealthy := mw.family("gaffer_process_healthy", "gauge", "1 when the process in its slot passed its last health check, else 0 (jobs with a health setting).")
 
 	info.add(1, "version", Version, "compat", CompatVersion, "goversion", runtime.Version())
 	published.add(float64(s.m.Events().Published()))
@@ -254,10 +259,24 @@ func (s *Server) metrics(k *Key) *mtWriter {
 			failing = 1
 		}
 		spawnErr.add(failing, jl...)
+		readyProcs.add(float64(j.Ready), jl...)
+		if j.NextTry != nil {
+			nextTry.add(float64(j.NextTry.UnixNano())/1e9, jl...)
+		}
+		lifeOf := map[int]ProcessState{}
+		for _, ps := range j.ProcessStates {
+			lifeOf[ps.Pid] = ps
+		}
 
 		for _, p := range procs {
 			pl := []string{"session", sid, "name", name, "slot", strconv.Itoa(slot[p.ID])}
 			start.add(float64(p.Created.UnixNano())/1e9, pl...)
+			if ps, ok := lifeOf[p.ID]; ok {
+				procReadyF.add(mtBool(ps.Ready), pl...)
+				if ps.Health != "" {
+					procHealthy.add(mtBool(ps.Health == healthHealthy), pl...)
+				}
+			}
 			if !mtResourceStats {
 				continue
 			}
@@ -277,6 +296,13 @@ func (s *Server) metrics(k *Key) *mtWriter {
 	}
 	mtSelfFigures(mw)
 	return mw
+}
+
+func mtBool(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // mtResourceStats tells whether readStats gives real figures (on other

@@ -52,6 +52,7 @@ type oaParam struct {
 var (
 	qDetails  = oaParam{"details", "boolean", "1 or true: the info of every job the key can read instead of the names"}
 	qDryRun   = oaParam{"dry_run", "boolean", "1 or true: compute the difference without applying it"}
+	qRolling  = oaParam{"rolling", "boolean", "1: one process at a time, each new one ready before an old one stops"}
 	qFeed     = oaParam{"feed", "string", "longpoll (default), continuous or eventsource"}
 	qSince    = oaParam{"since", "integer", "resume after this event id (also the Last-Event-ID header)"}
 	qBeat     = oaParam{"heartbeat", "string", "heartbeat interval of continuous and eventsource feeds"}
@@ -89,6 +90,7 @@ var oaRoutes = []oaRoute{
 	{method: "post", path: "/jobs/{sid}/{name}/state", pattern: "POST /jobs/{sid}/{name}/state", tag: "jobs", summary: "Start (body 1), stop (0) or restart (2) the job", body: "text", ok: 202, okBody: "Ok", errs: oaNotFound()},
 	{method: "get", path: "/jobs/{sid}/{name}/pids", pattern: "GET /jobs/{sid}/{name}/pids", tag: "jobs", summary: "Internal pids of the job's processes", ok: 200, okBody: "Pids", errs: oaNotFound()},
 	{method: "post", path: "/jobs/{sid}/{name}/commit", pattern: "POST /jobs/{sid}/{name}/commit", tag: "jobs", summary: "Start a one-off process of the job, never restarted", body: "Commit", ok: 200, okBody: "Pid", errs: oaNotFound()},
+	{method: "post", path: "/jobs/{sid}/{name}/restart", pattern: "POST /jobs/{sid}/{name}/restart", tag: "jobs", summary: "Restart the job's processes: all at once, or one at a time with rolling=1 (answers once done; a new process that fails stops it, the others keep running)", query: []oaParam{qRolling}, ok: 200, okBody: "Restarted", errs: []int{400, 401, 403, 404, 409, 500}},
 
 	{method: "get", path: "/{pid}", pattern: "/", tag: "processes", summary: "A live process's info", ok: 200, okBody: "ProcessInfo", errs: oaNotFound()},
 	{method: "head", path: "/{pid}", pattern: "/", tag: "processes", summary: "200 when the process is alive, else 404", ok: 200, errs: oaNotFound()},

@@ -74,6 +74,8 @@ type Process struct {
 	statsMu  sync.Mutex
 	lastCPU  float64 // seconds
 	lastWall time.Time
+
+	lc *procLife // kept-alive: readiness, health (lifecycle.go); guarded by the Manager's mutex
 }
 
 // Streams returns the labels of the process's readable streams: the
@@ -129,6 +131,9 @@ type spawnSpec struct {
 	socks     []*os.File
 	sockNames []string
 	sockErr   error
+	// watchdogPID: the child gets WATCHDOG_PID, its own pid (set by the
+	// shim, which execs in place), with its WATCHDOG_USEC (openNotify).
+	watchdogPID bool
 }
 
 var devNull struct {
@@ -149,7 +154,7 @@ func buildEnv(s *spawnSpec) map[string]string {
 	env := map[string]string{}
 	if s.cfg.OSEnv {
 		for _, kv := range os.Environ() {
-			if i := strings.IndexByte(kv, '='); i > 0 && !isListenVar(kv[:i]) {
+			if i := strings.IndexByte(kv, '='); i > 0 && !isListenVar(kv[:i]) && !isNotifyVar(kv[:i]) {
 				env[kv[:i]] = kv[i+1:]
 			}
 		}
@@ -458,6 +463,9 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 	p.OSPid = pid
 	if shimErr != nil && len(s.socks) > 0 {
 		p.Env["LISTEN_PID"] = strconv.Itoa(pid)
+	}
+	if shimErr != nil && s.watchdogPID {
+		p.Env["WATCHDOG_PID"] = strconv.Itoa(pid)
 	}
 	p.Created = time.Now()
 	p.lastWall = p.Created

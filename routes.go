@@ -42,6 +42,7 @@ func (s *Server) routes() {
 	mx.HandleFunc("POST /jobs/{sid}/{name}/state", s.audited(s.jobRoute(manage, 202, s.handleSetState)))
 	mx.HandleFunc("GET /jobs/{sid}/{name}/pids", s.jobRoute(read, 200, s.handleJobPids))
 	mx.HandleFunc("POST /jobs/{sid}/{name}/commit", s.audited(s.jobRoute(manage, 200, s.handleCommit)))
+	mx.HandleFunc("POST /jobs/{sid}/{name}/restart", s.audited(s.jobRoute(manage, 200, s.handleRestart)))
 	mx.HandleFunc("POST /reload", s.audited(s.handleReload))
 	if s.auth != nil {
 		s.auth.RegisterRoutes(mx)
@@ -355,6 +356,24 @@ func (s *Server) handleSetState(r *http.Request, full string) (any, error) {
 		err = errBadRequest("state: the body must be 1 (start), 0 (stop) or 2 (reload), got %q", body)
 	}
 	return jobOK, err
+}
+
+// handleRestart restarts a job's processes: at once, or with ?rolling=1
+// one at a time (rolling.go); it answers once done.
+func (s *Server) handleRestart(r *http.Request, full string) (any, error) {
+	rolling := false
+	if v := r.URL.Query().Get("rolling"); v != "" {
+		b, ok := ParseBool(v)
+		if !ok {
+			return nil, errBadRequest("rolling: expected 1 or 0, got %q", v)
+		}
+		rolling = b
+	}
+	if !rolling {
+		return jobOK, s.m.ReloadJob(full)
+	}
+	n, err := s.m.RollingRestart(full)
+	return map[string]any{"ok": true, "replaced": n}, err
 }
 
 func (s *Server) handleJobPids(_ *http.Request, full string) (any, error) {

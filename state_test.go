@@ -41,6 +41,11 @@ func TestStateRoundTrip(t *testing.T) {
 	a.UID = "1000"
 	a.Logfile = "/tmp/x.log"
 	a.LogfileMaxBytes = 1 << 20
+	// The lifecycle settings round-trip too (restored after a restart).
+	a.Ready, a.ReadyTimeout, a.Watchdog = "http://127.0.0.1:$PORT/ready", 12*time.Second, 1500*time.Millisecond
+	a.DependsOn, a.RestartWith = []string{"s2.worker:completed", "db"}, []string{"db"}
+	a.Health, a.HealthInterval, a.HealthTimeout, a.HealthRetries = "exec:check --quick", 7*time.Second, 250*time.Millisecond, 5
+	a.Restart, a.SuccessExitCodes, a.RestartDelay, a.Essential = restartOnFailure, []int{0, 75}, [2]time.Duration{time.Second, time.Minute}, true
 	b := stCfg("worker", 0)
 	want := []StateJob{
 		{Session: "default", Config: a, Target: 5, State: JobRunning, Origin: OriginAPI},

@@ -70,7 +70,7 @@ func TestUIHandler(t *testing.T) {
 		}
 	}
 	_, app, _ := get("GET", "/ui/app.js")
-	for _, want := range []string{"/history", "createElementNS(SVG", "/state', value", "api('DELETE', '/' + pid)", "eventIsAlias"} {
+	for _, want := range []string{"/history", "createElementNS(SVG", "/state', value", "api('DELETE', '/' + pid)", "eventIsAlias", "j.process_states", "/restart?rolling=1", "j.waiting_for", "j.next_try"} {
 		if !strings.Contains(app, want) {
 			t.Errorf("app.js lacks %q", want)
 		}

@@ -356,7 +356,9 @@
       const tbody = el('tbody', { class: 'job', 'data-job': j.name });
       tbody.append(el('tr', { class: 'job-row' },
         el('td', {}, el('strong', {}, j.name), el('div', { class: 'muted', 'data-field': 'running' }, j.running + ' / ' + j.max_processes + ' processes')),
-        el('td', {}, el('span', { class: 'state ' + stateName }, stateName), j.spawn_error ? el('div', { class: 'error' }, j.spawn_error) : null),
+        el('td', {}, el('span', { class: 'state ' + stateName }, stateName), j.spawn_error ? el('div', { class: 'error' }, j.spawn_error) : null,
+          j.waiting_for ? el('div', { class: 'muted', 'data-field': 'waiting-for' }, 'for ' + j.waiting_for) : null,
+          j.next_try ? el('div', { class: 'muted', 'data-field': 'next-try' }, 'next try ' + new Date(j.next_try).toLocaleTimeString()) : null),
         el('td', { class: 'num' }, ''),
         el('td', { class: 'num', 'data-field': 'uptime', title: 'the longest-running process' }, jobUptime(j, h, up)),
         el('td', { class: 'num', 'data-field': 'cpu' }, h ? fmtCPU(lastOf(h.job.cpu)) : ''),
@@ -369,7 +371,8 @@
           el('span', { class: 'group' },
             el('button', { type: 'button', 'data-action': 'start', disabled: j.active, onclick: () => setJobState(j.name, '1') }, 'Start'), ' ',
             el('button', { type: 'button', 'data-action': 'stop', disabled: !j.active, onclick: () => setJobState(j.name, '0') }, 'Stop'), ' ',
-            el('button', { type: 'button', 'data-action': 'restart', title: 'restart every process of the job', onclick: () => setJobState(j.name, '2') }, 'Restart')), ' ',
+            el('button', { type: 'button', 'data-action': 'restart', title: 'restart every process of the job', onclick: () => setJobState(j.name, '2') }, 'Restart'), ' ',
+            el('button', { type: 'button', 'data-action': 'rolling-restart', title: 'replace the processes one at a time, each new one ready before an old one stops', onclick: () => rollingRestart(j.name) }, 'Rolling')), ' ',
           el('span', { class: 'group' },
             el('button', { type: 'button', 'data-action': 'scale-down', title: 'one process less', onclick: () => scale(j.name, '-1') }, '−'), ' ',
             el('button', { type: 'button', 'data-action': 'scale-up', title: 'one process more', onclick: () => scale(j.name, '+1') }, '+'), ' ',
@@ -383,7 +386,9 @@
       if (h) for (const p of Object.values(h.procs)) if (p.pid) bySlotPid[p.pid] = p;
       for (const pid of j.processes || []) rows.push({ pid, p: bySlotPid[pid] });
       if (h) for (const p of Object.values(h.procs)) if (!p.pid) rows.push({ pid: null, p });
-      for (const { pid, p } of rows) tbody.append(processRow(j, h, pid, p, up));
+      const life = {};
+      for (const ps of j.process_states || []) life[ps.pid] = ps;
+      for (const { pid, p } of rows) tbody.append(processRow(j, h, pid, p, up, pid ? life[pid] : null));
       $('jobs').append(tbody);
       if (focused === j.name) { scaleInput.value = typed; scaleInput.focus(); }
     }
@@ -395,7 +400,17 @@
     return best >= 0 ? fmtDuration(best + up) : '';
   }
 
-  function processRow(j, h, pid, p, up) {
+  // procState is the lifecycle cell of a process: its state, health and
+  // last sd_notify STATUS= line.
+  function procState(ps) {
+    if (!ps) return '';
+    const bits = [el('span', { class: 'state ' + ps.state, 'data-field': 'proc-state' }, ps.state)];
+    if (ps.health) bits.push(' ', el('span', { class: 'state ' + ps.health, title: ps.health_error || '' }, ps.health));
+    if (ps.status) bits.push(el('div', { class: 'muted', 'data-field': 'status' }, ps.status));
+    return bits;
+  }
+
+  function processRow(j, h, pid, p, up, ps) {
     // The figures now are those of the last sample, when it was read
     // from this process (right after a restart it was the previous one's).
     const current = p && pid && lastOf(p.pids) === pid;
@@ -406,7 +421,7 @@
       : el('span', { class: 'muted' }, 'no process');
     return el('tr', { class: 'proc-row' + (pid ? '' : ' gone'), 'data-slot': p ? p.slot : '', 'data-proc': pid || '' },
       el('td', { class: 'proc-name' }, who, p ? el('span', { class: 'muted' }, ' slot ' + p.slot) : null, p && p.once ? el('span', { class: 'muted' }, ' one-off') : null),
-      el('td', {}, ''),
+      el('td', {}, ...[].concat(procState(ps))),
       el('td', { class: 'num', 'data-field': 'os-pid' }, p && p.os_pid ? String(p.os_pid) : ''),
       el('td', { class: 'num', 'data-field': 'uptime' }, p && typeof p.uptime === 'number' ? fmtDuration(p.uptime + up) : ''),
       el('td', { class: 'num' }, current ? fmtCPU(lastOf(p.cpu)) : ''),
@@ -427,6 +442,17 @@
       setStatus(verb + ' ' + full + ': done');
     } catch (e) {
       setStatus(verb + ' ' + full + ' failed: ' + e.message, true);
+    }
+    refresh();
+  }
+
+  async function rollingRestart(full) {
+    setStatus('rolling restart of ' + full + '…');
+    try {
+      const js = await api('POST', jobPath(full) + '/restart?rolling=1');
+      setStatus('rolling restart of ' + full + ': ' + js.replaced + ' processes replaced');
+    } catch (e) {
+      setStatus('rolling restart of ' + full + ' failed: ' + e.message, true);
     }
     refresh();
   }

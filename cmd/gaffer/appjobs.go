@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,9 +57,34 @@ func inactiveState(info gaffer.JobInfo) string {
 	case gaffer.JobNotStarted:
 		return "not started"
 	case gaffer.JobGaveUp:
-		return "gave up: crashing too often"
+		return "gave up: crashing too often, or a failed run with restart = never"
+	case "waiting":
+		return "waiting for " + info.WaitingFor
+	case "backoff":
+		if info.NextTry != nil {
+			return "backoff: next try at " + info.NextTry.Local().Format("15:04:05.000")
+		}
 	}
 	return info.State
+}
+
+// lifeNote is what ps adds after a process's uptime: its state when it
+// is not plain running, its health, its sd_notify status line.
+func lifeNote(ps gaffer.ProcessState) string {
+	var parts []string
+	if ps.State != "" && ps.State != gaffer.JobRunning {
+		parts = append(parts, ps.State)
+	}
+	if ps.Health != "" {
+		parts = append(parts, ps.Health)
+	}
+	if ps.Status != "" {
+		parts = append(parts, "“"+ps.Status+"”")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // setupAppJobsOp is unload, reload, restart, ps:start and ps:stop: on the
@@ -71,6 +97,10 @@ func setupAppJobsOp(c *state, fs *flag.FlagSet, op string) func([]string) error 
 	var fromFile *string
 	if op == "unload" || op == "reload" || op == "restart" {
 		fromFile = fs.String("from-file", "", "take the job names from this JSON job file")
+	}
+	rolling := new(bool)
+	if op == "restart" {
+		rolling = fs.Bool("rolling", false, "replace the processes one at a time, each new one ready before an old one stops")
 	}
 	past := map[string]string{"unload": "unloaded", "reload": "reloaded", "restart": "restarted", "start": "started", "stop": "stopped"}[op]
 	return func(args []string) error {
@@ -92,6 +122,10 @@ func setupAppJobsOp(c *state, fs *flag.FlagSet, op string) func([]string) error 
 			case "reload":
 				return cl.ReloadJob(c.ctx, full)
 			case "restart":
+				if *rolling {
+					_, err := cl.RestartJob(c.ctx, full, true)
+					return err
+				}
 				return restartJob(c, cl, full)
 			case "start":
 				return cl.StartJob(c.ctx, full)
@@ -127,6 +161,10 @@ func setupAppJobsOp(c *state, fs *flag.FlagSet, op string) func([]string) error 
 			jobs, err := cl.SessionJobs(c.ctx, app)
 			if err != nil {
 				return err
+			}
+			if op == "stop" || op == "unload" {
+				// Load order has dependencies first: stop dependents first.
+				slices.Reverse(jobs)
 			}
 			for _, full := range jobs {
 				if err := do(full); err != nil {

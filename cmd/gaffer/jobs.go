@@ -410,7 +410,11 @@ func setupPs(c *state, fs *flag.FlagSet) func([]string) error {
 				fmt.Fprintf(c.stdout, "=== %s: `%s` (%s)\n", name, commandLine(pj.Job.Config), inactiveState(pj.Job))
 				continue
 			}
-			fmt.Fprintf(c.stdout, "=== %s: `%s`\n", name, commandLine(pj.Job.Config))
+			state := ""
+			if st := pj.Job.State; st != gaffer.JobRunning && st != "" {
+				state = " (" + inactiveState(pj.Job) + ")"
+			}
+			fmt.Fprintf(c.stdout, "=== %s: `%s`%s\n", name, commandLine(pj.Job.Config), state)
 			// 0.5.2 printed the CPU time after "up for"; this is the
 			// uptime, and the header says so.
 			var rss int64
@@ -421,7 +425,7 @@ func setupPs(c *state, fs *flag.FlagSet) func([]string) error {
 				percent(pj.Stats, pj.Stats.CPU), percent(pj.Stats, pj.Stats.Mem), statustable.Bytes(rss))
 			for _, p := range pj.Processes {
 				up := time.Since(time.Unix(0, int64(p.CreateTime*1e9)))
-				fmt.Fprintf(c.stdout, "%s.%d: up for %s\n", name, p.Pid, statustable.Duration(up))
+				fmt.Fprintf(c.stdout, "%s.%d: up for %s%s\n", name, p.Pid, statustable.Duration(up), lifeNote(p.ProcessState))
 			}
 		}
 		return nil

@@ -36,8 +36,11 @@ rule, where base is -p, else PORT from the .env files or the environment, else
 when stdout is a terminal and NO_COLOR is not set. A process that exits is
 restarted (with crash-loop protection). Ctrl-C (SIGINT) or SIGTERM stops every
 process gracefully (SIGTERM, then SIGKILL after -t) and exits 0; a second
-Ctrl-C kills them at once. With --vv, the other lifecycle events are printed
-too.`,
+Ctrl-C kills them at once. With --exit-on-error a process that fails (a
+non-zero exit status, or a signal) is not restarted: every process is stopped
+gracefully and gaffer exits 1 (foreman's and goreman's -exit-on-error
+behaviour; one that exits 0 just ends). With --vv, the other lifecycle
+events are printed too.`,
 			setup: setupStart},
 		&command{name: "run", aliases: []string{"dev:run"}, usage: "[-c concurrency] [<args>]...\n<command> [<args>...]",
 			short: "run a one-off command with the app's environment",
@@ -96,6 +99,7 @@ func setupStart(c *state, fs *flag.FlagSet) func([]string) error {
 	port := fs.Int("p", 0, "base port (default: $PORT, else 5000)")
 	noColor := fs.Bool("no-color", false, "no colours")
 	appFlag := fs.String("app", "", "session name (default: the root directory's name)")
+	exitOnError := fs.Bool("exit-on-error", false, "stop everything and exit 1 when a process fails")
 	return func(args []string) error {
 		if len(args) > 1 {
 			return usagef("start takes at most one process name")
@@ -141,12 +145,12 @@ func setupStart(c *state, fs *flag.FlagSet) func([]string) error {
 			return fmt.Errorf("--app: %s", errorText(err))
 		}
 		color := !*noColor && os.Getenv("NO_COLOR") == "" && isTerminal(c.stdout)
-		return c.startForeground(a, session, counts, base, *timeout, color)
+		return c.startForeground(a, session, counts, base, *timeout, color, *exitOnError)
 	}
 }
 
 // startForeground runs the app in an embedded manager until a signal.
-func (c *state) startForeground(a *app, session string, counts map[string]int, base int, graceful time.Duration, color bool) error {
+func (c *state) startForeground(a *app, session string, counts map[string]int, base int, graceful time.Duration, color, exitOnError bool) error {
 	cfgs, err := gaffer.ProcfileJobConfigs(a.pf, counts, a.env)
 	if err != nil {
 		return err
@@ -173,6 +177,9 @@ func (c *state) startForeground(a *app, session string, counts map[string]int, b
 			jc.GracefulTimeout = graceful
 			flap := gaffer.DefaultFlapConfig()
 			jc.Flapping = &flap
+			if exitOnError {
+				jc.Restart, jc.Essential = "never", true
+			}
 			d := fmt.Sprintf("%s.%d", cfg.Name, j+1)
 			insts = append(insts, inst{cfg: jc, display: d})
 			display[session+"."+jc.Name] = d
@@ -198,11 +205,17 @@ func (c *state) startForeground(a *app, session string, counts map[string]int, b
 	var mu sync.Mutex
 	procs := map[int]*gaffer.Process{}
 	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	failed := make(chan string, 1) // an essential job gave up (--exit-on-error)
 	m := gaffer.NewManager(gaffer.Options{Logger: logger, Output: func(p *gaffer.Process, label string, data []byte) {
 		mu.Lock()
 		procs[p.ID] = p
 		mu.Unlock()
 		printer.Output(display[p.Job], p, data)
+	}, EssentialFailed: func(job, reason string) {
+		select {
+		case failed <- job:
+		default:
+		}
 	}})
 	patterns := []string{"spawn", "exit", "flap", "spawn_error"}
 	if c.g.veryVerbose {
@@ -280,7 +293,13 @@ func (c *state) startForeground(a *app, session string, counts map[string]int, b
 			return fmt.Errorf("%s: %s", in.display, errorText(err))
 		}
 	}
-	<-c.ctx.Done()
+	select {
+	case <-c.ctx.Done():
+	case job := <-failed:
+		printer.Line(system, strings.TrimSpace(display[job])+" failed: stopping every process")
+		shutdown()
+		return &cli.ExitError{Code: 1}
+	}
 	shutdown()
 	return nil
 }

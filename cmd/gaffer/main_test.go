@@ -413,3 +413,43 @@ func TestStartForeground(t *testing.T) {
 		t.Fatal()
 	}
 }
+
+// gaffer start --exit-on-error: a process that fails stops every process
+// gracefully and gaffer exits 1 (goreman's -exit-on-error); one that
+// exits 0 just ends.
+func TestStartExitOnError(t *testing.T) {
+	app := t.TempDir()
+	pf := "keeper: sh -c 'echo $$ > keeper.pid; exec sleep 300'\nok: sh -c 'exit 0'\nbad: sh -c 'sleep 1; exit 4'\n"
+	if err := os.WriteFile(filepath.Join(app, "Procfile"), []byte(pf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := gafferCmd(t, "start", "--exit-on-error")
+	cmd.Dir = app
+	cmd.Env = append(os.Environ(), "GAFFER_CONFIG=/nonexistent")
+	var out testenv.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("gaffer start --exit-on-error did not exit:\n%s", out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit status %d, want 1:\n%s", code, out.String())
+	}
+	text := out.String()
+	for _, s := range []string{"ok.1     | exited with code 0", "bad.1    | exited with code 4", "bad.1 failed: stopping every process", "keeper.1 | terminated by SIGTERM"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("output lacks %q:\n%s", s, text)
+		}
+	}
+	data, _ := os.ReadFile(filepath.Join(app, "keeper.pid"))
+	if pid, _ := strconv.Atoi(strings.TrimSpace(string(data))); pid == 0 || syscall.Kill(pid, 0) == nil {
+		t.Fatalf("the keeper (%d) survived", pid)
+	}
+}

@@ -23,8 +23,12 @@ sample; MEMORY is the resident size; LAST EXIT is the exit status of the job's
 last exited process, or the signal that ended it (SIGKILL...). --json prints the same rows as JSON. Colours only on a
 terminal, and not when NO_COLOR is set.`,
 			setup: setupStatus},
-		&command{name: "restart", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>|<name>|.]...",
+		&command{name: "restart", usage: "[--app APP] [--from-file JSON] [--no-input] [--rolling] [<job>|<name>|.]...",
 			short: "restart the processes of jobs (a stopped job starts), or of a whole app",
+			long: `All the processes of a job restart at once. With --rolling they are replaced
+one at a time: a new process is spawned, and once it is ready (its ready
+setting) an old one is stopped; a new process that fails ends the restart
+there, the old processes left keep running, and gaffer exits 1.`,
 			setup: func(c *state, fs *flag.FlagSet) func([]string) error { return setupAppJobsOp(c, fs, "restart") }},
 	)
 }

@@ -196,6 +196,12 @@ func TestStatusTableAndRestart(t *testing.T) {
 		now, _ := cl.JobPids(ctx, "default.web")
 		return len(now) == 2 && !slices.Contains(now, before[0]) && !slices.Contains(now, before[1])
 	})
+	// --rolling: one at a time, answered once done.
+	before, _ = cl.JobPids(ctx, "default.web")
+	want(t, gafferEnv(t, t.TempDir(), env, "", "restart", "--rolling", "--app", "default", "web"), 0, "job 'web' restarted")
+	if now, _ := cl.JobPids(ctx, "default.web"); len(now) != 2 || slices.Contains(now, before[0]) || slices.Contains(now, before[1]) {
+		t.Errorf("after restart --rolling: before %v, now %v", before, now)
+	}
 	want(t, gafferEnv(t, t.TempDir(), env, "", "restart", "other.idle"), 0, "restarted")
 	waitFor(t, 20*time.Second, "idle started", func() bool { a, _ := cl.JobActive(ctx, "other.idle"); return a })
 	r = gafferEnv(t, t.TempDir(), env, "", "restart", "--app", "default", "nosuch")
@@ -220,6 +226,38 @@ func TestPsUptimeAndUnits(t *testing.T) {
 		t.Errorf("ps header:\n%s", r.Stdout)
 	}
 	if !regexp.MustCompile(`(?m)^web\.\d+: up for \d+s$`).MatchString(r.Stdout) {
+		t.Errorf("ps process line:\n%s", r.Stdout)
+	}
+}
+
+// status and ps show the lifecycle: a process not ready yet is starting,
+// a job whose dependency does not hold is waiting and says for what.
+func TestStatusAndPsShowLifecycleStates(t *testing.T) {
+	addr, cl := startGafferd(t)
+	ctx := context.Background()
+	env := []string{"GAFFERD_ADDRESS=" + addr}
+	slow := gaffer.NewJobConfig("slow", "sleep 300")
+	slow.Ready = "notify"
+	after := gaffer.NewJobConfig("after", "sleep 300")
+	after.DependsOn = []string{"slow"}
+	for _, cfg := range []gaffer.JobConfig{slow, after} {
+		if err := cl.Load(ctx, "lc", cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "slow spawned", func() bool { a, _ := cl.JobActive(ctx, "lc.slow"); return a })
+	r := gafferEnv(t, t.TempDir(), env, "", "status", "lc")
+	want(t, r, 0)
+	states := map[string]string{}
+	for _, row := range statusRows(t, r.Stdout) {
+		states[row["JOB"]] = row["STATE"]
+	}
+	if states["lc.slow"] != "starting" || states["lc.after"] != "waiting" {
+		t.Fatalf("states %v:\n%s", states, r.Stdout)
+	}
+	r = gafferEnv(t, t.TempDir(), env, "", "ps", "lc")
+	want(t, r, 0, "=== after: `sleep 300` (waiting for lc.slow:ready (0 of 1))", "=== slow: `sleep 300` (starting)")
+	if !regexp.MustCompile(`(?m)^slow\.\d+: up for \d+s \(starting\)$`).MatchString(r.Stdout) {
 		t.Errorf("ps process line:\n%s", r.Stdout)
 	}
 }

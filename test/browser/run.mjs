@@ -340,6 +340,38 @@ try {
     await page.fill('#job-filter', '');
     await until('every job again', 5000, async () => (await all()).length === before.length);
   });
+  await test('console shows the lifecycle: a dependent waiting, processes starting then ready and healthy, a rolling restart with a click', async () => {
+    const gate = path.join(fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'gaffer-browser-')), 'gate');
+    await api('POST', `/jobs/${sid}`, { name: 'svc', cmd: `sh -c 'while ! test -e ${gate}; do sleep 0.1; done; echo up; exec sleep 100000'`,
+      numprocesses: 2, ready: 'log:^up$', redirect_output: ['stdout'], health: 'exec:/bin/true', health_interval: 1, graceful_timeout: 1 });
+    await api('POST', `/jobs/${sid}`, { name: 'dep', cmd: 'sleep 100000', depends_on: ['svc:ready'], graceful_timeout: 1 });
+    const svcRow = `tbody[data-job="${sid}.svc"]`, depRow = `tbody[data-job="${sid}.dep"]`;
+    try {
+      await until('dep waiting for svc in the console', 10000, async () =>
+        (await page.textContent(`${depRow} tr.job-row .state`)).trim() === 'waiting' &&
+        (await page.textContent(`${depRow} [data-field="waiting-for"]`)).includes(`${sid}.svc:ready`));
+      await until('svc starting, its processes too', 10000, async () =>
+        (await page.textContent(`${svcRow} tr.job-row .state`)).trim() === 'starting' &&
+        (await page.$$eval(`${svcRow} [data-field="proc-state"]`, (els) => els.map((e) => e.textContent.trim()))).join() === 'starting,starting');
+      fs.writeFileSync(gate, '');
+      await until('svc ready and healthy, dep running', 15000, async () => {
+        const procs = await page.$$eval(`${svcRow} tr.proc-row`, (rows) => rows.map((r) => r.textContent));
+        return (await page.textContent(`${svcRow} tr.job-row .state`)).trim() === 'ready' && procs.length === 2 &&
+          procs.every((t) => t.includes('ready') && t.includes('healthy')) &&
+          (await page.textContent(`${depRow} tr.job-row .state`)).trim() === 'running';
+      });
+      await page.screenshot({ path: path.join(artifacts, 'console-lifecycle.png'), fullPage: true });
+      const before = (await api('GET', `/jobs/${sid}/svc/pids`)).pids;
+      await page.click(`${svcRow} tr.job-row button[data-action="rolling-restart"]`);
+      await until('the rolling restart reported', 20000, async () => (await page.textContent('#status')).includes('2 processes replaced'));
+      const after = (await api('GET', `/jobs/${sid}/svc/pids`)).pids;
+      if (after.length !== 2 || after.some((p) => before.includes(p))) throw new Error(`pids before ${before}, after ${after}`);
+    } finally {
+      await api('DELETE', `/jobs/${sid}/dep`).catch(() => {});
+      await api('DELETE', `/jobs/${sid}/svc`).catch(() => {});
+      fs.rmSync(path.dirname(gate), { recursive: true, force: true });
+    }
+  });
   await context.close();
 } finally {
   await browser.close();

@@ -78,9 +78,15 @@ func Collect(ctx context.Context, cl *gaffer.Client, keep func(job string) bool,
 			}
 			r := base
 			r.Pid, r.OSPid = ptr(pi.Pid), ptr(pi.OSPid)
-			r.State = "running"
-			if pi.Stopping {
-				r.State = "stopping"
+			r.State = pi.State // starting, ready, running, unhealthy, stopping… (gafferd's lifecycle)
+			if r.State == "" {
+				r.State = "running" // a gafferd before the lifecycle states
+				if pi.Stopping {
+					r.State = "stopping"
+				}
+			}
+			if pi.Health == "unhealthy" || pi.Health == "failing" {
+				r.State += " (" + pi.Health + ")"
 			}
 			r.StartedAt = ptr(pi.CreateTime)
 			r.UptimeSeconds = ptr(math.Max(0, float64(now.UnixNano())/1e9-pi.CreateTime))
@@ -197,12 +203,12 @@ func IsTerminal(w io.Writer) bool {
 
 // stateColor is the ANSI colour of a state.
 func stateColor(state string) string {
-	switch state {
-	case "running":
+	switch state, _, _ := strings.Cut(state, " "); state {
+	case "running", "ready", "completed":
 		return "32" // green
-	case "stopping", gaffer.JobFlapping, "no process":
+	case "stopping", gaffer.JobFlapping, "no process", "starting", "waiting", "backoff", "reloading":
 		return "33" // yellow
-	case gaffer.JobGaveUp:
+	case gaffer.JobGaveUp, "unhealthy":
 		return "31" // red
 	}
 	return "2" // dim: stopped, not started
