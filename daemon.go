@@ -162,7 +162,10 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	// Signals first: a SIGTERM during start-up must still stop the
 	// processes already spawned, not kill gafferd and orphan them.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	if err := takeHandoff(); err != nil { // an upgrade in place (upgrade.go)
+		return err
+	}
 	defer signal.Stop(sigs)
 	if err := SetSubreaper(); err != nil {
 		d.log.Warn("cannot become child subreaper; escaped grandchildren will not be reaped", "err", err)
@@ -185,6 +188,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		consoleOut = newConsolePrinter(d.opts.Console).output
 	}
 	d.Manager = NewManager(Options{Logger: d.log, Output: consoleOut, MaxProcesses: d.cfg.MaxProcesses, MaxGracefulTimeout: d.cfg.MaxGracefulTimeout})
+	d.Manager.continueInstance()         // the same instance after an upgrade in place
 	d.Manager.enableCgroups()            // a cgroup per process where the machine allows it
 	defer startStatsHistory(d.Manager)() // the console's graphs (statshistory.go), stopped when Run returns
 	setMaxSubscriberMemory(d.cfg.MaxSubscriberMemory)
@@ -193,7 +197,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	d.Server = NewServer(ServerOptions{Manager: d.Manager, Auth: d.Auth, RequireKey: d.requireKey(),
 		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,
-		Reload: d.Reload, AllowedHosts: d.lkAnnouncedHosts()})
+		Reload: d.Reload, Upgrade: d.upgrade, AllowedHosts: d.lkAnnouncedHosts()})
 
 	// Webhooks before the first job loads: they see the start-up too.
 	d.hooks = &Webhooks{}
@@ -273,6 +277,8 @@ loop:
 			case syscall.SIGUSR1:
 				d.Manager.ReopenLogs()
 				d.log.Info("log files reopened")
+			case syscall.SIGUSR2:
+				go d.upgrade(nil) // returns only when it did not happen; it logs why
 			default:
 				d.log.Info("stopping", "signal", sig.String())
 				break loop
@@ -450,6 +456,9 @@ func trimSpaceBytes(b []byte) []byte {
 // when gafferd has a configuration file or a --data-dir; without either,
 // the jobs of the (empty) configuration load as before.
 func (d *Daemon) restoreState() error {
+	if pendingHandoff != nil {
+		return d.restoreHandoff()
+	}
 	if d.opts.ConfigPath == "" && d.opts.DataDir == "" {
 		for _, sj := range d.cfg.Jobs {
 			if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {

@@ -43,6 +43,7 @@ func (s *Server) routes() {
 	mx.HandleFunc("GET /jobs/{sid}/{name}/pids", s.jobRoute(read, 200, s.handleJobPids))
 	mx.HandleFunc("POST /jobs/{sid}/{name}/commit", s.audited(s.jobRoute(manage, 200, s.handleCommit)))
 	mx.HandleFunc("POST /reload", s.audited(s.handleReload))
+	mx.HandleFunc("POST /upgrade", s.audited(s.handleUpgrade))
 	if s.auth != nil {
 		s.auth.RegisterRoutes(mx)
 	} else {
@@ -61,6 +62,7 @@ func (s *Server) routes() {
 func (s *Server) handleWelcome(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"welcome": "gaffer", "version": CompatVersion, "gaffer_version": Version}
 	s.m.describeContainment(out) // "containment": cgroup2:<dir> or process-groups
+	out["upgrades"] = upgradeCount.Load()
 	writeJSON(w, 200, out)
 }
 
