@@ -305,11 +305,16 @@ func TestUpgradeKeepsChildrenAndEveryLine(t *testing.T) {
 		return true
 	})
 
-	// Upgrade 2: POST /upgrade.
+	// Upgrade 2: POST /upgrade (answered before the exec).
 	if code, body := d.post("/upgrade", "", ""); code != 202 {
 		t.Fatalf("POST /upgrade: %d %s", code, body)
 	}
 	d.waitFor(30*time.Second, "the second upgrade", func() bool { return d.upgrades("") == 2 })
+	// Upgrade 3: gaffer upgrade, which waits for the new instance.
+	out, err := exec.Command(testenv.Binary(t, "gaffer"), "--endpoint", "unix:"+d.sock, "upgrade").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "gafferd upgraded") || d.upgrades("") != 3 {
+		t.Fatalf("gaffer upgrade: %v %s (GET / says %d upgrades)", err, out, d.upgrades(""))
+	}
 	for j, r := range readers {
 		before[j] = len(r.lines())
 	}
@@ -337,7 +342,7 @@ func TestUpgradeKeepsChildrenAndEveryLine(t *testing.T) {
 			t.Errorf("%s: %d restarts after the upgrades", j, ji.Restarts)
 		}
 		r := readers[j]
-		if r.reconns < 2 {
+		if r.reconns < 3 {
 			t.Errorf("%s: the feed reconnected %d times, want one per upgrade", j, r.reconns)
 		}
 		if len(r.gaps) > 0 {
