@@ -335,8 +335,8 @@ func (l *cfgLoader) gafferKey(k INIKey, bind **INIKey, endpoints *[]string) erro
 		}
 	case k.Name == "log_format":
 		lv := strings.ToLower(v)
-		if lv != "text" && lv != "json" {
-			return errf("expected text or json, got %q", v)
+		if lv != "text" && lv != "json" && lv != "journal" {
+			return errf("expected text, json or journal, got %q", v)
 		}
 		c.LogFormat = lv
 	case k.Name == "backlog":

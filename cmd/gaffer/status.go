@@ -20,7 +20,7 @@ func init() {
 application (session) or a job (app.job, or job of --app). UPTIME is the time
 since the process started; CPU is the percent of one core since the previous
 sample; MEMORY is the resident size; LAST EXIT is the exit status of the job's
-last exited process. --json prints the same rows as JSON. Colours only on a
+last exited process, or the signal that ended it (SIGKILL...). --json prints the same rows as JSON. Colours only on a
 terminal, and not when NO_COLOR is set.`,
 			setup: setupStatus},
 		&command{name: "restart", usage: "[--app APP] [--from-file JSON] [--no-input] [<job>|<name>|.]...",

@@ -106,8 +106,8 @@ func TestStatusTableAndRestart(t *testing.T) {
 		if err != nil || strconv.Itoa(pi.OSPid) != row["OS PID"] {
 			t.Errorf("row %v: process %d has OS pid %d (%v)", row, pid, pi.OSPid, err)
 		}
-		if row["STATE"] != "running" || row["RESTARTS"] != "1" || row["LAST EXIT"] != "0" {
-			t.Errorf("row %v: want running, 1 restart, last exit 0 (SIGKILL)", row)
+		if row["STATE"] != "running" || row["RESTARTS"] != "1" || row["LAST EXIT"] != "SIGKILL" {
+			t.Errorf("row %v: want running, 1 restart, last exit SIGKILL", row)
 		}
 		if !regexp.MustCompile(`^\d+s$|^\d+m\d\ds$`).MatchString(row["UPTIME"]) {
 			t.Errorf("uptime %q", row["UPTIME"])
@@ -123,6 +123,9 @@ func TestStatusTableAndRestart(t *testing.T) {
 	for _, row := range rows {
 		if row["JOB"] == "other.idle" {
 			idleRow = row
+		}
+		if row["JOB"] == "default.crash" && row["LAST EXIT"] != "3" {
+			t.Errorf("row %v: want last exit 3 (its exit status)", row)
 		}
 	}
 	if idleRow == nil || idleRow["STATE"] != gaffer.JobNotStarted || idleRow["PID"] != "-" || idleRow["MEMORY"] != "-" {
@@ -142,6 +145,7 @@ func TestStatusTableAndRestart(t *testing.T) {
 		CPUPercent    *float64 `json:"cpu_percent"`
 		MemoryBytes   *int64   `json:"memory_bytes"`
 		LastExit      *int     `json:"last_exit_status"`
+		LastSignal    string   `json:"last_exit_signal"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &js); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, r.Stdout)
@@ -156,7 +160,7 @@ func TestStatusTableAndRestart(t *testing.T) {
 		}
 		n++
 		if row.Pid == nil || row.OSPid == nil || row.UptimeSeconds == nil || *row.UptimeSeconds < 0 || row.MemoryBytes == nil ||
-			*row.MemoryBytes <= 0 || row.CPUPercent == nil || row.Restarts != 1 || row.LastExit == nil || row.State != "running" {
+			*row.MemoryBytes <= 0 || row.CPUPercent == nil || row.Restarts != 1 || row.LastExit == nil || row.LastSignal != "SIGKILL" || row.State != "running" {
 			t.Errorf("json row %+v", row)
 		}
 	}

@@ -171,6 +171,21 @@ func TestJournalLogFormatOnlyOnTheJournal(t *testing.T) {
 	if l := jr.waitLine(`listening`); !strings.HasPrefix(l, "<6>listening ") {
 		t.Errorf("--log-format journal: %q", l)
 	}
+
+	// The same from the file: [gaffer] log_format = journal.
+	dir = writeJournalConfig(t)
+	ini := filepath.Join(dir, "gaffer.ini")
+	b, err := os.ReadFile(ini)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ini, []byte(strings.Replace(string(b), "[gaffer]\n", "[gaffer]\nlog_format = journal\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jr = startJournalDaemon(t, dir, func(*os.File) []string { return []string{"JOURNAL_STREAM="} })
+	if l := jr.waitLine(`listening`); !strings.HasPrefix(l, "<6>listening ") {
+		t.Errorf("log_format = journal: %q", l)
+	}
 }
 
 func TestJournalHandlerLevelsAndEscapes(t *testing.T) {

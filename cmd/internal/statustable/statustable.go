@@ -34,6 +34,9 @@ type Row struct {
 	CPUPercent    *float64 `json:"cpu_percent"`    // of one core, since the previous sample
 	MemoryBytes   *int64   `json:"memory_bytes"`   // resident
 	LastExit      *int     `json:"last_exit_status"`
+	// LastExitSignal names the signal that ended the job's last process
+	// (SIGKILL…); "" when it exited by itself.
+	LastExitSignal string `json:"last_exit_signal"`
 }
 
 // Collect reads the rows of the jobs the client's key can read, those
@@ -50,6 +53,9 @@ func Collect(ctx context.Context, cl *gaffer.Client, keep func(job string) bool,
 			continue
 		}
 		base := Row{Job: j.Name, Restarts: j.Restarts, LastExit: j.LastExit}
+		if j.LastExitInfo != nil {
+			base.LastExitSignal = j.LastExitInfo.Signal
+		}
 		stats := map[int]gaffer.ProcStats{}
 		if len(j.Processes) > 0 {
 			js, err := cl.JobStats(ctx, j.Name)
@@ -130,7 +136,9 @@ func (r Row) Cells() []string {
 	if r.MemoryBytes != nil {
 		c[7] = Bytes(*r.MemoryBytes)
 	}
-	if r.LastExit != nil {
+	if r.LastExitSignal != "" {
+		c[8] = r.LastExitSignal
+	} else if r.LastExit != nil {
 		c[8] = strconv.Itoa(*r.LastExit)
 	}
 	return c
