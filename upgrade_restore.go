@@ -35,7 +35,7 @@ func takeHandoff() error {
 	if err != nil || fd < 3 {
 		return fmt.Errorf("%s=%q: not a descriptor", upgradeEnv, v)
 	}
-	f := os.NewFile(uintptr(fd), "upgrade-handoff")
+	f := inherited(fd, "upgrade-handoff")
 	data, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
@@ -51,7 +51,7 @@ func takeHandoff() error {
 	upgradeListeners.Lock()
 	upgradeListeners.inherited = map[string]net.Listener{}
 	for _, il := range doc.Listeners {
-		f := os.NewFile(uintptr(il.FD), "listener:"+il.Bind)
+		f := inherited(il.FD, "listener:"+il.Bind)
 		l, err := net.FileListener(f)
 		f.Close()
 		if err != nil {
@@ -112,7 +112,7 @@ func (d *Daemon) restoreHandoff() error {
 	if doc.LockFD < 0 {
 		return nil
 	}
-	dir := os.NewFile(uintptr(doc.LockFD), d.DataDir())
+	dir := inherited(doc.LockFD, d.DataDir())
 	if _, err := startLedger(d.DataDir(), dir, m, m.log); err != nil {
 		return fmt.Errorf("process record: %w", err)
 	}
@@ -230,6 +230,7 @@ func (m *Manager) restoreProc(j *job, u upProc) (*Process, func()) {
 		p.customOrder = append(p.customOrder, c.Label)
 	}
 	if u.Adopted && u.PidfFD >= 0 {
+		setCloexec(u.PidfFD, true)
 		p.pidf = pidFile(u.PidfFD)
 	} else if fd, err := pidfdOpen(p.OSPid); err == nil {
 		p.pidfd = fd // our unreaped child: the pid cannot name another process
@@ -286,6 +287,14 @@ func restoredStream(label string, ringSize int, next uint64, chunks [][]byte) *S
 // serves (non-blocking), as os.Pipe's are.
 func pollFile(fd int, name string) *os.File {
 	syscall.SetNonblock(fd, true)
+	return inherited(fd, name)
+}
+
+// inherited takes a descriptor of the handoff: close-on-exec again, so
+// that no child spawned from now on inherits it (a child holding the data
+// directory's lock or a pipe would outlive gafferd's kill -9 with it).
+func inherited(fd int, name string) *os.File {
+	setCloexec(fd, true)
 	return os.NewFile(uintptr(fd), name)
 }
 
@@ -298,7 +307,7 @@ func (m *Manager) restoreSocketsLocked(doc *upgradeDoc) {
 	t.bound, t.jobs = map[string]*boundSocket{}, map[string][]heldSocket{}
 	for _, us := range doc.Sockets {
 		spec, err := parseSocketSpec(us.Spec)
-		f := os.NewFile(uintptr(us.FD), us.Spec)
+		f := inherited(us.FD, us.Spec)
 		if err != nil {
 			m.log.Error("upgrade handoff: a job socket cannot be read; closed", "socket", us.Spec, "err", err)
 			f.Close()

@@ -368,6 +368,16 @@ func TestUpgradeKeepsChildrenAndEveryLine(t *testing.T) {
 	}
 	d.waitFor(10*time.Second, "the process spawned after the upgrades", func() bool { return d.job("default.a").Running == 2 })
 	all := d.osPids("default.a")
+	// No child inherits what the handoff passed (the data directory's
+	// lock, which would outlive gafferd with it).
+	for _, p := range all {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p))
+		for _, e := range ents {
+			if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", p, e.Name())); target == dir {
+				t.Fatalf("child %d holds the data directory (fd %s): an inherited descriptor leaked", p, e.Name())
+			}
+		}
+	}
 	for _, j := range jobs[1:] {
 		all = append(all, d.osPids(j)...)
 	}
