@@ -769,3 +769,15 @@ func (c *Client) WriteStream(ctx context.Context, pid int, stream string, data [
 	}
 	return c.do(ctx, http.MethodPost, clPath("streams", strconv.Itoa(pid), stream), nil, clRaw(data), nil)
 }
+
+// Upgrade asks gafferd to re-execute its binary in place (POST /upgrade,
+// admin). It returns once the new binary passed its check, with the
+// number of upgrades gafferd had gone through: GET / ("upgrades") shows
+// one more once the new instance answers.
+func (c *Client) Upgrade(ctx context.Context) (int64, error) {
+	var v struct {
+		Upgrades int64 `json:"upgrades"`
+	}
+	err := c.do(ctx, http.MethodPost, "/upgrade", nil, nil, &v)
+	return v.Upgrades, err
+}

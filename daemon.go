@@ -162,7 +162,10 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	// Signals first: a SIGTERM during start-up must still stop the
 	// processes already spawned, not kill gafferd and orphan them.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	if err := takeHandoff(); err != nil { // an upgrade in place (upgrade.go)
+		return err
+	}
 	defer signal.Stop(sigs)
 	if err := SetSubreaper(); err != nil {
 		d.log.Warn("cannot become child subreaper; escaped grandchildren will not be reaped", "err", err)
@@ -192,6 +195,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			default:
 			}
 		}})
+	d.Manager.continueInstance()         // the same instance after an upgrade in place
 	d.Manager.enableCgroups()            // a cgroup per process where the machine allows it
 	defer startStatsHistory(d.Manager)() // the console's graphs (statshistory.go), stopped when Run returns
 	setMaxSubscriberMemory(d.cfg.MaxSubscriberMemory)
@@ -200,7 +204,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 	d.Server = NewServer(ServerOptions{Manager: d.Manager, Auth: d.Auth, RequireKey: d.requireKey(),
 		UnixSocketTrusted: d.cfg.UnixSocketTrusted, CORSOrigins: d.cfg.CORSOrigins, Logger: d.log,
-		Reload: d.Reload, AllowedHosts: d.lkAnnouncedHosts()})
+		Reload: d.Reload, Upgrade: d.upgrade, AllowedHosts: d.lkAnnouncedHosts()})
 
 	// Webhooks before the first job loads: they see the start-up too.
 	d.hooks = &Webhooks{}
@@ -290,6 +294,8 @@ loop:
 			case syscall.SIGUSR1:
 				d.Manager.ReopenLogs()
 				d.log.Info("log files reopened")
+			case syscall.SIGUSR2:
+				go d.upgrade(nil) // returns only when it did not happen; it logs why
 			default:
 				d.log.Info("stopping", "signal", sig.String())
 				break loop
@@ -489,7 +495,12 @@ func trimSpaceBytes(b []byte) []byte {
 // something waits until the start is over (StateRecorder.Middleware). The
 // state is kept when gafferd has a configuration file or a --data-dir;
 // without either, the jobs of the (empty) configuration load as before.
+// After an upgrade in place, the jobs and processes come from the handoff
+// instead (restoreHandoff), already running.
 func (d *Daemon) restoreState() (func() error, error) {
+	if pendingHandoff != nil {
+		return func() error { return nil }, d.restoreHandoff()
+	}
 	if d.opts.ConfigPath == "" && d.opts.DataDir == "" {
 		for _, sj := range d.cfg.Jobs {
 			if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {

@@ -30,6 +30,9 @@ type ServerOptions struct {
 	// Reload re-reads the configuration file and applies (or, with
 	// dryRun, only computes) the difference (POST /reload).
 	Reload func(dryRun bool) (ReloadDiff, error)
+	// Upgrade re-executes gafferd in place (POST /upgrade, upgrade.go);
+	// started is called once the new binary passed its check.
+	Upgrade func(started func()) error
 	// Extra routes added by plugins and embedders, by pattern.
 	Extra map[string]http.Handler
 	// AllowedHosts are more host names that loopback listeners accept in
@@ -52,6 +55,7 @@ type Server struct {
 	cors        map[string]bool
 	log         *slog.Logger
 	reload      func(bool) (ReloadDiff, error)
+	upgrade     func(func()) error
 	mux         *http.ServeMux
 	checkOrigin func(*http.Request) bool
 	hosts       []string      // AllowedHosts
@@ -77,7 +81,7 @@ func NewServer(opts ServerOptions) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{m: opts.Manager, auth: opts.Auth, requireKey: opts.RequireKey && opts.Auth != nil,
-		trustUnix: opts.UnixSocketTrusted, cors: map[string]bool{}, log: opts.Logger, reload: opts.Reload,
+		trustUnix: opts.UnixSocketTrusted, cors: map[string]bool{}, log: opts.Logger, reload: opts.Reload, upgrade: opts.Upgrade,
 		bodyTimeout: bodyReadTimeout}
 	for _, o := range opts.CORSOrigins {
 		s.cors[strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")] = true
@@ -412,7 +416,7 @@ func (s *Server) Listen(ep EndpointConfig) (net.Listener, http.Handler, error) {
 			return nil, nil, fmt.Errorf("endpoint %s: empty unix socket path", ep.Name)
 		}
 		var err error
-		l, err = listenUnix(path, ep.SocketMode)
+		l, err = upgradeListen(bind, func() (net.Listener, error) { return listenUnix(path, ep.SocketMode) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("endpoint %s: %w", ep.Name, err)
 		}
@@ -424,7 +428,7 @@ func (s *Server) Listen(ep EndpointConfig) (net.Listener, http.Handler, error) {
 		}
 		host, _, _ := net.SplitHostPort(addr)
 		var err error
-		l, err = net.Listen("tcp", addr)
+		l, err = upgradeListen(bind, func() (net.Listener, error) { return net.Listen("tcp", addr) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("endpoint %s: %w", ep.Name, err)
 		}

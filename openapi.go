@@ -73,6 +73,7 @@ var oaRoutes = []oaRoute{
 	{method: "get", path: "/openapi.json", pattern: "GET /openapi.json", tag: "server", summary: "This description", ok: 200, okBody: "object"},
 	{method: "get", path: "/metrics", pattern: "GET /metrics", tag: "server", summary: "Figures in the Prometheus text format, or OpenMetrics when Accept asks for it", ok: 200, okBody: "metrics"},
 	{method: "post", path: "/reload", pattern: "POST /reload", tag: "server", summary: "Re-read the configuration file and apply the difference", query: []oaParam{qDryRun}, ok: 200, okBody: "ReloadDiff", errs: []int{400, 401, 403, 503}},
+	{method: "post", path: "/upgrade", pattern: "POST /upgrade", tag: "server", summary: "Re-execute gafferd's binary in place (admin): the processes, their output and the listeners carry on; 202 once the new binary passed its check", ok: 202, okBody: "object", errs: []int{401, 403, 409, 503}},
 	{method: "get", path: "/pids", pattern: "GET /pids", tag: "jobs", summary: "Internal pids of every live process", ok: 200, okBody: "Pids"},
 	{method: "get", path: "/sessions", pattern: "GET /sessions", tag: "jobs", summary: "The sessions (applications)", ok: 200, okBody: "Sessions"},
 	{method: "get", path: "/jobs", pattern: "GET /jobs", tag: "jobs", summary: "Every job's name, or with details the info of every job the key can read", query: []oaParam{qDetails}, ok: 200, okBody: "Jobs"},

@@ -70,6 +70,9 @@ type Process struct {
 	// cg is the process's cgroup (cgroup_linux.go), nil without one; set
 	// at spawn (or adoption) and never changed.
 	cg *cgLeaf
+	// pipes are its output pipes and their readers, which an upgrade
+	// pauses and hands over (upgrade.go); set at spawn.
+	pipes []*outPipe
 
 	statsMu  sync.Mutex
 	lastCPU  float64 // seconds
@@ -476,8 +479,7 @@ func spawnProcess(s *spawnSpec, onExit func(*Process, syscall.WaitStatus)) (*Pro
 	for _, rd := range readers {
 		st := NewStream(rd.label, s.ringSize)
 		p.streams[rd.label] = st
-		p.ioWG.Add(1)
-		go p.readLoop(rd.f, st, s.onOutput, s.log)
+		p.startPipe(&outPipe{f: rd.f, st: st, onOutput: s.onOutput, log: s.log})
 	}
 	go func() {
 		p.ioWG.Wait()
@@ -505,18 +507,30 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return 
 
 // readLoop drains one output pipe until EOF, whatever the subscribers do.
 // A panic of the ring, a sink or the output hook is logged with its stack
-// and the loop goes on draining: the process stays supervised.
-func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, string, []byte), log *slog.Logger) {
-	defer p.ioWG.Done()
-	defer st.Close()
-	defer f.Close()
-	guard := &outputGuard{log: log, pid: p.ID, job: p.Job, label: st.Label}
-	if onOutput != nil {
-		defer guard.call(func() { onOutput(p, st.Label, nil) }) // end of this writer's output
+// and the loop goes on draining: the process stays supervised. A pipe
+// paused for an upgrade (upgrade.go) stops without closing anything.
+func (p *Process) readLoop(pp *outPipe) {
+	defer close(pp.stopped)
+	f, st, onOutput := pp.f, pp.st, pp.onOutput
+	guard := &outputGuard{log: pp.log, pid: p.ID, job: p.Job, label: st.Label}
+	if pp.drain(guard, p) {
+		pp.handed = true // the pipe stays open: the upgraded gafferd reads on
+		return
 	}
+	if onOutput != nil {
+		guard.call(func() { onOutput(p, st.Label, nil) }) // end of this writer's output
+	}
+	f.Close()
+	st.Close()
+	p.ioWG.Done()
+}
+
+// drain reads the pipe until EOF (false) or a pause (true).
+func (pp *outPipe) drain(guard *outputGuard, p *Process) (paused bool) {
+	f, st, onOutput := pp.f, pp.st, pp.onOutput
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return
+		return false
 	}
 	for {
 		var n int
@@ -543,8 +557,11 @@ func (p *Process) readLoop(f *os.File, st *Stream, onOutput func(*Process, strin
 			readBufPool.Put(buf)
 			return true
 		})
+		if err != nil && pp.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+			return true
+		}
 		if err != nil || n <= 0 || (rerr != nil && !errors.Is(rerr, syscall.EAGAIN)) {
-			return
+			return false
 		}
 	}
 }

@@ -28,6 +28,7 @@ type reaper struct {
 	kick    chan struct{}
 	sweep   *time.Timer
 	zombies map[int]bool // unknown zombies seen at the last sweep
+	calling int          // exits reaped whose waiters have not returned yet
 }
 
 var theReaper = &reaper{waiters: map[int]func(syscall.WaitStatus){}, kick: make(chan struct{}, 1)}
@@ -206,8 +207,14 @@ func (r *reaper) reap() {
 	if blocked {
 		done = r.reapKnown(done)
 	}
+	r.calling += len(done) // an upgrade waits until they are handled
 	r.mu.Unlock()
 	for _, d := range done {
 		d.fn(d.ws)
+	}
+	if len(done) > 0 {
+		r.mu.Lock()
+		r.calling -= len(done)
+		r.mu.Unlock()
 	}
 }

@@ -44,6 +44,7 @@ func (s *Server) routes() {
 	mx.HandleFunc("POST /jobs/{sid}/{name}/commit", s.audited(s.jobRoute(manage, 200, s.handleCommit)))
 	mx.HandleFunc("POST /jobs/{sid}/{name}/restart", s.audited(s.jobRoute(manage, 200, s.handleRestart)))
 	mx.HandleFunc("POST /reload", s.audited(s.handleReload))
+	mx.HandleFunc("POST /upgrade", s.audited(s.handleUpgrade))
 	if s.auth != nil {
 		s.auth.RegisterRoutes(mx)
 	} else {
@@ -62,6 +63,7 @@ func (s *Server) routes() {
 func (s *Server) handleWelcome(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"welcome": "gaffer", "version": CompatVersion, "gaffer_version": Version}
 	s.m.describeContainment(out) // "containment": cgroup2:<dir> or process-groups
+	out["upgrades"] = upgradeCount.Load()
 	writeJSON(w, 200, out)
 }
 

@@ -2,6 +2,7 @@ package gaffer
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 )
@@ -22,8 +23,9 @@ import (
 // execve on this thread too (through spawner.do): execve ends every other
 // thread, and the children of an ended thread get their death signal.
 type spawner struct {
-	once sync.Once
-	reqs chan func()
+	once   sync.Once
+	reqs   chan func()
+	onMain bool // the loop runs on the process's main thread (RunWithSpawner)
 }
 
 var theSpawner = &spawner{reqs: make(chan func())}
@@ -50,4 +52,23 @@ func (s *spawner) do(fn func()) {
 	if perr != nil {
 		panic(fmt.Sprintf("spawner: %v", perr))
 	}
+}
+
+// RunWithSpawner runs main in a goroutine while the calling goroutine
+// serves the spawner, then exits with main's status. gafferd calls it
+// from its main function, with runtime.LockOSThread in an init function
+// (so that main runs on the main thread): the spawner thread is then the
+// main thread, which is what a second upgrade in place needs (the thread
+// that execs becomes the main thread, and it must be the parent of every
+// child, those spawned before the first upgrade included).
+func RunWithSpawner(main func() int) {
+	s := theSpawner
+	started := false
+	s.once.Do(func() { started = true })
+	if !started {
+		panic("gaffer.RunWithSpawner: the spawner already runs")
+	}
+	s.onMain = onMainThread()
+	go func() { os.Exit(main()) }()
+	s.loop()
 }

@@ -143,3 +143,26 @@ func (s *stdinSlot) release() {
 		delete(stdinQueues.m, s.p)
 	}
 }
+
+// tryHoldWrites takes the turn to write to p (stdin and custom streams
+// share it) without waiting, so that no write is under way or starts
+// until release is called: an upgrade in place hands the pipes over with
+// no message cut in half. ok is false when a write is under way.
+func (p *Process) tryHoldWrites() (release func(), ok bool) {
+	stdinQueues.mu.Lock()
+	q := stdinQueues.m[p]
+	if q == nil {
+		q = &stdinQueue{turn: make(chan struct{}, 1)}
+		stdinQueues.m[p] = q
+	}
+	q.pending++ // keeps q in the map while held
+	stdinQueues.mu.Unlock()
+	slot := &stdinSlot{p: p, q: q}
+	select {
+	case q.turn <- struct{}{}:
+		return func() { <-q.turn; slot.release() }, true
+	default:
+		slot.release()
+		return nil, false
+	}
+}

@@ -119,6 +119,7 @@ type jobInfo struct {
 	Running      int            `json:"running"`
 	MaxProcesses int            `json:"max_processes"`
 	Processes    []int          `json:"processes"`
+	Restarts     int            `json:"restarts"`
 	Config       map[string]any `json:"config"`
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -26,8 +27,14 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// The main goroutine stays on the main thread, where it serves the
+// spawner: an upgrade in place (SIGUSR2) execs from the thread that is
+// every child's parent, and that must be the main thread (see
+// gaffer.RunWithSpawner).
+func init() { runtime.LockOSThread() }
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	gaffer.RunWithSpawner(func() int { return run(os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 // usageText is the synopsis of the gaffer documentation's "gafferd -h",
@@ -118,6 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		v1          = fs.Bool("v", false, "print lifecycle events on stdout")
 		v2          = fs.Bool("vv", false, "print every event and all process output on stdout")
 		version     = fs.Bool("version", false, "print the version and exit")
+		upCheck     = fs.Bool("upgrade-check", false, "check that this binary can take over a running gafferd (read the configuration, print the handoff protocol) and exit")
 	)
 	for _, n := range []string{"c", "config"} {
 		fs.StringVar(&config, n, "", "configuration file or directory")
@@ -150,6 +158,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *version {
 		fmt.Fprintf(stdout, "gafferd %s\n", gaffer.Version)
+		return 0
+	}
+	if *upCheck {
+		if err := gaffer.UpgradeCheck(config, stdout); err != nil {
+			fmt.Fprintf(stderr, "gafferd: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	if *daemon && os.Getenv("GAFFERD_DAEMONIZED") == "" {
