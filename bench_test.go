@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -251,6 +252,60 @@ func BenchmarkBusPublish(b *testing.B) {
 	}
 }
 
+// bnSpawnNames are the names of a spawn of job default.w (eventNames).
+var bnSpawnNames = []string{"spawn", "job.default.w.spawn", "proc.default.w.spawn", "job.w.spawn", "proc.w.spawn"}
+
+// bnUnrelated subscribes n subscriptions on topics the spawn of default.w
+// never matches: other jobs of its session, other sessions, other pids,
+// other kinds of event (as n /watch clients of other jobs would).
+func bnUnrelated(bus *Bus, n int) {
+	for i := 0; i < n; i++ {
+		var p string
+		switch i % 4 {
+		case 0:
+			p = "job.default.other" + strconv.Itoa(i)
+		case 1:
+			p = "proc.s" + strconv.Itoa(i) + ".web"
+		case 2:
+			p = "proc." + strconv.Itoa(i)
+		default:
+			p = "exit"
+		}
+		bus.Subscribe(1, p) // never read: none of them matches
+	}
+}
+
+// BenchmarkBusPublishUnrelated publishes a spawn event (five names) on a
+// bus with 0 or 10,000 subscriptions that do not match it, alternating
+// between the two buses in each iteration so that both are measured in
+// the same moments of a shared machine. ns/op is the pair; the metrics
+// are each bus's cost per event and their ratio (the goal: ≤ 2).
+func BenchmarkBusPublishUnrelated(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("subscriptions=%d", n), func(b *testing.B) {
+			none, busy := NewBus(), NewBus()
+			bnUnrelated(busy, n)
+			var tNone, tBusy time.Duration
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				t0 := time.Now()
+				none.publish(bnSpawnNames, map[string]any{"name": "default.w", "pid": i})
+				t1 := time.Now()
+				busy.publish(bnSpawnNames, map[string]any{"name": "default.w", "pid": i})
+				t2 := time.Now()
+				tNone += t1.Sub(t0)
+				tBusy += t2.Sub(t1)
+			}
+			if busy.Drops() != 0 {
+				b.Fatalf("%d unrelated subscriptions were sent the event", busy.Drops())
+			}
+			b.ReportMetric(float64(tNone.Nanoseconds())/float64(b.N), "ns-none/op")
+			b.ReportMetric(float64(tBusy.Nanoseconds())/float64(b.N), "ns-busy/op")
+			b.ReportMetric(float64(tBusy)/float64(tNone), "busy/none")
+		})
+	}
+}
+
 // BenchmarkJobInfoJSON is the body of GET /jobs/<sid>/<job>: the manager
 // snapshot of a job with 100 processes and its JSON encoding.
 func BenchmarkJobInfoJSON(b *testing.B) {
@@ -329,4 +384,49 @@ func BenchmarkCrashLoop(b *testing.B) {
 		b.StopTimer()
 		m.StopJob("default.storm")
 	})
+}
+
+// BenchmarkJobInfoDuringCrashLoop reads a job's info (GET
+// /jobs/default/x's body, JobInfoJSON) in a loop for 3 s while another job
+// of 1,000 /bin/true processes crash-loops (flapping off: each is
+// respawned as soon as it exits), and reports the read latency
+// percentiles and the respawns per second; bench/api_load.sh
+// (LOADS=crash) measures the same over HTTP. With -mutexprofile it shows
+// who holds the manager's lock meanwhile.
+func BenchmarkJobInfoDuringCrashLoop(b *testing.B) {
+	const bnTrue = "/bin/true"
+	if _, err := os.Stat(bnTrue); err != nil {
+		b.Skipf("%s not available: %v", bnTrue, err)
+	}
+	for b.Loop() {
+		m := bnManager(b)
+		if err := m.Load("default", bnSleepConfig("x", 1), nil, true); err != nil {
+			b.Fatal(err)
+		}
+		crash := NewJobConfig("crash", bnTrue)
+		crash.NumProcesses = 1000
+		crash.GracefulTimeout = time.Second
+		if err := m.Load("default", crash, nil, true); err != nil {
+			b.Fatal(err)
+		}
+		info0, _ := m.JobInfo("default.crash", false)
+		lat := make([]time.Duration, 0, 1<<20)
+		end := time.Now().Add(3 * time.Second)
+		for t0 := time.Now(); t0.Before(end); t0 = time.Now() {
+			if _, err := m.JobInfoJSON("default.x", true); err != nil {
+				b.Fatal(err)
+			}
+			if len(lat) < cap(lat) {
+				lat = append(lat, time.Since(t0))
+			}
+		}
+		info1, _ := m.JobInfo("default.crash", false)
+		m.StopJob("default.crash")
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		b.ReportMetric(float64(lat[len(lat)*999/1000].Nanoseconds()), "p99.9-ns")
+		b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+		b.ReportMetric(float64(info1.Restarts-info0.Restarts)/3, "respawns/s")
+	}
 }

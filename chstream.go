@@ -49,6 +49,14 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 	}()
 	var queued []queuedBatch
 	var frames []relayFrame
+	// A transport that queues what it is given (SockJS) is given a batch
+	// only once it has room and the batch before has gone into it, so
+	// that a slow client's connection holds its queue and nothing more.
+	windowed, _ := wr.ws.(chWindowed)
+	window := 2
+	if windowed != nil {
+		window = 1
+	}
 	defer func() {
 		for _, q := range queued {
 			select {
@@ -64,7 +72,7 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 	window:
 		for len(queued) > 0 {
 			q := queued[0]
-			if len(queued) >= 2 || subscriberMemory.short() {
+			if len(queued) >= window || subscriberMemory.short() {
 				select {
 				case <-q.sent:
 				case <-quit:
@@ -81,6 +89,15 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 			}
 			q.buf.free(true)
 			queued = queued[1:]
+		}
+		if windowed != nil {
+			select {
+			case <-windowed.room():
+			case <-quit:
+				return false
+			case <-wr.quit:
+				return false
+			}
 		}
 		b := rd.read()
 		if b.empty() {
@@ -135,8 +152,16 @@ func relayFrames(rd *StreamSub, wr *chWriter, quit <-chan struct{}, enc frameEnc
 	}
 }
 
+// chWindowed is a transport that queues the messages it is given (a
+// SockJS session): room returns a channel closed once it has room for
+// more (at once when it has, or when it is closed).
+type chWindowed interface {
+	room() <-chan struct{}
+}
+
 // chStreamEncoder encodes the STREAM events of one control channel topic,
-// as chStreamData inside {"data": …, "event": "gaffer:event"}.
+// as chStreamData inside {"data": …, "event": "gaffer:event"}, time
+// included.
 type chStreamEncoder struct {
 	prefix []byte // up to the chunk's data
 	gapFor func(g Gap) any
@@ -144,8 +169,9 @@ type chStreamEncoder struct {
 
 func (e *chStreamEncoder) chunk(b []byte, c Chunk) ([]byte, WSOpcode) {
 	b = appendJSONString(append(b, e.prefix...), c.Data)
-	b = append(strconv.AppendUint(append(b, `,"seq":`...), c.Seq, 10), `},"event":"gaffer:event"}`...)
-	return b, WSText
+	b = strconv.AppendUint(append(b, `,"seq":`...), c.Seq, 10)
+	b = appendCaptureTime(append(b, `,"time":"`...), c.Time)
+	return append(b, `"},"event":"gaffer:event"}`...), WSText
 }
 
 func (e *chStreamEncoder) gap(b []byte, g Gap) ([]byte, WSOpcode) {
@@ -157,8 +183,13 @@ func (e *chStreamEncoder) gap(b []byte, g Gap) ([]byte, WSOpcode) {
 // encodes a Go string (HTML characters, U+2028 and U+2029 escaped, invalid
 // UTF-8 replaced by \ufffd), without the conversion to a string.
 func appendJSONString(b, s []byte) []byte {
+	return append(appendJSONChars(append(b, '"'), s), '"')
+}
+
+// appendJSONChars appends s as the inside of a JSON string (no quotes).
+// Pieces of s cut by jsonCut encode, end to end, as s does.
+func appendJSONChars(b, s []byte) []byte {
 	const hex = "0123456789abcdef"
-	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
@@ -200,7 +231,33 @@ func appendJSONString(b, s []byte) []byte {
 		i += size
 		start = i
 	}
-	return append(append(b, s[start:]...), '"')
+	return append(b, s[start:]...)
+}
+
+// jsonCut returns where to cut s so that its first part has at most n
+// bytes (at least one rune when n < utf8.UTFMax) and the cut falls between
+// two of the runes appendJSONChars reads: never inside a UTF-8 sequence,
+// so that the parts encode as the whole does.
+func jsonCut(s []byte, n int) int {
+	if n >= len(s) {
+		return len(s)
+	}
+	n = max(n, utf8.UTFMax)
+	if n >= len(s) {
+		return len(s)
+	}
+	// The last byte that starts a sequence, within a rune's length before
+	// the cut: when the bytes from it to the cut are not a whole rune (or
+	// an invalid one), the rune goes to the next part.
+	for i := n; i > n-utf8.UTFMax && i >= 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			if i < n && !utf8.FullRune(s[i:n]) {
+				return i
+			}
+			break
+		}
+	}
+	return n
 }
 
 // jsonSafe tells the ASCII bytes that appendJSONString copies as they are.

@@ -112,13 +112,47 @@ func clWatchPath(pattern string) (path string, filter bool) {
 // GET /watch/...?feed=eventsource. The channel is closed when ctx ends,
 // when gafferd closes the feed (it stops, or the client fell too far
 // behind) or on a read error; check ctx.Err() to tell them apart. Events
-// carry the time they were received.
+// carry the time gafferd published them (the time they were received
+// from a gafferd that does not say).
 func (c *Client) Watch(ctx context.Context, pattern string) (<-chan Event, error) {
-	path, filter := clWatchPath(pattern)
-	resp, err := c.openFeed(ctx, path, url.Values{"feed": {"eventsource"}, "heartbeat": {"30"}}, nil)
+	out, _, err := c.watch(ctx, pattern, false)
+	return out, err
+}
+
+// FollowEvents is Watch starting with the events gafferd still holds
+// (its last 1024 events, those matching pattern), returned as backlog,
+// oldest first; live has what comes after.
+func (c *Client) FollowEvents(ctx context.Context, pattern string) (backlog []Event, live <-chan Event, err error) {
+	out, head, err := c.watch(ctx, pattern, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if head == 0 {
+		return nil, out, nil
+	}
+	for ev := range out {
+		backlog = append(backlog, ev)
+		if ev.seq >= head {
+			break
+		}
+	}
+	return backlog, out, nil
+}
+
+// watch opens a /watch feed (with what the bus holds when backlog is
+// set) and returns the id of the last event already held when it opened
+// (X-Gaffer-Last-Seq; 0 when none, or from a gafferd that does not say).
+func (c *Client) watch(ctx context.Context, pattern string, backlog bool) (<-chan Event, uint64, error) {
+	path, filter := clWatchPath(pattern)
+	q := url.Values{"feed": {"eventsource"}, "heartbeat": {"30"}}
+	if backlog {
+		q.Set("since", "0")
+	}
+	resp, err := c.openFeed(ctx, path, q, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	head, _ := strconv.ParseUint(resp.Header.Get("X-Gaffer-Last-Seq"), 10, 64)
 	out := make(chan Event, 256)
 	go func() {
 		defer close(out)
@@ -138,27 +172,41 @@ func (c *Client) Watch(ctx context.Context, pattern string) (<-chan Event, error
 			if data == nil {
 				data = map[string]any{}
 			}
+			if name == "gap" {
+				return true // events lost before these: nothing to show
+			}
 			if filter && !MatchPattern(pattern, name) {
 				return true
 			}
+			ev := Event{Name: name, Data: data, Time: time.Now()}
+			if ts, ok := data["time"].(string); ok {
+				if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+					ev.Time = t
+					delete(data, "time")
+				}
+			}
+			ev.seq, _ = strconv.ParseUint(e.id, 10, 64)
 			select {
-			case out <- Event{Name: name, Data: data, Time: time.Now()}:
+			case out <- ev:
 				return true
 			case <-ctx.Done():
 				return false
 			}
 		})
 	}()
-	return out, nil
+	return out, head, nil
 }
 
-// OutputChunk is one piece of a process's output from StreamOutput. Gap,
-// when set, says that chunks were lost before this point (the ring buffer
-// no longer held them); Data is then empty.
+// OutputChunk is one piece of a process's output from StreamOutput or
+// FollowOutput. Gap, when set, says that chunks were lost before this
+// point (the ring buffer no longer held them); Data is then empty.
 type OutputChunk struct {
 	Seq  uint64 // sequence number (resume after it with since = Seq)
 	Data []byte
 	Gap  *Gap
+	// Time is when gafferd captured the chunk (FollowOutput; zero from
+	// StreamOutput, or from a gafferd that does not say).
+	Time time.Time
 }
 
 // StreamOutput follows one output stream of a process (label "" is its
@@ -168,13 +216,43 @@ type OutputChunk struct {
 // the process's stream ends (it exited), when ctx ends or on an error.
 // Output travels as SSE text, so a lone '\r' arrives as '\n'.
 func (c *Client) StreamOutput(ctx context.Context, pid int, label string, since int64) (<-chan OutputChunk, error) {
+	out, _, err := c.streamOutput(ctx, pid, label, since, false)
+	return out, err
+}
+
+// FollowOutput is StreamOutput with each chunk's capture time (output
+// travels as JSON: text, where bytes that are not UTF-8 arrive as
+// U+FFFD). With since >= 0, what the ring buffer held after since when
+// the feed opened is returned as backlog (gap markers included); live
+// has what comes after.
+func (c *Client) FollowOutput(ctx context.Context, pid int, label string, since int64) (backlog []OutputChunk, live <-chan OutputChunk, err error) {
+	out, head, err := c.streamOutput(ctx, pid, label, since, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if since < 0 || head <= uint64(since) {
+		return nil, out, nil
+	}
+	for ch := range out {
+		backlog = append(backlog, ch)
+		if ch.Seq >= head || ch.Gap != nil && ch.Gap.To >= head {
+			break
+		}
+	}
+	return backlog, out, nil
+}
+
+// streamOutput opens an output feed, raw or as JSON, and returns the
+// sequence number of the last chunk written when it opened
+// (X-Gaffer-Last-Seq; 0 from a gafferd that does not say).
+func (c *Client) streamOutput(ctx context.Context, pid int, label string, since int64, asJSON bool) (<-chan OutputChunk, uint64, error) {
 	if label == "" {
 		info, err := c.ProcessInfo(ctx, pid)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if len(info.RedirectOutput) == 0 {
-			return nil, Errorf(CodeNotRedirected, 400, "process %d has no redirected output", pid)
+			return nil, 0, Errorf(CodeNotRedirected, 400, "process %d has no redirected output", pid)
 		}
 		label = info.RedirectOutput[0]
 	}
@@ -182,10 +260,14 @@ func (c *Client) StreamOutput(ctx context.Context, pid int, label string, since 
 	if since >= 0 {
 		q.Set("since", strconv.FormatInt(since, 10))
 	}
+	if asJSON {
+		q.Set("format", "json")
+	}
 	resp, err := c.openFeed(ctx, clPath("streams", strconv.Itoa(pid), label), q, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	head, _ := strconv.ParseUint(resp.Header.Get("X-Gaffer-Last-Seq"), 10, 64)
 	out := make(chan OutputChunk, 256)
 	go func() {
 		defer close(out)
@@ -201,6 +283,22 @@ func (c *Client) StreamOutput(ctx context.Context, pid int, label string, since 
 					return true
 				}
 				ch.Gap = &g
+			case "chunk":
+				if !asJSON {
+					ch.Data = []byte(e.data) // a stream labelled "chunk"
+					ch.Seq, _ = strconv.ParseUint(e.id, 10, 64)
+					break
+				}
+				var m struct {
+					Seq  uint64 `json:"seq"`
+					Time string `json:"time"`
+					Data string `json:"data"`
+				}
+				if json.Unmarshal([]byte(e.data), &m) != nil {
+					return true
+				}
+				ch.Seq, ch.Data = m.Seq, []byte(m.Data)
+				ch.Time, _ = time.Parse(time.RFC3339Nano, m.Time)
 			default:
 				ch.Data = []byte(e.data)
 				ch.Seq, _ = strconv.ParseUint(e.id, 10, 64)
@@ -213,7 +311,7 @@ func (c *Client) StreamOutput(ctx context.Context, pid int, label string, since 
 			}
 		})
 	}()
-	return out, nil
+	return out, head, nil
 }
 
 // Modes of the process I/O websocket (reference §4.1).

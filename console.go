@@ -32,15 +32,23 @@ func NewConsolePrinter(w io.Writer, color bool) *ConsolePrinter {
 
 func newConsolePrinter(w io.Writer) *ConsolePrinter { return NewConsolePrinter(w, false) }
 
-// Line prints one line under name.
+// Line prints one line under name, stamped with the time now.
 func (c *ConsolePrinter) Line(name, text string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lineLocked(name, text)
+	c.LineAt(time.Now(), name, text)
 }
 
-func (c *ConsolePrinter) lineLocked(name, text string) {
-	ts := time.Now().Format("15:04:05")
+// LineAt prints one line under name, stamped with at (the time its
+// output was captured, or its event published).
+func (c *ConsolePrinter) LineAt(at time.Time, name, text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lineAtLocked(at, name, text)
+}
+
+func (c *ConsolePrinter) lineLocked(name, text string) { c.lineAtLocked(time.Now(), name, text) }
+
+func (c *ConsolePrinter) lineAtLocked(at time.Time, name, text string) {
+	ts := at.Format("15:04:05")
 	if c.Color {
 		col, ok := c.colors[name]
 		if !ok {

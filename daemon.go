@@ -213,7 +213,8 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	// Jobs: the file's, merged with the runtime state (state.go), in
 	// priority order, then the jobs loaded through the API.
 	d.fileJobs = append([]SessionJob(nil), d.cfg.Jobs...)
-	if err := d.restoreState(); err != nil {
+	startRestored, err := d.restoreState()
+	if err != nil {
 		d.shutdown()
 		return err
 	}
@@ -239,6 +240,11 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 				errc <- err
 			}
 		}()
+	}
+	// The API answers while the restored jobs start (changes wait).
+	if err := startRestored(); err != nil {
+		d.shutdown()
+		return err
 	}
 	apps := append([]App(nil), plWithPlugins(d.opts.Apps)...)
 	if lookupApp != nil {
@@ -475,27 +481,33 @@ func trimSpaceBytes(b []byte) []byte {
 }
 
 // restoreState loads the jobs of the configuration file merged with the
-// state file (MergeState) and starts recording changes. The state is kept
-// when gafferd has a configuration file or a --data-dir; without either,
-// the jobs of the (empty) configuration load as before.
-func (d *Daemon) restoreState() error {
+// state file (MergeState), each one stopped and scaled to its target, and
+// returns the second step, which starts the ones meant to run and then
+// starts recording changes. Run opens the API in between: with many jobs,
+// gafferd answers (GET /jobs lists every job, those not started yet as
+// "not_started") while their processes start, and a request that changes
+// something waits until the start is over (StateRecorder.Middleware). The
+// state is kept when gafferd has a configuration file or a --data-dir;
+// without either, the jobs of the (empty) configuration load as before.
+func (d *Daemon) restoreState() (func() error, error) {
 	if d.opts.ConfigPath == "" && d.opts.DataDir == "" {
 		for _, sj := range d.cfg.Jobs {
 			if err := d.Manager.Load(sj.Session, sj.Config, nil, sj.Config.Start); err != nil {
 				d.log.Error("cannot load job", "job", sj.FullName(), "err", err)
 			}
 		}
-		return nil
+		return func() error { return nil }, nil
 	}
 	if err := d.Manager.useDataDir(d.DataDir()); err != nil {
-		return err
+		return nil, err
 	}
 	defer d.Manager.releaseUnclaimed()
 	sf, saved, err := OpenState(d.DataDir(), d.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	unrestored := false
+	var starts []string
 	for _, rj := range restoreOrder(d.withinLimits(MergeState(d.cfg.Jobs, saved), &unrestored)) {
 		full := rj.FullName()
 		// Loaded stopped, scaled, then started: a job that cannot spawn
@@ -509,9 +521,7 @@ func (d *Daemon) restoreState() error {
 			d.Manager.setTarget(full, rj.Target)
 		}
 		if rj.Start {
-			if err := d.Manager.StartJob(full); err != nil {
-				d.log.Error("cannot start job; retrying", "job", full, "err", err)
-			}
+			starts = append(starts, full)
 		}
 	}
 	if unrestored {
@@ -527,7 +537,19 @@ func (d *Daemon) restoreState() error {
 		defer d.mu.Unlock()
 		return append([]SessionJob(nil), d.fileJobs...)
 	})
-	return d.state.StartManager(d.Manager)
+	return func() error {
+		for _, full := range starts {
+			// A job a client started or stopped meanwhile (through a
+			// websocket command, say) is left as the client made it.
+			if info, err := d.Manager.JobInfo(full, false); err != nil || info.State != JobNotStarted {
+				continue
+			}
+			if err := d.Manager.StartJob(full); err != nil {
+				d.log.Error("cannot start job; retrying", "job", full, "err", err)
+			}
+		}
+		return d.state.StartManager(d.Manager)
+	}, nil
 }
 
 // fileJobConfig returns the file's config of a job (zero when the file

@@ -46,13 +46,19 @@ const busRingSize = 1024
 //
 // Events reach a subscription in publish order. A subscription whose
 // queue is full is cut off: its channel is closed and Overflowed reports
-// true. Publish never blocks; its cost is one pass over the
-// subscriptions. Every event gets a sequence number and the last
+// true. Publish never blocks; its cost is proportional to the segments of
+// its names and the subscriptions that match, whatever the number of
+// subscriptions on other topics: subscriptions are indexed by pattern in
+// a trie of segments (busNode), and a publish walks only the paths of its
+// names. Every event gets a sequence number and the last
 // busRingSize events are kept so that a client can resume
 // (subscribeAfter). A Bus is safe for concurrent use.
 type Bus struct {
 	mu    sync.Mutex
-	subs  map[*Subscription]struct{}
+	subs  map[*Subscription]struct{} // every live subscription
+	every map[*Subscription]struct{} // those with the pattern "." (or none)
+	root  busNode                    // the others, by pattern
+	hits  []*Subscription            // scratch of publish: the matching subscriptions
 	seq   uint64
 	ring  []Event // the last events, ring[(head+i)%len] for i < n
 	head  int
@@ -68,7 +74,84 @@ func newBusRing(size int) *Bus {
 	if size < 1 {
 		size = 1
 	}
-	return &Bus{subs: map[*Subscription]struct{}{}, ring: make([]Event, size)}
+	return &Bus{subs: map[*Subscription]struct{}{}, every: map[*Subscription]struct{}{}, ring: make([]Event, size)}
+}
+
+// busNode is a node of the bus's pattern trie: the node reached from the
+// root by the segments of a pattern ("job.default" = kids["job"],
+// then kids["default"]) holds the subscriptions with that pattern. An
+// event name matches exactly the patterns of the nodes on its own path
+// (the segment-prefix rule), so a publish visits those and nothing else.
+type busNode struct {
+	kids map[string]*busNode
+	subs map[*Subscription]struct{}
+}
+
+// nextSegment splits a name or pattern at its first '.': the segment
+// before it, the rest after it, and whether there was a '.'.
+func nextSegment(s string) (seg, rest string, more bool) {
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
+}
+
+// add indexes s under the normalised pattern p (not ".").
+func (n *busNode) add(p string, s *Subscription) {
+	for more := true; more; {
+		var seg string
+		seg, p, more = nextSegment(p)
+		k := n.kids[seg]
+		if k == nil {
+			if n.kids == nil {
+				n.kids = map[string]*busNode{}
+			}
+			k = &busNode{}
+			n.kids[seg] = k
+		}
+		n = k
+	}
+	if n.subs == nil {
+		n.subs = map[*Subscription]struct{}{}
+	}
+	n.subs[s] = struct{}{}
+}
+
+// remove takes s out of the node of pattern p and prunes the nodes left
+// empty, so that the trie holds only the patterns in use.
+func (n *busNode) remove(p string, s *Subscription) {
+	seg, rest, more := nextSegment(p)
+	k := n.kids[seg]
+	if k == nil {
+		return
+	}
+	if more {
+		k.remove(rest, s)
+	} else {
+		delete(k.subs, s)
+	}
+	if len(k.subs) == 0 && len(k.kids) == 0 {
+		delete(n.kids, seg)
+	}
+}
+
+// collect appends to hits the subscriptions of the patterns on the path
+// of name, each once per publish (mark is the publish's number).
+func (n *busNode) collect(name string, mark uint64, hits []*Subscription) []*Subscription {
+	for more := true; more; {
+		var seg string
+		seg, name, more = nextSegment(name)
+		if n = n.kids[seg]; n == nil {
+			break
+		}
+		for s := range n.subs {
+			if s.mark != mark {
+				s.mark = mark
+				hits = append(hits, s)
+			}
+		}
+	}
+	return hits
 }
 
 // Subscription is one subscriber of a Bus. Read events from C.
@@ -79,6 +162,7 @@ type Subscription struct {
 	bus        *Bus
 	patterns   evPatterns
 	closed     bool
+	mark       uint64 // the last publish that collected it (Bus.mu)
 	overflowed atomic.Bool
 }
 
@@ -172,7 +256,7 @@ func (b *Bus) subscribeAfter(after uint64, backlog bool, size int, patterns ...s
 	s := &Subscription{C: c, c: c, bus: b, patterns: newEvPatterns(patterns)}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.subs[s] = struct{}{}
+	b.index(s)
 	if !backlog {
 		return nil, nil, s
 	}
@@ -217,9 +301,29 @@ func (s *Subscription) Unsubscribe() {
 	if s.closed {
 		return
 	}
+	b.unindex(s)
+	close(s.c)
+}
+
+// index adds s to the bus (b.mu held).
+func (b *Bus) index(s *Subscription) {
+	b.subs[s] = struct{}{}
+	if s.patterns.all {
+		b.every[s] = struct{}{}
+	}
+	for _, p := range s.patterns.list {
+		b.root.add(p, s)
+	}
+}
+
+// unindex removes s from the bus and marks it closed (b.mu held).
+func (b *Bus) unindex(s *Subscription) {
 	s.closed = true
 	delete(b.subs, s)
-	close(s.c)
+	delete(b.every, s)
+	for _, p := range s.patterns.list {
+		b.root.remove(p, s)
+	}
 }
 
 // Overflowed reports whether the subscription was cut off because its
@@ -259,7 +363,15 @@ func (b *Bus) publish(names []string, data map[string]any) {
 		b.ring[b.head] = ev
 		b.head = (b.head + 1) % len(b.ring)
 	}
-	for s := range b.subs {
+	hits := b.hits[:0]
+	for s := range b.every {
+		s.mark = ev.seq
+		hits = append(hits, s)
+	}
+	for _, n := range names {
+		hits = b.root.collect(n, ev.seq, hits)
+	}
+	for _, s := range hits {
 		k := s.patterns.pick(names)
 		if k < 0 {
 			continue
@@ -285,12 +397,13 @@ func (b *Bus) publish(names []string, data map[string]any) {
 		case s.c <- e:
 		default:
 			s.overflowed.Store(true)
-			s.closed = true
-			delete(b.subs, s)
+			b.unindex(s)
 			close(s.c)
 			b.drops.Add(1)
 		}
 	}
+	clear(hits) // keep no unsubscribed subscription alive
+	b.hits = hits[:0]
 	b.mu.Unlock()
 }
 

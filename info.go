@@ -78,15 +78,22 @@ func (m *Manager) JobInfo(full string, showSecrets bool) (JobInfo, error) {
 }
 
 func (m *Manager) jobInfoLocked(j *job, showSecrets bool) JobInfo {
-	info := JobInfo{Name: j.full, Running: len(j.procs) + len(j.commits), RunningOut: len(j.commits),
-		MaxProcesses: j.target, Processes: []int{}, Config: j.cfg.Map(showSecrets), State: j.state,
-		Restarts: j.restarts, Flaps: j.flaps, LastExit: j.lastExit, LastExitInfo: j.lastExitRec,
-		Stopping: []int{}, SpawnError: j.spawnErr}
+	var stopping []int
 	for id, p := range m.stopping {
 		if m.procJob[id] == j {
-			info.Stopping = append(info.Stopping, p.ID)
+			stopping = append(stopping, p.ID)
 		}
 	}
+	return m.jobInfoWithLocked(j, showSecrets, stopping)
+}
+
+// jobInfoWithLocked is jobInfoLocked given the job's stopping processes
+// (AllJobInfo sorts m.stopping by job once for every job).
+func (m *Manager) jobInfoWithLocked(j *job, showSecrets bool, stopping []int) JobInfo {
+	info := JobInfo{Name: j.full, Running: len(j.procs) + len(j.commits), RunningOut: len(j.commits),
+		MaxProcesses: j.target, Processes: make([]int, 0, len(j.procs)+len(j.commits)), Config: j.cfg.Map(showSecrets), State: j.state,
+		Restarts: j.restarts, Flaps: j.flaps, LastExit: j.lastExit, LastExitInfo: j.lastExitRec,
+		Stopping: append([]int{}, stopping...), SpawnError: j.spawnErr}
 	slices.Sort(info.Stopping)
 	for _, p := range j.procs {
 		info.Processes = append(info.Processes, p.ID)
@@ -99,43 +106,111 @@ func (m *Manager) jobInfoLocked(j *job, showSecrets bool) JobInfo {
 	return info
 }
 
-type infoCacheEntry struct {
-	gen  [2]uint64
-	data [2][]byte
+// stoppingByJobLocked returns the stopping processes of every job.
+func (m *Manager) stoppingByJobLocked() map[*job][]int {
+	if len(m.stopping) == 0 {
+		return nil
+	}
+	out := map[*job][]int{}
+	for id, p := range m.stopping {
+		if j := m.procJob[id]; j != nil {
+			out[j] = append(out[j], p.ID)
+		}
+	}
+	return out
 }
 
-// JobInfoJSON returns JobInfo encoded as JSON. The encoding is cached
-// until the next event: every change of a job's state publishes one, so
-// a job polled by monitoring is encoded once per change, not per request.
-// The returned bytes must not be modified.
-func (m *Manager) JobInfoJSON(full string, showSecrets bool) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j, err := m.jobLocked(full)
-	if err != nil {
-		return nil, err
+// The job-info cache: the JSON of a job's info (with and without its
+// secrets), kept until an event concerns the job. Every change of a job's
+// info publishes an event naming the job or one of its processes (emit),
+// which calls infoChangedLocked; events about other jobs leave the entry
+// valid, so a polled job is encoded once per change of its own, however
+// busy the others. The encoding runs outside the manager's lock.
+type infoCacheEntry struct {
+	job     *job      // the job the entry describes (a job loaded again under the name is another)
+	changed uint64    // m.gen of the last event about the job
+	built   [2]uint64 // m.gen when data[i] was taken
+	data    [2][]byte // JSON and '\n'; nil: not built
+}
+
+// infoChangedLocked marks the cached info of the job of an event stale:
+// j's, or p's when j is nil.
+func (m *Manager) infoChangedLocked(j *job, p *Process) {
+	if j != nil {
+		if e := m.infoCache[j.full]; e != nil {
+			e.changed = m.gen
+		}
 	}
-	i := 0
-	if showSecrets {
-		i = 1
+	if p != nil && (j == nil || p.Job != j.full) {
+		if e := m.infoCache[p.Job]; e != nil {
+			e.changed = m.gen
+		}
+	}
+}
+
+// cachedInfoLocked returns the cached JSON of j's info, or nil.
+func (m *Manager) cachedInfoLocked(j *job, i int) []byte {
+	if e := m.infoCache[j.full]; e != nil && e.job == j && e.data[i] != nil && e.built[i] >= e.changed {
+		return e.data[i]
+	}
+	return nil
+}
+
+// storeInfoLocked caches data, j's info as taken at gen, unless the job
+// is gone or a newer encoding is there.
+func (m *Manager) storeInfoLocked(j *job, i int, gen uint64, data []byte) {
+	if j.removed {
+		return
 	}
 	if m.infoCache == nil {
 		m.infoCache = map[string]*infoCacheEntry{}
 	}
 	e := m.infoCache[j.full]
-	if e == nil {
-		e = &infoCacheEntry{}
+	if e == nil || e.job != j {
+		// Events about j since gen found no entry to mark: count them
+		// all as changes (this data is then stale unless none came).
+		e = &infoCacheEntry{job: j, changed: m.gen}
 		m.infoCache[j.full] = e
 	}
-	if e.data[i] != nil && e.gen[i] == m.gen {
-		return e.data[i], nil
+	if e.data[i] == nil || gen >= e.built[i] {
+		e.data[i], e.built[i] = data, gen
 	}
-	data, err := json.Marshal(m.jobInfoLocked(j, showSecrets))
+}
+
+func secretsIndex(showSecrets bool) int {
+	if showSecrets {
+		return 1
+	}
+	return 0
+}
+
+// JobInfoJSON returns JobInfo encoded as JSON, with a final newline. The
+// encoding is cached until the next event about the job (see
+// infoCacheEntry), and done outside the manager's lock. The returned
+// bytes must not be modified.
+func (m *Manager) JobInfoJSON(full string, showSecrets bool) ([]byte, error) {
+	i := secretsIndex(showSecrets)
+	m.mu.Lock()
+	j, err := m.jobLocked(full)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	if data := m.cachedInfoLocked(j, i); data != nil {
+		m.mu.Unlock()
+		return data, nil
+	}
+	info, gen := m.jobInfoLocked(j, showSecrets), m.gen
+	m.mu.Unlock()
+	data, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
 	}
-	e.data[i], e.gen[i] = append(data, '\n'), m.gen
-	return e.data[i], nil
+	data = append(data, '\n')
+	m.mu.Lock()
+	m.storeInfoLocked(j, i, gen, data)
+	m.mu.Unlock()
+	return data, nil
 }
 
 // AllJobInfo describes every job, in session then load order.
@@ -143,14 +218,83 @@ func (m *Manager) AllJobInfo(showSecrets func(full string) bool) []JobInfo {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []JobInfo
+	stopping := m.stoppingByJobLocked()
 	for _, sid := range m.sessionOrder {
 		s := m.sessions[sid]
 		for _, n := range s.order {
 			j := s.jobs[n]
-			out = append(out, m.jobInfoLocked(j, showSecrets(j.full)))
+			out = append(out, m.jobInfoWithLocked(j, showSecrets(j.full), stopping[j]))
 		}
 	}
 	return out
+}
+
+// allJobInfoJSON is the body of GET /jobs?details=1: {"jobs": [...]},
+// the info of every job canRead allows (secrets shown where showSecrets
+// says), in session then load order, and a final newline. Each job's
+// JSON comes from the job-info cache; the ones not cached are encoded
+// outside the lock, and cached.
+func (m *Manager) allJobInfoJSON(showSecrets, canRead func(full string) bool) ([]byte, error) {
+	type part struct {
+		j       *job
+		i       int
+		info    JobInfo
+		data    []byte
+		encoded bool
+	}
+	var parts []part
+	m.mu.Lock()
+	gen := m.gen
+	var stopping map[*job][]int
+	for _, sid := range m.sessionOrder {
+		s := m.sessions[sid]
+		for _, n := range s.order {
+			j := s.jobs[n]
+			if !canRead(j.full) {
+				continue
+			}
+			show := showSecrets(j.full)
+			pt := part{j: j, i: secretsIndex(show)}
+			if pt.data = m.cachedInfoLocked(j, pt.i); pt.data == nil {
+				if stopping == nil {
+					stopping = m.stoppingByJobLocked()
+				}
+				pt.info = m.jobInfoWithLocked(j, show, stopping[j])
+			}
+			parts = append(parts, pt)
+		}
+	}
+	m.mu.Unlock()
+	size, encoded := 16, 0
+	for k := range parts {
+		if parts[k].data == nil {
+			data, err := json.Marshal(parts[k].info)
+			if err != nil {
+				return nil, err
+			}
+			parts[k].data, parts[k].info, parts[k].encoded = append(data, '\n'), JobInfo{}, true
+			encoded++
+		}
+		size += len(parts[k].data)
+	}
+	if encoded > 0 {
+		m.mu.Lock()
+		for _, pt := range parts {
+			if pt.encoded {
+				m.storeInfoLocked(pt.j, pt.i, gen, pt.data)
+			}
+		}
+		m.mu.Unlock()
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"jobs":[`...)
+	for k, pt := range parts {
+		if k > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, pt.data[:len(pt.data)-1]...)
+	}
+	return append(out, "]}\n"...), nil
 }
 
 // ProcessInfo is the JSON of GET /<pid> (reference §2.4.4).

@@ -103,6 +103,7 @@ func eventNames(what string, j *job, p *Process) []string {
 // The manager lock is held.
 func (m *Manager) emit(what string, j *job, p *Process, kv ...any) {
 	m.gen++ // every change of state publishes: cached views are stale now
+	m.infoChangedLocked(j, p)
 	data := make(map[string]any, len(kv)/2+1)
 	for i := 0; i+1 < len(kv); i += 2 {
 		data[kv[i].(string)] = kv[i+1]

@@ -56,6 +56,7 @@ var (
 	qFeed     = oaParam{"feed", "string", "longpoll (default), continuous or eventsource"}
 	qSince    = oaParam{"since", "integer", "resume after this event id (also the Last-Event-ID header)"}
 	qBeat     = oaParam{"heartbeat", "string", "heartbeat interval of continuous and eventsource feeds"}
+	qFormat   = oaParam{"format", "string", "raw (default) or json: each chunk as {label, seq, time, data} with its capture time (eventsource \"chunk\" events, continuous NDJSON)"}
 	qRunning  = oaParam{"running", "boolean", "only the running templates"}
 	qInterval = oaParam{"interval", "number", "seconds between two samples of a stats feed"}
 	qLFeed    = oaParam{"feed", "string", "normal (one answer), continuous or eventsource"}
@@ -99,7 +100,7 @@ var oaRoutes = []oaRoute{
 	{method: "get", path: "/{pid}/channel", pattern: "/", tag: "processes", summary: "Websocket to a process's stdin and output", query: []oaParam{qMode, qSince}, ok: 101, errs: oaNotFound()},
 	{method: "get", path: "/{pid}/channel/{stream}", pattern: "/", tag: "processes", summary: "Websocket to one stream of a process", query: []oaParam{qMode, qSince}, ok: 101, errs: oaNotFound()},
 
-	{method: "get", path: "/streams/{pid}/{label}", pattern: "GET /streams/{pid}/{label}", tag: "feeds", summary: "A process's output: longpoll, continuous or eventsource", query: []oaParam{qFeed, qSince, qBeat}, ok: 200, okBody: "stream", errs: oaNotFound()},
+	{method: "get", path: "/streams/{pid}/{label}", pattern: "GET /streams/{pid}/{label}", tag: "feeds", summary: "A process's output: longpoll, continuous or eventsource", query: []oaParam{qFeed, qSince, qBeat, qFormat}, ok: 200, okBody: "stream", errs: oaNotFound()},
 	{method: "post", path: "/streams/{pid}/{label}", pattern: "POST /streams/{pid}/{label}", tag: "feeds", summary: "Write to a process's stdin or custom stream", body: "bytes", ok: 202, okBody: "Ok", errs: oaNotFound()},
 	{method: "get", path: "/wstreams/{pid}", pattern: "GET /wstreams/{pid}", tag: "feeds", summary: "Websocket to a process's stdio (0.5.2's)", ok: 101, errs: oaNotFound()},
 	{method: "get", path: "/watch", pattern: "GET /watch", tag: "feeds", summary: "Every manager event, as a feed", query: []oaParam{qFeed, qBeat}, ok: 200, okBody: "stream", errs: []int{400, 401}},

@@ -37,7 +37,6 @@ type Process struct {
 	custom        map[string]*os.File
 	customOrder   []string
 	redirectInput bool
-	wmu           sync.Mutex // serialises writers so their data never interleaves
 	ioWG          sync.WaitGroup
 	ioDone        chan struct{}
 	exitCh        chan struct{}

@@ -163,14 +163,15 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
 	k := caller(r)
 	if q := r.URL.Query().Get("details"); q == "1" || q == "true" {
-		infos := s.m.AllJobInfo(k.CanManage)
-		out := []JobInfo{}
-		for _, in := range infos {
-			if k.CanRead(in.Name) {
-				out = append(out, in)
-			}
+		data, err := s.m.allJobInfoJSON(k.CanManage, k.CanRead)
+		if err != nil {
+			writeError(w, err)
+			return
 		}
-		writeJSON(w, 200, map[string]any{"jobs": out})
+		h := w.Header()
+		h["Content-Type"] = jsonContentType
+		h["Content-Length"] = []string{strconv.Itoa(len(data))}
+		w.Write(data)
 		return
 	}
 	if !allow(w, k.CanManageAll()) {

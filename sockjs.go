@@ -35,18 +35,17 @@ package gaffer
 // token cookie (sjCookie): a request of the session without it is refused.
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -406,6 +405,21 @@ func (h *SockJS) released(s *sjSession) {
 	h.mu.Unlock()
 }
 
+// sjBufPool holds the buffers "a" frames are encoded through.
+var sjBufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// sjCountWriter counts what goes through it.
+type sjCountWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *sjCountWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}
+
 // sjKind is a receiving HTTP transport.
 type sjKind int
 
@@ -450,19 +464,36 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id stri
 	w.WriteHeader(200)
 	rc := http.NewResponseController(w)
 	written := 0
+	before, after := "", "\n"
+	if kind == sjEventSource {
+		before, after = "data: ", "\r\n\r\n"
+	}
 	write := func(frame string) error {
-		var p string
-		switch kind {
-		case sjEventSource:
-			p = "data: " + frame + "\r\n\r\n"
-		default:
-			p = frame + "\n"
-		}
+		p := before + frame + after
 		rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
 		if _, err := io.WriteString(w, p); err != nil {
 			return err
 		}
 		written += len(p)
+		return rc.Flush()
+	}
+	// writeMsgs writes an "a" frame, encoded straight into the response
+	// (a frame of a slow client's messages is not held a second time).
+	writeMsgs := func(msgs []string) error {
+		rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+		bw := sjBufPool.Get().(*bufio.Writer)
+		cw := &sjCountWriter{w: w}
+		bw.Reset(cw)
+		bw.WriteString(before)
+		sjAppendArray(bw, msgs)
+		bw.WriteString(after)
+		err := bw.Flush()
+		bw.Reset(nil)
+		sjBufPool.Put(bw)
+		written += cw.n
+		if err != nil {
+			return err
+		}
 		return rc.Flush()
 	}
 	switch kind {
@@ -504,9 +535,11 @@ func (h *SockJS) receive(w http.ResponseWriter, r *http.Request, server, id stri
 	life := time.NewTimer(h.opts.keepalive.idle + h.opts.keepalive.wait)
 	defer life.Stop()
 	for {
-		msgs, closed := s.take()
+		msgs, n, closed := s.take()
 		if len(msgs) > 0 {
-			if write(sjArrayFrame(msgs)) != nil {
+			err := writeMsgs(msgs)
+			s.sent(n)
+			if err != nil {
 				s.abort()
 				return
 			}
@@ -617,9 +650,11 @@ func (h *SockJS) websocket(w http.ResponseWriter, r *http.Request, id string) {
 		tick := time.NewTicker(h.opts.Heartbeat)
 		defer tick.Stop()
 		for {
-			msgs, closed := s.take()
+			msgs, n, closed := s.take()
 			if len(msgs) > 0 {
-				if ws.WriteText(sjArrayFrame(msgs)) != nil {
+				err := ws.WriteText(sjArrayFrame(msgs))
+				s.sent(n)
+				if err != nil {
 					s.abort()
 					ws.CloseNow()
 					return
@@ -667,92 +702,4 @@ func (h *SockJS) websocket(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	<-writerDone
 	s.detach()
-}
-
-// sjDecode parses what a client sends: a JSON array of strings, or one
-// JSON string.
-func sjDecode(data []byte) ([]string, error) {
-	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	switch t := v.(type) {
-	case string:
-		return []string{t}, nil
-	case []any:
-		out := make([]string, 0, len(t))
-		for _, e := range t {
-			s, ok := e.(string)
-			if !ok {
-				return nil, errors.New("not a string")
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	}
-	return nil, errors.New("not an array of strings")
-}
-
-// sjArrayFrame encodes messages as an "a" frame.
-func sjArrayFrame(msgs []string) string {
-	var b strings.Builder
-	b.WriteString("a[")
-	for i, m := range msgs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		sjQuote(&b, m)
-	}
-	b.WriteByte(']')
-	return b.String()
-}
-
-// sjCloseFrame encodes a "c" frame.
-func sjCloseFrame(code int, reason string) string {
-	var b strings.Builder
-	b.WriteString("c[")
-	b.WriteString(strconv.Itoa(code))
-	b.WriteByte(',')
-	sjQuote(&b, reason)
-	b.WriteByte(']')
-	return b.String()
-}
-
-// sjQuote writes s as a JSON string in pure ASCII: every character
-// outside printable ASCII is a \u escape (surrogate pairs above U+FFFF),
-// so that no transport or browser mangles it; invalid UTF-8 becomes
-// U+FFFD.
-func sjQuote(b *strings.Builder, s string) {
-	const hex = "0123456789abcdef"
-	u := func(r rune) {
-		b.WriteString(`\u`)
-		b.WriteByte(hex[r>>12&0xf])
-		b.WriteByte(hex[r>>8&0xf])
-		b.WriteByte(hex[r>>4&0xf])
-		b.WriteByte(hex[r&0xf])
-	}
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r >= 0x20 && r < 0x7f:
-			b.WriteByte(byte(r))
-		case r > 0xffff:
-			r -= 0x10000
-			u(0xd800 + (r>>10)&0x3ff)
-			u(0xdc00 + r&0x3ff)
-		default:
-			u(r)
-		}
-	}
-	b.WriteByte('"')
 }

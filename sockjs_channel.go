@@ -19,8 +19,33 @@ func (c sjChannelConn) ReadMessage() (WSOpcode, []byte, error) {
 	return WSText, []byte(m), nil
 }
 
+// sjChannelWindow is about the most bytes a control channel lets queue up
+// in its SockJS session (waiting for the client, or being written to it)
+// while few stream readers are open; with many, the window is their share
+// of the readers' budget (memBudget.share), down to 4 KiB.
+const sjChannelWindow = 256 << 10
+
+// WriteMessage queues data once the session has room (the window above),
+// waiting until it drains or closes: the channel's writer then waits as
+// it does on a websocket whose client is slow, so that the flow control
+// of the channel (a bounded writer queue, the STREAM relays that read the
+// ring at the client's pace) covers SockJS too, instead of the session
+// piling up what the client has not taken.
 func (c sjChannelConn) WriteMessage(op WSOpcode, data []byte) error {
+	if s, ok := c.s.(*sjSession); ok {
+		if err := s.waitRoom(int64(subscriberMemory.share(sjChannelWindow))); err != nil {
+			return err
+		}
+	}
 	return c.s.Send(string(data))
+}
+
+// room is closed once the session has room for more (chWindowed).
+func (c sjChannelConn) room() <-chan struct{} {
+	if s, ok := c.s.(*sjSession); ok {
+		return s.roomChan(int64(subscriberMemory.share(sjChannelWindow)))
+	}
+	return closedChan
 }
 
 func (c sjChannelConn) WriteJSON(v any) error {
@@ -28,7 +53,7 @@ func (c sjChannelConn) WriteJSON(v any) error {
 	if err != nil {
 		return err
 	}
-	return c.s.Send(string(data))
+	return c.WriteMessage(WSText, data)
 }
 
 func (c sjChannelConn) Close(code int, reason string) error { return c.s.Close(code, reason) }
@@ -41,7 +66,12 @@ func (c sjChannelConn) Request() *http.Request              { return c.s.Request
 // (same-origin or [gaffer] cors_origins).
 func (s *Server) SockJSChannel() *SockJS {
 	return NewSockJS("/channel", SockJSOptions{CookieNeeded: true, CheckOrigin: s.checkOrigin, Logger: s.chLogger(), keepalive: s.wsKeepalive},
-		func(sess SockJSSession) { s.runControlChannel(sjChannelConn{sess}, sess.Request()) })
+		func(sess SockJSSession) {
+			if ss, ok := sess.(*sjSession); ok {
+				ss.countIn(subscriberMemory)
+			}
+			s.runControlChannel(sjChannelConn{sess}, sess.Request())
+		})
 }
 
 // sockjsRoutes registers the SockJS control channel at /channel and

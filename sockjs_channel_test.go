@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -287,4 +288,111 @@ func TestSockJSSessionBoundToItsClient(t *testing.T) {
 	if pids, _ := a.m.Pids("app.web"); len(pids) != 1 {
 		t.Fatalf("the attacker's scale ran: pids %v", pids)
 	}
+}
+
+// A SockJS client of a STREAM topic that does not come back for its
+// messages holds at most the session's window of them (the channel's
+// writer waits for room, and the relay reads the ring at the client's
+// pace); it is not cut off, and when it polls again it gets the messages
+// in order, a gap marker for what the ring lost, and the stream's end.
+func TestSockJSChannelStreamWaitsForClient(t *testing.T) {
+	e := chNewEnv(t, false)
+	h := e.s.SockJSChannel()
+	mux := http.NewServeMux()
+	mux.Handle("/channel/", h)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	pid := e.load(t, "flood", "sleep", func(c *JobConfig) {
+		c.RedirectOutput = []string{"out"}
+		c.RingSize = 1 << 10
+	})
+	p, _ := e.m.Process(pid)
+	st, _ := p.Stream("")
+
+	sp := &sjPoller{t: t, base: hs.URL + "/channel/000/slow"}
+	resp, body := sjDo(t, "POST", sp.base+"/xhr", "", nil)
+	sjExpect(t, resp, body, 200, "o\n")
+	sp.send(map[string]any{"event": "SUB", "data": map[string]any{"topic": "STREAM:" + strconv.Itoa(pid)}})
+	sp.until("subscription", func(m map[string]any) bool { return m["event"] == "gaffer:subscription_success" })
+	h.mu.Lock()
+	sess := h.sessions["slow"]
+	h.mu.Unlock()
+	queued := func() int64 {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		return sess.outBytes + sess.sending
+	}
+
+	// 2000 chunks of 32 KiB, and no poll meanwhile (well within the
+	// session's DisconnectDelay).
+	chunk := []byte(strings.Repeat("x", 32<<10) + "\n")
+	const n = 2000
+	var peak int64
+	for range n {
+		st.Write(chunk)
+		peak = max(peak, queued())
+	}
+	waitFor(t, 10*time.Second, "the relay to wait for the client", func() bool {
+		peak = max(peak, queued())
+		return queued() > 0
+	})
+	// One message may go past the window (it is let through whole).
+	if limit := int64(sjChannelWindow + 2*len(chunk)); peak > limit {
+		t.Errorf("the session queued %d bytes for a client that did not poll (window %d)", peak, sjChannelWindow)
+	}
+	if h.Sessions() != 1 {
+		t.Fatal("the slow SockJS client was cut off")
+	}
+	var next uint64
+	gaps := 0
+	for deadline := time.Now().Add(30 * time.Second); next <= n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out at chunk %d", next)
+		}
+		resp, body := sjDo(t, "POST", sp.base+"/xhr", "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("xhr: %d %s", resp.StatusCode, body)
+		}
+		body = strings.TrimSpace(body)
+		if strings.HasPrefix(body, "c") {
+			t.Fatalf("closed: %s", body)
+		}
+		if !strings.HasPrefix(body, "a") {
+			continue
+		}
+		var msgs []string
+		if err := json.Unmarshal([]byte(body[1:]), &msgs); err != nil {
+			t.Fatalf("bad frame %.100q", body)
+		}
+		for _, msg := range msgs {
+			var m struct {
+				Event string
+				Data  struct {
+					Event, Data   string
+					Seq, From, To uint64
+				}
+			}
+			if json.Unmarshal([]byte(msg), &m) != nil || m.Event != "gaffer:event" {
+				continue
+			}
+			switch {
+			case m.Data.Event == "gap":
+				if next != 0 && m.Data.From != next || m.Data.To < m.Data.From {
+					t.Fatalf("gap %d-%d after chunk %d", m.Data.From, m.Data.To, next-1)
+				}
+				gaps++
+				next = m.Data.To + 1
+			case next != 0 && m.Data.Seq != next:
+				t.Fatalf("chunk %d after %d without a gap", m.Data.Seq, next-1)
+			case m.Data.Data != string(chunk):
+				t.Fatalf("chunk %d: %d bytes", m.Data.Seq, len(m.Data.Data))
+			default:
+				next = m.Data.Seq + 1
+			}
+		}
+	}
+	if gaps == 0 {
+		t.Error("64 MB through a 1 KiB ring without a gap marker")
+	}
+	t.Logf("a SockJS client that did not poll: at most %d bytes queued in its session; then %d gap markers", peak, gaps)
 }

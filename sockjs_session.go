@@ -29,6 +29,9 @@ type sjSession struct {
 	mu       sync.Mutex
 	out      []string
 	outBytes int64
+	sending  int64         // bytes a receiver took and is writing out
+	room     chan struct{} // closed when queued bytes go down (nil: nobody waits)
+	budget   *memBudget    // where the outgoing bytes count (nil: nowhere)
 	in       []string
 	inBytes  int64
 	attached bool
@@ -101,7 +104,7 @@ func (s *sjSession) Send(msg string) error {
 	n := int64(len(msg))
 	if s.outBytes+n > s.h.opts.MaxQueuedBytes && s.outBytes > 0 {
 		// What is queued is dropped: the client only gets the close frame.
-		s.out, s.outBytes = nil, 0
+		s.dropOutLocked()
 		s.mu.Unlock()
 		s.h.log.Warn("SockJS client too slow; closing its session", "session", s.id, "remote", s.remote)
 		s.Close(1008, "client too slow")
@@ -109,9 +112,42 @@ func (s *sjSession) Send(msg string) error {
 	}
 	s.out = append(s.out, msg)
 	s.outBytes += n
+	if s.budget != nil {
+		s.budget.add(n)
+	}
 	s.mu.Unlock()
 	sjWake(s.wakeOut)
 	return nil
+}
+
+// countIn makes the session's outgoing messages count in b until they
+// are written out or dropped (the control channel's sessions count in the
+// readers' budget, as what the other transports hold for their clients
+// does).
+func (s *sjSession) countIn(b *memBudget) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.budget == nil {
+		s.budget = b
+		b.add(s.outBytes)
+	}
+}
+
+// dropOutLocked drops the queued outgoing messages.
+func (s *sjSession) dropOutLocked() {
+	if s.budget != nil {
+		s.budget.add(-s.outBytes)
+	}
+	s.out, s.outBytes = nil, 0
+	s.roomLocked()
+}
+
+// roomLocked wakes those waiting for room (waitRoom, roomChan).
+func (s *sjSession) roomLocked() {
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
 }
 
 // deliver adds client messages to the inbox, waiting (with ctx) while it
@@ -143,13 +179,84 @@ func (s *sjSession) deliver(ctx context.Context, msgs []string) error {
 	return nil
 }
 
-// take removes the queued outgoing messages.
-func (s *sjSession) take() ([]string, bool) {
+// sjFrameBytes is about the most message bytes a receiver takes for one
+// frame (at least one message), so that a frame being written to a slow
+// client holds little beyond the queue.
+const sjFrameBytes = 64 << 10
+
+// take removes queued outgoing messages for one frame: up to
+// sjFrameBytes, at least one. Their bytes count as being sent (see
+// waitRoom) until the receiver calls sent(n) with the n it returns.
+func (s *sjSession) take() (msgs []string, n int64, closed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	msgs := s.out
-	s.out, s.outBytes = nil, 0
-	return msgs, s.closed
+	i := 0
+	for i < len(s.out) && (i == 0 || n+int64(len(s.out[i])) <= sjFrameBytes) {
+		n += int64(len(s.out[i]))
+		i++
+	}
+	if i == len(s.out) {
+		msgs, s.out = s.out, nil
+	} else {
+		msgs = append([]string(nil), s.out[:i]...)
+		clear(s.out[:i])
+		s.out = s.out[i:]
+	}
+	s.outBytes -= n
+	s.sending += n
+	return msgs, n, s.closed
+}
+
+// sent tells that n bytes taken by take were written out (or dropped).
+func (s *sjSession) sent(n int64) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.sending -= n
+	if s.budget != nil {
+		s.budget.add(-n)
+	}
+	s.roomLocked()
+	s.mu.Unlock()
+}
+
+// waitRoom waits while more than limit bytes are queued or being sent to
+// the client, until they drain or the session closes (errSJClosed): the
+// flow control of a sender that must not outrun its client (the control
+// channel's writer, sockjs_channel.go).
+func (s *sjSession) waitRoom(limit int64) error {
+	for {
+		room := s.roomChan(limit)
+		select {
+		case <-room:
+		case <-s.done:
+		}
+		s.mu.Lock()
+		closed, full := s.closed, s.outBytes+s.sending > limit
+		s.mu.Unlock()
+		if closed {
+			return errSJClosed
+		}
+		if !full {
+			return nil
+		}
+	}
+}
+
+// roomChan returns a channel closed once at most limit bytes are queued
+// or being sent (closedChan when that is so already, or when the session
+// is closed).
+func (s *sjSession) roomChan(limit int64) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.outBytes+s.sending <= limit {
+		return closedChan
+	}
+	if s.room == nil {
+		s.room = make(chan struct{})
+	}
+	return s.room
 }
 
 // Close closes the session; receivers send the close frame.
@@ -161,6 +268,7 @@ func (s *sjSession) Close(code int, reason string) error {
 	}
 	s.closed, s.code, s.reason = true, code, reason
 	close(s.done)
+	s.roomLocked()
 	attached := s.attached
 	s.mu.Unlock()
 	sjWake(s.wakeOut)
@@ -247,6 +355,9 @@ func (s *sjSession) release() {
 	s.mu.Lock()
 	gone := s.gone
 	s.gone = true
+	if !gone {
+		s.dropOutLocked() // never to be sent
+	}
 	s.mu.Unlock()
 	if !gone {
 		s.h.released(s)

@@ -3,6 +3,7 @@ package gaffer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -190,14 +191,27 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	var asJSON bool
+	switch v := r.URL.Query().Get("format"); v {
+	case "", "raw":
+	case "json":
+		asJSON = true
+	default:
+		writeError(w, Errorf(CodeBadValue, 400, "format: expected raw or json, got %q", v))
+		return
+	}
 	mode := r.URL.Query().Get("feed")
 	switch mode {
 	case "", "longpoll":
+		if asJSON {
+			writeError(w, Errorf(CodeBadValue, 400, "format=json is for feed=eventsource and feed=continuous (a longpoll answer is the raw output)"))
+			return
+		}
 		s.streamLongpoll(w, r, st, after, resume)
 	case "continuous":
-		s.streamContinuous(w, r, st, after, resume, hb, false)
+		s.streamContinuous(w, r, st, after, resume, hb, false, asJSON)
 	case "eventsource":
-		s.streamContinuous(w, r, st, after, resume, hb, true)
+		s.streamContinuous(w, r, st, after, resume, hb, true, asJSON)
 	default:
 		writeError(w, Errorf(CodeBadValue, 400, "feed: expected longpoll, continuous or eventsource, got %q", mode))
 	}
@@ -242,16 +256,26 @@ func (s *Server) streamLongpoll(w http.ResponseWriter, r *http.Request, st *Stre
 }
 
 // streamContinuous relays output until the stream ends or the client
-// leaves: raw bytes (continuous) or SSE events with ids (eventsource). It
-// reads the ring at the client's pace, sending the chunks from the ring's
-// own memory: a client that falls further behind than the ring holds gets
-// an "event: gap" (raw bytes have no room for a marker: a continuous
-// reader just skips ahead).
-func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration, sse bool) {
+// leaves: raw bytes (continuous) or SSE events with ids (eventsource),
+// or, with asJSON, each chunk as a JSON object with its capture time (an
+// SSE "chunk" event, or one line of NDJSON). It reads the ring at the
+// client's pace, sending the chunks from the ring's own memory: a client
+// that falls further behind than the ring holds gets an "event: gap" (a
+// JSON line {"event": "gap", …} in NDJSON; raw bytes have no room for a
+// marker: a continuous reader just skips ahead). The response header
+// X-Gaffer-Last-Seq is the sequence number of the last chunk written when
+// the feed opened (0: none): the chunks up to it were already in the ring.
+func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *Stream, after uint64, resume bool, hb time.Duration, sse, asJSON bool) {
 	ct := "application/octet-stream"
-	if sse {
+	switch {
+	case sse:
 		ct = "text/event-stream; charset=utf-8"
+	case asJSON:
+		ct = "application/x-ndjson"
 	}
+	rd := st.reader(after, resume)
+	defer rd.Close()
+	w.Header().Set("X-Gaffer-Last-Seq", strconv.FormatUint(rd.head, 10))
 	f := newFeed(w, ct)
 	var tick <-chan time.Time
 	if hb > 0 {
@@ -259,22 +283,36 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 		defer t.Stop()
 		tick = t.C
 	}
-	rd := st.reader(after, resume)
-	defer rd.Close()
 	out := &feedOut{f: f}
 	defer out.release()
+	var prefix []byte // of the JSON objects: {"label":"…","seq":
+	if asJSON {
+		prefix = append(appendJSONString([]byte(`{"label":`), []byte(st.Label)), `,"seq":`...)
+	}
 	unflushed := 0
 	for {
 		b := rd.read()
-		if sse {
+		switch {
+		case sse:
 			if b.gap != nil {
 				js, _ := json.Marshal(b.gap)
 				out.event("gap", 0, js)
 			}
 			for _, c := range b.chunks {
-				out.event(st.Label, c.Seq, c.Data)
+				if asJSON {
+					out.chunkJSON(prefix, c, true)
+				} else {
+					out.event(st.Label, c.Seq, c.Data)
+				}
 			}
-		} else {
+		case asJSON:
+			if b.gap != nil {
+				out.text(fmt.Sprintf(`{"event":"gap","from":%d,"to":%d}`+"\n", b.gap.From, b.gap.To))
+			}
+			for _, c := range b.chunks {
+				out.chunkJSON(prefix, c, false)
+			}
+		default:
 			for _, c := range b.chunks {
 				out.raw(c.Data)
 			}
@@ -283,8 +321,11 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 		b.release()
 		switch {
 		case eof:
-			if sse {
+			switch {
+			case sse:
 				out.text("event: eof\ndata: {}\n\n")
+			case asJSON:
+				out.text(`{"event":"eof"}` + "\n")
 			}
 			out.flush()
 			return
@@ -310,7 +351,7 @@ func (s *Server) streamContinuous(w http.ResponseWriter, r *http.Request, st *St
 			if sse {
 				out.text(": heartbeat\n\n")
 			} else {
-				out.text("\n")
+				out.text("\n") // an empty line, in NDJSON too
 			}
 			if out.flush() != nil {
 				return
@@ -378,6 +419,46 @@ func (o *feedOut) event(event string, id uint64, data []byte) {
 		}
 	}
 	o.spill(append(b, '\n'))
+}
+
+// chunkJSON adds chunk c as the JSON object {"label", "seq", "time",
+// "data"} (prefix holds it up to "seq":): an SSE "chunk" event whose id is
+// the sequence number (sse), or one line of NDJSON. The data is encoded
+// and written out piece by piece, as event does: escaped, a chunk can be
+// six times its size, and the buffer stays at one piece.
+func (o *feedOut) chunkJSON(prefix []byte, c Chunk, sse bool) {
+	b := o.bytes()
+	if sse {
+		b = append(appendSSEHead(b, "chunk", c.Seq), "data: "...)
+	}
+	b = strconv.AppendUint(append(b, prefix...), c.Seq, 10)
+	b = appendCaptureTime(append(b, `,"time":"`...), c.Time)
+	b = append(b, `","data":"`...)
+	for data := c.Data; len(data) > 0; {
+		// At most six bytes out per byte in (\u00XX).
+		room := (o.piece - len(b)) / 6
+		if room < utf8.UTFMax {
+			o.buf.b = b
+			o.buf.recount()
+			o.writeOut()
+			b = o.buf.b
+			room = o.piece / 6
+		}
+		n := jsonCut(data, room)
+		b = appendJSONChars(b, data[:n])
+		data = data[n:]
+	}
+	b = append(b, '"', '}', '\n')
+	if sse {
+		b = append(b, '\n')
+	}
+	o.spill(b)
+}
+
+// appendCaptureTime appends t as RFC 3339 in UTC, with milliseconds (the
+// capture times of output and events on the wire).
+func appendCaptureTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 }
 
 // raw writes p as it is (after what is buffered).
@@ -504,6 +585,13 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	if sse {
 		ct = "text/event-stream; charset=utf-8"
 	}
+	// The id of the last event of the backlog (0: none), so that a client
+	// can tell what was already there from what comes next.
+	var last uint64
+	if len(backlog) > 0 {
+		last = backlog[len(backlog)-1].seq
+	}
+	w.Header().Set("X-Gaffer-Last-Seq", strconv.FormatUint(last, 10))
 	f := newFeed(w, ct)
 	buf := appendWatchGap(nil, gap, sse)
 	for _, ev := range backlog {

@@ -387,6 +387,7 @@ type StateRecorder struct {
 
 	mu      sync.Mutex
 	m       *Manager
+	running chan struct{} // closed by StartManager: changes may proceed (Middleware)
 	sub     *Subscription
 	syncs   chan chan error
 	quit    chan struct{}
@@ -410,7 +411,7 @@ func NewStateRecorder(sf *StateFile, fileJobs func() []SessionJob) *StateRecorde
 	if fileJobs == nil {
 		fileJobs = func() []SessionJob { return nil }
 	}
-	return &StateRecorder{sf: sf, fileJobs: fileJobs, log: sf.log}
+	return &StateRecorder{sf: sf, fileJobs: fileJobs, log: sf.log, running: make(chan struct{})}
 }
 
 // Start subscribes to d.Manager's events, saves the current state and
@@ -437,6 +438,7 @@ func (r *StateRecorder) StartManager(m *Manager) error {
 	r.done = make(chan struct{})
 	err := r.save()
 	go r.run(r.quit)
+	close(r.running)
 	return err
 }
 
@@ -493,28 +495,60 @@ func (r *StateRecorder) Sync(ctx context.Context) error {
 // stSyncTimeout bounds how long an API answer waits for the state file.
 const stSyncTimeout = 5 * time.Second
 
+// stStartTimeout bounds how long a change waits for the recorder to start
+// (gafferd starting its restored jobs).
+const stStartTimeout = 2 * time.Minute
+
 // Middleware wraps an API handler so that a request that may change
 // something (any method but GET, HEAD and OPTIONS) is answered only once
 // the changes it made are in the state file: an answered change survives
 // a kill -9 of gafferd. The wait is bounded (5 s); a failed save is logged
-// by the recorder, and the answer goes out anyway. A nil recorder returns
-// h unchanged.
+// by the recorder, and the answer goes out anyway. Until the recorder
+// starts (gafferd answers reads while its restored jobs start), such a
+// request waits for it, at most 2 minutes, then gets 503 unavailable: a
+// change made during the restore would not be recorded, or would be
+// undone by it. A nil recorder returns h unchanged.
 func (r *StateRecorder) Middleware(h http.Handler) http.Handler {
 	if r == nil {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		h.ServeHTTP(w, req)
 		switch req.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			h.ServeHTTP(w, req)
 			return
 		}
+		if err := r.waitRunning(req.Context(), stStartTimeout); err != nil {
+			writeError(w, err)
+			return
+		}
+		h.ServeHTTP(w, req)
 		// The answer of a small JSON handler is still buffered here: the
 		// client sees it after the save.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), stSyncTimeout)
 		r.Sync(ctx)
 		cancel()
 	})
+}
+
+// waitRunning waits until StartManager was called, ctx ends or limit
+// passes.
+func (r *StateRecorder) waitRunning(ctx context.Context, limit time.Duration) error {
+	select {
+	case <-r.running:
+		return nil
+	default:
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-r.running:
+		return nil
+	case <-ctx.Done():
+		return Errorf(CodeUnavailable, 503, "gafferd is still starting its jobs: %v", ctx.Err())
+	case <-t.C:
+		return Errorf(CodeUnavailable, 503, "gafferd is still starting its jobs after %s; try again", limit)
+	}
 }
 
 func (r *StateRecorder) run(quit chan struct{}) {

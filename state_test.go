@@ -5,9 +5,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -597,5 +600,52 @@ func TestMergeStateFileEditWins(t *testing.T) {
 	web.Config.NumProcesses = 2
 	if r := byName(MergeState([]SessionJob{web}, saved))["default.web"]; r.Target != 5 {
 		t.Errorf("no hash: web %+v, want the saved target 5", r)
+	}
+}
+
+// Until the recorder starts (gafferd starting its restored jobs), reads
+// go through its middleware at once and a change waits for it: a change
+// whose client gives up meanwhile gets 503 without running; once the
+// recorder runs, a waiting change proceeds and is answered after its
+// save.
+func TestStateMiddlewareHoldsChangesUntilStart(t *testing.T) {
+	sf, _, err := OpenState(t.TempDir(), stQuietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(Options{Logger: stQuietLogger()})
+	defer m.Shutdown(context.Background())
+	rec := NewStateRecorder(sf, nil)
+	defer rec.Stop()
+	var ran atomic.Int32
+	h := rec.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran.Add(1)
+		w.WriteHeader(200)
+	}))
+	serve := func(ctx context.Context, method string) int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, "/jobs", nil).WithContext(ctx))
+		return w.Code
+	}
+	if c := serve(context.Background(), "GET"); c != 200 || ran.Load() != 1 {
+		t.Fatalf("GET before start: %d, handler ran %d times", c, ran.Load())
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if c := serve(gone, "POST"); c != 503 || ran.Load() != 1 {
+		t.Fatalf("POST before start, client gone: %d, handler ran %d times; want 503 and no run", c, ran.Load())
+	}
+	done := make(chan int, 1)
+	go func() { done <- serve(context.Background(), "POST") }()
+	if err := rec.StartManager(m); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-done:
+		if c != 200 || ran.Load() != 2 {
+			t.Fatalf("POST after start: %d, handler ran %d times", c, ran.Load())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a change held before the start did not proceed after it")
 	}
 }

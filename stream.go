@@ -8,10 +8,12 @@ import (
 )
 
 // Chunk is one piece of output: what one read of the pipe returned, with
-// its sequence number (1, 2, … per stream). Data must not be modified.
+// its sequence number (1, 2, … per stream) and the time gafferd read it
+// (its capture time). Data must not be modified.
 type Chunk struct {
 	Seq  uint64
 	Data []byte
+	Time time.Time
 }
 
 // Gap tells a reader that the chunks From..To (inclusive) are gone from the
@@ -74,13 +76,18 @@ type Stream struct {
 	wake  chan struct{} // closed at the next write or at the end; nil when no reader waits
 }
 
-// ringChunk is one held chunk: n bytes at off in slab sl.
+// ringChunk is one held chunk: n bytes at off in slab sl, captured at t
+// (unix ns).
 type ringChunk struct {
 	seq uint64
 	sl  *slab
 	off int
 	n   int
+	t   int64
 }
+
+// time is the chunk's capture time.
+func (rc ringChunk) time() time.Time { return time.Unix(0, rc.t) }
 
 // NewStream returns a stream keeping up to ringSize bytes of history.
 func NewStream(label string, ringSize int) *Stream {
@@ -95,12 +102,18 @@ func NewStream(label string, ringSize int) *Stream {
 		push: map[*StreamSub]struct{}{}, rdrs: map[*StreamSub]struct{}{}, doneCh: make(chan struct{})}
 }
 
-// Write records p as one chunk, hands it to the subscriptions and wakes
-// the readers. p is copied. It returns the chunk's sequence number.
+// Write records p as one chunk captured now, hands it to the
+// subscriptions and wakes the readers. p is copied. It returns the
+// chunk's sequence number.
 func (s *Stream) Write(p []byte) uint64 {
 	if len(p) == 0 {
 		return 0
 	}
+	return s.write(p, time.Now())
+}
+
+// write records p as one chunk captured at now.
+func (s *Stream) write(p []byte, now time.Time) uint64 {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()
@@ -108,9 +121,9 @@ func (s *Stream) Write(p []byte) uint64 {
 	}
 	seq := s.nextSeq
 	s.nextSeq++
-	s.store(seq, p)
+	s.store(seq, p, now.UnixNano())
 	if len(s.push) > 0 {
-		c := Chunk{Seq: seq, Data: append([]byte(nil), p...)}
+		c := Chunk{Seq: seq, Data: append([]byte(nil), p...), Time: now}
 		for sub := range s.push {
 			select {
 			case sub.c <- c:
@@ -137,8 +150,9 @@ func (s *Stream) wakeReaders() {
 	}
 }
 
-// store keeps p as chunk seq, evicting the oldest chunks to make room.
-func (s *Stream) store(seq uint64, p []byte) {
+// store keeps p as chunk seq captured at t (unix ns), evicting the oldest
+// chunks to make room.
+func (s *Stream) store(seq uint64, p []byte, t int64) {
 	n := len(p)
 	sl := s.tail
 	switch {
@@ -160,7 +174,7 @@ func (s *Stream) store(seq uint64, p []byte) {
 	copy(sl.buf[off:], p)
 	sl.used += n
 	sl.inRing++
-	s.appendChunk(ringChunk{seq: seq, sl: sl, off: off, n: n})
+	s.appendChunk(ringChunk{seq: seq, sl: sl, off: off, n: n, t: t})
 	s.held += n
 	for len(s.chunks)-s.win > 1 && s.held > s.max {
 		// Out of the ring: kept before it while a reader needs it.
@@ -266,7 +280,7 @@ func (s *Stream) backlogLocked(after uint64) ([]Chunk, *Gap) {
 	}
 	var out []Chunk
 	for _, rc := range s.chunks[s.head+int(after+1-first):] {
-		out = append(out, Chunk{Seq: rc.seq, Data: append([]byte(nil), rc.data()...)})
+		out = append(out, Chunk{Seq: rc.seq, Data: append([]byte(nil), rc.data()...), Time: rc.time()})
 	}
 	return out, gap
 }

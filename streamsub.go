@@ -33,6 +33,7 @@ type StreamSub struct {
 	// the writer under its lock), when it last read (unix ns; readerIdle
 	// while it waits for output), and its scratch.
 	next   uint64
+	head   uint64 // a reader's: the last chunk written when it was made
 	active atomic.Int64
 	chunks []Chunk
 	slabs  []*slab
@@ -123,6 +124,7 @@ func (s *Stream) reader(after uint64, backlog bool) *StreamSub {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.next = s.nextSeq
+	r.head = s.nextSeq - 1
 	if backlog && after < s.nextSeq {
 		r.next = after + 1
 	}
@@ -198,7 +200,7 @@ func (r *StreamSub) read() streamBatch {
 				b.slabs = append(b.slabs, rc.sl)
 				last = rc.sl
 			}
-			b.chunks = append(b.chunks, Chunk{Seq: rc.seq, Data: rc.data()})
+			b.chunks = append(b.chunks, Chunk{Seq: rc.seq, Data: rc.data(), Time: rc.time()})
 			r.next = rc.seq + 1
 		}
 	}

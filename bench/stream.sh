@@ -13,8 +13,28 @@
 # headers arrive still gets the start from the ring). The clients write to
 # files in a private dir under /tmp; gafferd listens on a unix socket there.
 #
-#   ./stream.sh                      # REPS=3 MB=200 FANMB=10 SUBS=100
+# "Every line" needs a readers' budget as large as the burst: the emitter
+# writes at full speed and gafferd never waits for a reader, so what a
+# client slower than the emitter has not read yet is kept for it within
+# [gaffer] max_subscriber_memory, and beyond it becomes a gap (eventsource)
+# or is skipped (continuous). With the default 32MB, a curl -N that lags a
+# 200 MB burst loses lines. BUDGET (default: twice the larger burst plus
+# 64 MB) is set in gafferd's config here.
+#
+#   5. the budget holding (hold): gafferd runs `yes`; HOLD clients subscribe
+#      to its output and never read, for HOLD_SECS, over each HOLD_PROTO
+#      (eventsource, channel = control channel websocket on STREAM:1),
+#      while one client reads the eventsource feed and /ping is asked every
+#      100 ms; then they leave. gafferd's RSS before, at the peak, after (and
+#      how long it took to come within 10 MB of the start), /ping latency,
+#      the reader's MB/s and gaps. The baseline is the same run with 0
+#      non-reading clients. max_subscriber_memory is left at its default
+#      here (HOLD_BUDGET sets it). Its lines go to HOLD_OUT (results/hold-DATE.jsonl).
+#
+#   ./stream.sh                      # REPS=3 MB=200 FANMB=10 SUBS=100 HOLD=200
 #   REPS=1 MB=50 SUBS=10 ./stream.sh
+#   BUDGET=32MB ./stream.sh          # the default budget: gaps expected
+#   SCENARIOS=hold REPS=1 ./stream.sh  # only the budget scenario
 set -u
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export BENCH_DIR
@@ -22,7 +42,14 @@ REPS=${REPS:-3}
 MB=${MB:-200}
 FANMB=${FANMB:-10}
 SUBS=${SUBS:-100}
+BUDGET=${BUDGET:-$(((MB > FANMB ? MB : FANMB) * 2 + 64))MB}
+HOLD=${HOLD:-200}
+HOLD_SECS=${HOLD_SECS:-5}
+HOLD_PROTO=${HOLD_PROTO:-eventsource channel}
+HOLD_BUDGET=${HOLD_BUDGET:-}
+SCENARIOS=${SCENARIOS:-relay hold}
 OUT=${OUT:-$BENCH_DIR/results/stream-$(date -u +%F).jsonl}
+HOLD_OUT=${HOLD_OUT:-$BENCH_DIR/results/hold-$(date -u +%F).jsonl} # not in report.sh's table
 mkdir -p "$BENCH_DIR/results/logs" "$BENCH_DIR/bin"
 (cd "$BENCH_DIR/tool" && go build -o ../bin/benchtool ./cmd/benchtool && go build -o ../bin/benchchild ./cmd/benchchild) || exit 1
 if [ -z "${GAFFERD:-}" ]; then
@@ -34,7 +61,7 @@ T=$BENCH_DIR/bin/benchtool
 C=$BENCH_DIR/bin/benchchild
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 batch=$(date -u +%Y%m%dT%H%M%SZ)
-echo "batch $batch -> $OUT" >&2
+echo "batch $batch -> $OUT (relay: max_subscriber_memory = $BUDGET)" >&2
 
 W=""
 GPID=""
@@ -62,6 +89,7 @@ relay() {
 [gaffer]
 http_endpoints = sock
 log_level = warning
+max_subscriber_memory = $BUDGET
 
 [endpoint:sock]
 bind = unix:$W/gafferd.sock
@@ -93,12 +121,48 @@ INI
 	local files=()
 	for ((i = 1; i <= n; i++)); do files+=("$W/c$i"); done
 	"$T" relay -label "$feed x$n" -lines "$lines" -size 100 -stamp "$W/emit.stamp" -pid "$GPID" $sse "${files[@]}" |
-		jq -c --arg b "$batch" --argjson r "$rep" --arg v "$("$GAFFERD" -version)" '. + {batch: $b, rep: $r, system: "gaffer", version: $v}' >>"$OUT"
+		jq -c --arg b "$batch" --argjson r "$rep" --arg v "$("$GAFFERD" -version)" --arg bu "$BUDGET" '. + {batch: $b, rep: $r, system: "gaffer", version: $v, max_subscriber_memory: $bu}' >>"$OUT"
 	tail -1 "$OUT" | jq -c '[.label, .mb_s, .capture_s, .sup_cpu_s, .clients_complete, .lines_lost_max, .gaps, .ok]' >&2
 	cleanup
 }
 
+# hold PROTO CLIENTS REP: the budget scenario, one JSON line
+hold() {
+	local proto=$1 n=$2 rep=$3
+	W=$(mktemp -d /tmp/bench-stream.XXXXXX)
+	cat >"$W/gaffer.ini" <<INI
+[gaffer]
+http_endpoints = sock
+log_level = warning
+${HOLD_BUDGET:+max_subscriber_memory = $HOLD_BUDGET}
+
+[endpoint:sock]
+bind = unix:$W/gafferd.sock
+
+[process:y]
+cmd = yes
+redirect_output = stdout, stdout
+graceful_timeout = 5
+INI
+	"$GAFFERD" -c "$W/gaffer.ini" </dev/null >"$W/gafferd.console" 2>&1 &
+	GPID=$!
+	for _ in $(seq 500); do [ -S "$W/gafferd.sock" ] && break; sleep 0.01; done
+	"$T" hold -label "hold $proto x$n" -sock "$W/gafferd.sock" -pid "$GPID" -stream 1 -clients "$n" -proto "$proto" -secs "${HOLD_SECS}s" |
+		jq -c --arg b "$batch" --argjson r "$rep" --arg v "$("$GAFFERD" -version)" --arg bu "${HOLD_BUDGET:-default}" '. + {batch: $b, rep: $r, system: "gaffer", version: $v, max_subscriber_memory: $bu}' >>"$HOLD_OUT"
+	tail -1 "$HOLD_OUT" | jq -c '[.label, .rss_base_mb, .rss_peak_mb, .rss_after_mb, .recovered_s, .ping_ms_median, .ping_ms_max, .reader_mb_s, .reader_gaps, .ok]' >&2
+	cleanup
+}
+
 for rep in $(seq 1 "$REPS"); do
+	case " $SCENARIOS " in *" hold "*)
+		for p in $HOLD_PROTO; do
+			for n in 0 "$HOLD"; do
+				echo "$(date -u +%T) rep $rep hold $p x$n (${HOLD_SECS}s)" >&2
+				hold "$p" "$n" "$rep"
+			done
+		done ;;
+	esac
+	case " $SCENARIOS " in *" relay "*) ;; *) continue ;; esac
 	for s in floor gaffer; do
 		echo "$(date -u +%T) rep $rep output:$MB $s" >&2
 		"$T" run -system "$s" -scenario output -param "$MB" -rep "$rep" -batch "$batch" | jq -c '. + {scenario: "relay", label: "file"}' >>"$OUT"
@@ -109,4 +173,4 @@ for rep in $(seq 1 "$REPS"); do
 	echo "$(date -u +%T) rep $rep eventsource x$SUBS ${FANMB}MB" >&2
 	relay eventsource "$SUBS" "$FANMB" "$rep"
 done
-echo "results: $OUT" >&2
+echo "results: $OUT $HOLD_OUT" >&2

@@ -15,7 +15,8 @@
 #            1 s -> stop, retry after 7 s, give up after 5 cycles). gafferd
 #            ships with flapping off; `true` turns on the reference defaults,
 #            which is what the storm:default scenario is meant to show.
-# graceful_timeout = 10 (same grace as the other adapters).
+# graceful_timeout = 10 (same grace as the other adapters). max_processes
+# (default 1,024) is raised to N when N is larger.
 # Output: spawn/stop/restart/storm: no redirect_output (children write to
 # /dev/null, as with the floor); output scenario: `logfile = $WORK/out.log`
 # (stdout and stderr merged into one pipe, like the floor; the LogFile sink
@@ -42,6 +43,7 @@ logfile = $WORK/out.log"
 [gaffer]
 http_endpoints = sock
 log_level = warning
+max_processes = $((N > 1024 ? N : 1024))
 
 [endpoint:sock]
 bind = unix:$WORK/gafferd.sock

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,26 +214,13 @@ func subscriberTransports(t *testing.T, d func() *daemon) []subscriberTransport 
 				if err != nil {
 					return
 				}
-				var m struct {
-					Event string `json:"event"`
-					Data  struct {
-						Event    string `json:"event"`
-						Data     string `json:"data"`
-						Seq      uint64 `json:"seq"`
-						From, To uint64
-					} `json:"data"`
-				}
-				json.Unmarshal(msg, &m)
-				switch {
-				case m.Event != "gaffer:event":
-				case m.Data.Event == "gap":
-					sc.gap(m.Data.From, m.Data.To)
-					lc.gap()
-				default:
-					sc.chunk(m.Data.Seq)
-					lc.data([]byte(m.Data.Data))
-				}
+				channelStreamMessage(msg, sc, lc)
 			}
+		}},
+		{"SockJS xhr_streaming STREAM", func(pid string) net.Conn {
+			return sockjsNonReader(t, d(), `{"event": "SUB", "data": {"topic": "STREAM:`+pid+`"}}`)
+		}, func(ctx context.Context, pid string, lc *lineChecker) {
+			sockjsStreamReader(ctx, t, d(), `{"event": "SUB", "data": {"topic": "STREAM:`+pid+`"}}`, lc)
 		}},
 		{"eventsource", func(pid string) net.Conn {
 			return rawClient(t, d().sock, "/streams/"+pid+"/out?feed=eventsource", false, "")
@@ -301,6 +289,140 @@ func subscriberTransports(t *testing.T, d func() *daemon) []subscriberTransport 
 				}
 			}
 		}},
+	}
+}
+
+// channelStreamMessage checks one control channel message of a STREAM
+// topic.
+func channelStreamMessage(msg []byte, sc *seqChecker, lc *lineChecker) {
+	var m struct {
+		Event string `json:"event"`
+		Data  struct {
+			Event    string `json:"event"`
+			Data     string `json:"data"`
+			Seq      uint64 `json:"seq"`
+			From, To uint64
+		} `json:"data"`
+	}
+	json.Unmarshal(msg, &m)
+	switch {
+	case m.Event != "gaffer:event":
+	case m.Data.Event == "gap":
+		sc.gap(m.Data.From, m.Data.To)
+		lc.gap()
+	default:
+		sc.chunk(m.Data.Seq)
+		lc.data([]byte(m.Data.Data))
+	}
+}
+
+// sockjsSessions numbers the SockJS sessions of the test.
+var sockjsSessions atomic.Int64
+
+// sockjsSend posts msg to a SockJS session with its binding cookie.
+func sockjsSend(t *testing.T, d *daemon, base, cookie, msg string) {
+	t.Helper()
+	body, _ := json.Marshal([]string{msg})
+	req, _ := http.NewRequest("POST", "http://localhost"+base+"/xhr_send", bytes.NewReader(body))
+	req.Header.Set("Cookie", cookie)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("xhr_send: %d", resp.StatusCode)
+	}
+}
+
+// sockjsCookies returns the Cookie header for the Set-Cookie lines of a
+// response head.
+func sockjsCookies(head string) string {
+	var cookies []string
+	for _, line := range strings.Split(head, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Set-Cookie: "); ok {
+			cookies = append(cookies, strings.TrimSpace(strings.Split(v, ";")[0]))
+		}
+	}
+	return strings.Join(cookies, "; ")
+}
+
+// sockjsNonReader opens a SockJS session over xhr_streaming whose
+// receiving connection reads the response head and nothing more, and
+// sends msg on it (xhr_send, another connection).
+func sockjsNonReader(t *testing.T, d *daemon, msg string) net.Conn {
+	t.Helper()
+	base := "/channel/000/nr" + strconv.FormatInt(sockjsSessions.Add(1), 10)
+	c, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("POST " + base + "/xhr_streaming HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var head []byte
+	b := make([]byte, 1)
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		if _, err := c.Read(b); err != nil {
+			t.Fatalf("xhr_streaming on %s: %v (%q)", base, err, head)
+		}
+		head = append(head, b[0])
+	}
+	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
+		t.Fatalf("xhr_streaming on %s: %q", base, head)
+	}
+	sockjsSend(t, d, base, sockjsCookies(string(head)), msg)
+	return c
+}
+
+// sockjsStreamReader opens a SockJS session over xhr_streaming, sends msg
+// and checks the STREAM messages it gets, opening the next streaming
+// response each time one ends, until ctx ends or the session closes.
+func sockjsStreamReader(ctx context.Context, t *testing.T, d *daemon, msg string, lc *lineChecker) {
+	base := "/channel/000/rd" + strconv.FormatInt(sockjsSessions.Add(1), 10)
+	client := &http.Client{Transport: d.client.Transport}
+	sc := &seqChecker{t: t, what: lc.what}
+	cookie := ""
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://localhost"+base+"/xhr_streaming", nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.Error(err)
+			}
+			return
+		}
+		if cookie == "" {
+			var cs []string
+			for _, c := range resp.Cookies() {
+				cs = append(cs, c.Name+"="+c.Value)
+			}
+			cookie = strings.Join(cs, "; ")
+			sockjsSend(t, d, base, cookie, msg)
+		}
+		rd := bufio.NewScanner(resp.Body)
+		rd.Buffer(make([]byte, 1<<20), 4<<20)
+		for rd.Scan() {
+			line := rd.Bytes()
+			switch {
+			case bytes.HasPrefix(line, []byte("a[")):
+				var msgs []string
+				if err := json.Unmarshal(line[1:], &msgs); err != nil && ctx.Err() == nil {
+					t.Errorf("SockJS frame: %v", err)
+				}
+				for _, m := range msgs {
+					channelStreamMessage([]byte(m), sc, lc)
+				}
+			case bytes.HasPrefix(line, []byte("c[")):
+				resp.Body.Close()
+				return
+			}
+		}
+		resp.Body.Close()
 	}
 }
 

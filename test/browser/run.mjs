@@ -187,6 +187,54 @@ try {
     await page.screenshot({ path: path.join(artifacts, 'console.png'), fullPage: true });
   });
 
+  // firstChunk returns the first chunk gafferd still holds of a stream,
+  // as the API gives it with ?format=json: {label, seq, time, data}.
+  async function firstChunk(pid, label) {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 10000);
+    try {
+      const r = await fetch(`${base}/streams/${pid}/${label}?feed=eventsource&since=0&heartbeat=0&format=json`, { headers: { 'X-Api-Key': key }, signal: ac.signal });
+      if (!r.ok) throw new Error(`GET /streams/${pid}/${label}: ${r.status}`);
+      const dec = new TextDecoder();
+      let buf = '';
+      for await (const part of r.body) {
+        buf += dec.decode(part, { stream: true });
+        for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
+          const lines = buf.slice(0, i).split('\n');
+          if (!lines.includes('event: chunk')) continue;
+          const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+          return JSON.parse(data);
+        }
+      }
+      throw new Error('the feed ended without a chunk');
+    } finally {
+      clearTimeout(timer);
+      ac.abort();
+    }
+  }
+
+  await test('console stamps a line with the time gafferd captured it, not the time the page got it', async () => {
+    // The burn job's child printed its first line when it started, before
+    // this page was opened; its capture time, as the API says it.
+    const [pid] = (await api('GET', `${burnPath}/pids`)).pids;
+    const chunk = await firstChunk(pid, 'stdout');
+    const captured = Date.parse(chunk.time);
+    if (isNaN(captured) || chunk.seq !== 1 || !chunk.data.startsWith('idle for')) throw new Error(`first chunk ${JSON.stringify(chunk)}`);
+    // Long enough ago that the time the page gets the line differs.
+    await until('the line to be 1.5 s old', 60000, async () => Date.now() - captured > 1500);
+    await page.click(`${burnRow} button[data-pid="${pid}"]`);
+    await until('the old line in the output', 10000, async () => (await page.textContent('#output')).includes('idle for'));
+    const stamp = await page.$eval('#output span.ts', (s) => ({ title: s.title, text: s.textContent }));
+    const want = new Date(captured).toISOString() + ' (stdout)';
+    if (stamp.title !== want) throw new Error(`the line is stamped ${stamp.title}, gafferd captured it at ${want}`);
+    const clock = await page.evaluate((t) => {
+      const d = new Date(t), p = (n, w) => String(n).padStart(w || 2, '0');
+      return p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds()) + '.' + p(d.getMilliseconds(), 3);
+    }, captured);
+    if (stamp.text.trim() !== clock) throw new Error(`the line shows ${stamp.text.trim()}, want ${clock}`);
+    await page.screenshot({ path: path.join(artifacts, 'console-capture-time.png'), fullPage: true });
+  });
+
   await test('console stops and starts a job', async () => {
     await page.click(`${row} button[data-action="stop"]`);
     await until('the job to stop', 10000, async () => (await api('GET', `/jobs/${sid}/${name}`)).active === false);
