@@ -15,6 +15,7 @@ const (
 	FlapGiveUp
 )
 
+// String names the verdict: ok, retry or give_up.
 func (v FlapVerdict) String() string {
 	switch v {
 	case FlapRetry:
