@@ -77,14 +77,21 @@ func TestGafferdDocumentedCommandLines(t *testing.T) {
 			d.waitFor(10*time.Second, "the config's job", func() bool { return d.job("default.dummy").Running == 1 })
 			usesPlugins := strings.Contains(strings.Join(args, " "), plugins)
 			if usesPlugins {
-				resp, err := d.client.Get("http://localhost/_plugin/hello/")
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(body) != "hello plugin\n" {
-					t.Fatalf("plugin site: %d %q", resp.StatusCode, body)
+				// Plugins start once the listeners are open: poll.
+				var status int
+				var body []byte
+				d.waitFor(10*time.Second, "the plugin site", func() bool {
+					resp, err := d.client.Get("http://localhost/_plugin/hello/")
+					if err != nil {
+						return false
+					}
+					body, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+					return status == 200
+				})
+				if status != 200 || string(body) != "hello plugin\n" {
+					t.Fatalf("plugin site: %d %q", status, body)
 				}
 			}
 			if f.vv {
