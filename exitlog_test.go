@@ -48,7 +48,14 @@ func TestUnexpectedExitIsLoggedAndRecorded(t *testing.T) {
 		}
 	}
 	// A deliberate stop is not unexpected.
-	next := onlyProcess(t, m, "default.victim")
+	var next *Process
+	waitFor(t, 10*time.Second, "the crashed process's replacement", func() bool {
+		procs, _ := m.JobProcesses("default.victim")
+		if len(procs) == 1 && procs[0] != p {
+			next = procs[0]
+		}
+		return next != nil
+	})
 	if err := m.StopProcess(next.ID); err != nil {
 		t.Fatal(err)
 	}

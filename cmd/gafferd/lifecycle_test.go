@@ -89,7 +89,12 @@ func TestLifecycleSettingsSurviveRestart(t *testing.T) {
 	g.stop(syscall.SIGTERM)
 
 	g = stStart(t, dir)
-	web = g.must("GET", "/jobs/api/web", "")
+	// The saved jobs are restored once the API is open: until the start
+	// step has run, they are listed as not_started.
+	g.waitFor(20*time.Second, "the saved jobs started", func() bool {
+		web = g.must("GET", "/jobs/api/web", "")
+		return web["state"] != "not_started"
+	})
 	cfg, _ := web["config"].(map[string]any)
 	if fmt.Sprint(cfg["depends_on"]) != "[db:healthy]" || cfg["restart"] != "on-failure" || fmt.Sprint(cfg["success_exit_codes"]) != "[0 3]" {
 		t.Fatalf("web's config after the restart: %v", cfg)
